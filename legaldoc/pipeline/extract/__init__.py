@@ -1,0 +1,105 @@
+"""The extract stage: any supported file's bytes to an ExtractedDocument."""
+
+from __future__ import annotations
+
+import re
+
+from legaldoc.config import Settings
+from legaldoc.errors import DataError, DocumentTooLarge, UnsupportedFormat
+from legaldoc.models import ExtractedDocument
+from legaldoc.pipeline.extract.html import html_to_text
+from legaldoc.pipeline.extract.image import extract_image
+from legaldoc.pipeline.extract.mail import extract_email
+from legaldoc.pipeline.extract.ocr import OcrProvider, TesseractOcr, ocr_provider_from_settings
+from legaldoc.pipeline.extract.office import extract_docx, extract_legacy
+from legaldoc.pipeline.extract.pdf import extract_pdf
+from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
+
+__all__ = ["extract", "sniff_kind", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings"]
+
+SUPPORTED_SUFFIXES = frozenset(
+    ".pdf .docx .doc .wpd .eml .msg .txt .text .html .htm .png .jpg .jpeg .tif .tiff".split()
+)
+_EMAIL_HEADER = re.compile(
+    rb"^(Return-Path|Received|From|To|Subject|Date|Message-ID|MIME-Version|Delivered-To|X-[\w-]+):", re.I | re.M
+)
+
+
+def sniff_kind(data: bytes, name: str) -> str:
+    """The document kind from its bytes first, its file name second."""
+    head = data[:2048]
+    lowered_name = name.lower()
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        return "docx"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "doc"
+    if head.startswith(b"\xffWPC"):
+        return "wpd"
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image"
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b"<!doctype html", b"<html")) or lowered_name.endswith((".html", ".htm")):
+        return "html"
+    if lowered_name.endswith((".eml", ".msg")) or len(_EMAIL_HEADER.findall(head)) >= 2 and _EMAIL_HEADER.match(head):
+        return "email"
+    if lowered_name.endswith(".pdf"):
+        return "pdf"
+    return "text"
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Bytes of a text file to str: UTF-8 when valid, otherwise the detected charset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise DataError(f"{source} looks like binary data, not text", hint="convert it to PDF, DOCX or text")
+    return str(best)
+
+
+def extract(
+    data: bytes, source: str, settings: Settings, ocr: OcrProvider | None = None
+) -> ExtractedDocument:
+    """Text, pages and metadata of one document. Raises a categorized LegaldocError on failure."""
+    if not data:
+        raise DataError(f"{source} is empty (0 bytes)", hint="re-download or re-export the file")
+    if len(data) > settings.max_file_mb * 1024 * 1024:
+        raise DocumentTooLarge(
+            f"{source} is {len(data) / 1e6:.0f} MB, over the {settings.max_file_mb:.0f} MB limit",
+            hint="raise LEGALDOC_MAX_FILE_MB or split the file",
+        )
+    deadline = Deadline(settings.document_timeout, f"extracting {source}")
+    kind = sniff_kind(data, source)
+    if kind == "pdf":
+        document = extract_pdf(data, source, settings, ocr, deadline)
+    elif kind == "docx":
+        document = extract_docx(data, source, settings, deadline)
+    elif kind in ("doc", "wpd"):
+        document = extract_legacy(data, source, kind, settings, deadline)
+    elif kind == "image":
+        document = extract_image(data, source, settings, ocr, deadline)
+    elif kind == "email":
+        document = extract_email(data, source)
+    elif kind == "html":
+        document = assemble("html", [(clean_text(html_to_text(decode_text(data, source))), False, "html")])
+    elif kind == "text":
+        if b"\x00" in data[:4096]:
+            raise UnsupportedFormat(
+                f"{source} is a binary file of a format legaldoc does not read",
+                hint=f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}",
+            )
+        document = assemble("text", [(clean_text(decode_text(data, source)), False, "text")])
+    else:  # pragma: no cover - sniff_kind returns only the kinds above
+        raise UnsupportedFormat(f"{source}: unknown kind {kind}")
+    if not document.text.strip():
+        raise DataError(
+            f"{source} has no text (not even after OCR)",
+            hint="check that the file is not blank; scanned pages need tesseract",
+        )
+    return document

@@ -1,0 +1,89 @@
+"""PDF text with pypdfium2, page by page; pages with too thin a text layer go through OCR."""
+
+from __future__ import annotations
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from legaldoc.config import Settings
+from legaldoc.errors import DataError, DocumentTooLarge
+from legaldoc.models import ExtractedDocument
+from legaldoc.pipeline.extract.ocr import OcrProvider
+from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
+
+
+def _open(data: bytes, source: str) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        reason = str(exc)
+        if "password" in reason.lower():
+            raise DataError(
+                f"{source} is an encrypted PDF",
+                hint="remove the password (e.g. qpdf --decrypt) and submit it again",
+            ) from exc
+        raise DataError(
+            f"{source} is not a readable PDF ({reason})",
+            hint="check the file is complete; re-save or re-export it as PDF",
+        ) from exc
+
+
+def _image_coverage(page: pdfium.PdfPage) -> float:
+    width, height = page.get_size()
+    if width <= 0 or height <= 0:
+        return 0.0
+    covered = 0.0
+    for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2):
+        left, bottom, right, top = image.get_bounds()
+        covered += max(0.0, right - left) * max(0.0, top - bottom)
+    return min(1.0, covered / (width * height))
+
+
+def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
+    """A page needs OCR when its text layer is too thin, or sparse text sits on a full-page scan."""
+    chars = sum(1 for ch in text if not ch.isspace())
+    if chars < settings.ocr_min_chars:
+        return True
+    if chars < 2 * settings.ocr_min_chars:
+        return _image_coverage(page) >= settings.ocr_image_coverage
+    return False
+
+
+def extract_pdf(
+    data: bytes, source: str, settings: Settings, ocr: OcrProvider | None, deadline: Deadline
+) -> ExtractedDocument:
+    """Text of every page; OCR where the text layer is too thin and an OCR provider is given."""
+    pdf = _open(data, source)
+    try:
+        page_count = len(pdf)
+        if page_count == 0:
+            raise DataError(f"{source} is a PDF with no pages")
+        if page_count > settings.max_pages:
+            raise DocumentTooLarge(
+                f"{source} has {page_count} pages, more than the limit of {settings.max_pages}",
+                hint="raise LEGALDOC_MAX_PAGES or split the PDF",
+            )
+        pages: list[tuple[str, bool, str]] = []
+        for index in range(page_count):
+            deadline.check()
+            page = pdf[index]
+            try:
+                textpage = page.get_textpage()
+                text = clean_text(textpage.get_text_bounded())
+                textpage.close()
+                if ocr is not None and needs_ocr(page, text, settings):
+                    bitmap = page.render(scale=settings.ocr_dpi / 72, grayscale=True)
+                    image = bitmap.to_pil()
+                    timeout = max(1.0, min(settings.ocr_page_timeout, deadline.remaining()))
+                    ocr_text = clean_text(ocr.image_to_text(image, timeout=timeout))
+                    bitmap.close()
+                    if len(ocr_text.strip()) >= len(text.strip()):
+                        pages.append((ocr_text, True, ocr.name))
+                        continue
+                pages.append((text, False, "text-layer"))
+            finally:
+                page.close()
+        metadata = {"page_count": page_count}
+        return assemble("pdf", pages, metadata)
+    finally:
+        pdf.close()
