@@ -1,0 +1,69 @@
+"""The entities stage: legal entities with exact offsets, normalized values and confidences."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from legaldoc.config import Settings
+from legaldoc.errors import ConfigurationError
+from legaldoc.models import Mention
+from legaldoc.pipeline.entities.base import MentionSink
+from legaldoc.pipeline.entities.citations import citation_mentions
+from legaldoc.pipeline.entities.courts import court_mentions
+from legaldoc.pipeline.entities.dates_money import date_mentions, money_mentions
+from legaldoc.pipeline.entities.dockets import docket_mentions
+from legaldoc.pipeline.entities.names import (
+    case_name_mentions,
+    judge_mentions,
+    organization_mentions,
+    people_mentions,
+)
+
+__all__ = ["EntityProvider", "LocalEntityProvider", "entity_provider_from_settings", "deduplicate"]
+
+
+class EntityProvider(Protocol):
+    """Finds entity mentions in a document's text."""
+
+    name: str
+
+    def extract(self, text: str) -> list[Mention]: ...
+
+
+def deduplicate(mentions: list[Mention]) -> list[Mention]:
+    """One mention per (type, span); among overlapping mentions of one type keep the surest, then longest."""
+    ranked = sorted(mentions, key=lambda m: (-m.confidence, -(m.end - m.start), m.start))
+    kept: list[Mention] = []
+    spans_by_type: dict[str, list[tuple[int, int]]] = {}
+    for mention in ranked:
+        spans = spans_by_type.setdefault(mention.type, [])
+        if any(start < mention.end and mention.start < end for start, end in spans):
+            continue
+        spans.append((mention.start, mention.end))
+        kept.append(mention)
+    return sorted(kept, key=lambda m: (m.start, m.end, m.type))
+
+
+class LocalEntityProvider:
+    """eyecite + reporters-db for citations and statutes, courts-db for courts, rules for the rest."""
+
+    name = "local"
+
+    def extract(self, text: str) -> list[Mention]:
+        sink = MentionSink(text)
+        citation_mentions(sink)
+        court_mentions(sink)
+        docket_mentions(sink)
+        case_name_mentions(sink)
+        judge_mentions(sink)
+        people_mentions(sink)
+        organization_mentions(sink)
+        date_mentions(sink)
+        money_mentions(sink)
+        return deduplicate(sink.mentions)
+
+
+def entity_provider_from_settings(settings: Settings) -> EntityProvider:
+    if settings.entity_provider == "local":
+        return LocalEntityProvider()
+    raise ConfigurationError(f"unknown entity provider {settings.entity_provider!r}")

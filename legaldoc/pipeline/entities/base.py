@@ -1,0 +1,76 @@
+"""Helpers shared by the rule extractors: building mentions with exact offsets, name clean-up."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from legaldoc.models import EntityType, Mention
+
+_SPACE = re.compile(r"\s+")
+
+
+def squash(text: str) -> str:
+    """Collapse runs of whitespace (line breaks included) to one space."""
+    return _SPACE.sub(" ", text).strip()
+
+
+class MentionSink:
+    """Collects mentions for one text, trimming spans to their non-blank core."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.mentions: list[Mention] = []
+
+    def add(
+        self,
+        type_: EntityType,
+        start: int,
+        end: int,
+        normalized: str,
+        extractor: str,
+        confidence: float,
+        **attrs: Any,
+    ) -> Mention | None:
+        text = self.text
+        while start < end and (text[start].isspace() or text[start] in ",;:"):
+            start += 1
+        while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:"):
+            end -= 1
+        if end <= start or not normalized:
+            return None
+        mention = Mention(
+            type=type_,
+            text=text[start:end],
+            start=start,
+            end=end,
+            normalized=normalized,
+            extractor=extractor,
+            confidence=round(confidence, 3),
+            attrs={key: value for key, value in attrs.items() if value is not None},
+        )
+        self.mentions.append(mention)
+        return mention
+
+
+NAME_SUFFIXES = ("Jr.", "Jr", "Sr.", "Sr", "II", "III", "IV", "V", "Esq.", "Esq")
+_SUFFIX_COMMA = re.compile(r"\s*,\s*(Jr\.?|Sr\.?|II|III|IV|V|Esq\.?)\b")
+
+
+def normalize_person(name: str) -> str:
+    """'HERON , IV John' stays as written but tidied: single spaces, suffix without comma, title case if all caps."""
+    name = squash(name)
+    name = _SUFFIX_COMMA.sub(r" \1", name)
+    name = name.strip(" ,;")
+    if name.isupper() and len(name) > 3:
+        name = " ".join(part if len(part) <= 2 and part.endswith(".") else part.title() for part in name.split())
+    return name
+
+
+def last_first_to_first_last(name: str) -> str:
+    """'Geisler, Kimberly' -> 'Kimberly Geisler'."""
+    if name.count(",") == 1:
+        last, first = (part.strip() for part in name.split(","))
+        if first and last and first not in NAME_SUFFIXES:
+            return f"{first} {last}"
+    return name

@@ -1,0 +1,318 @@
+"""Case names, parties, judges, attorneys, people, law firms and organizations, by rules.
+
+The rules read the places legal documents name people and parties: captions, "Case Name:" fields,
+e-mail subjects, notice lists ("Name  address@example.com"), signature and counsel blocks, judge
+titles. They use the shape of names, never lists of particular names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from legaldoc.models import EntityType
+from legaldoc.pipeline.entities.base import (
+    MentionSink,
+    last_first_to_first_last,
+    normalize_person,
+    squash,
+)
+
+_TOKEN = r"(?:[A-Z][a-z]*[A-Z]?[a-z]+(?:['’\-][A-Za-z]+)*|O['’][A-Z][a-z]+|[A-Z]\.|[A-Z]{2,}(?:['’\-][A-Z]+)*|[A-Z](?=[ \t\n,]|$))"
+_SUFFIX = r"(?:[ \t]*,?[ \t]*(?:Jr\.?|Sr\.?|II|III|IV|Esq\.?)(?![\w]))?"
+PERSON_NAME = rf"{_TOKEN}(?:[ \t]+{_TOKEN}){{1,4}}{_SUFFIX}"
+_PERSON_FULL = re.compile(rf"^{PERSON_NAME}$")
+# Notice lists of anonymized or test filings number their placeholder names ("Test User2").
+_LISTED_TOKEN = _TOKEN.replace("[a-z]+(?:", "[a-z]+\\d{0,2}(?:", 1)
+LISTED_NAME = rf"{_LISTED_TOKEN}(?:[ \t]+{_LISTED_TOKEN}){{1,4}}{_SUFFIX}"
+_EMAIL = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+")
+
+ORG_WORDS = frozenset(
+    "llc l.l.c. inc inc. corp corp. co co. company corporation ltd ltd. llp l.l.p. pllc p.c. p.a. n.a. lp "
+    "bank trust trustee court clerk office department agency board commission united states america usa "
+    "u.s. government county city state commonwealth region notice case document filing filer docket "
+    "university hospital group association services service holdings partners foundation school district "
+    "firm law attorney attorneys general chapter estate creditor debtor plaintiff defendant".split()
+)
+_NOT_NAME_START = frozenset(
+    "the a an this that these notice case document order motion filed entered and or of for to by on in "
+    "re dear page date subject from sent cc judge hon honorable mr ms mrs dr".split()
+)
+
+
+_LISTED_FULL = re.compile(rf"^{LISTED_NAME}$")
+
+
+def _is_person_name(candidate: str, listed: bool = False) -> bool:
+    candidate = squash(candidate)
+    if not (_LISTED_FULL if listed else _PERSON_FULL).match(candidate):
+        return False
+    words = [w.strip(",.").lower() for w in candidate.split()]
+    if words[0] in _NOT_NAME_START:
+        return False
+    return not any(word in ORG_WORDS for word in words)
+
+
+def _case_name_normalized(name: str) -> str:
+    name = squash(name).strip(" ,.;:")
+    name = re.sub(r",?\s+et\s+al\.?(?=\s|$|,)", "", name, flags=re.I)
+    name = re.sub(r"\s+(?:vs?\.?|versus)\s+", " v. ", name, flags=re.I)
+    sides = name.split(" v. ")
+    sides = ["United States" if side.strip().upper() in ("USA", "U.S.A.", "U.S.") else side.strip() for side in sides]
+    return " v. ".join(sides).strip(" ,")
+
+
+def _add_case_name(sink: MentionSink, start: int, end: int, extractor: str, confidence: float, **attrs) -> None:
+    """A case name of this document and the parties on each side of it."""
+    raw = sink.text[start:end]
+    normalized = _case_name_normalized(raw)
+    if len(normalized) < 3:
+        return
+    sink.add(EntityType.CASE_NAME, start, end, normalized, extractor, confidence, **attrs)
+    versus = re.search(r"\s+(?:vs?\.?|versus)\s+", raw, flags=re.I)
+    sides = [(start, start + versus.start(), "plaintiff"), (start + versus.end(), end, "defendant")] if versus else [
+        (start, end, "subject")
+    ]
+    for side_start, side_end, role in sides:
+        side_text = sink.text[side_start:side_end]
+        trimmed = re.sub(r",?\s+et\s+al\.?\s*$", "", side_text, flags=re.I)
+        in_re = re.match(r"\s*In\s+re:?\s+", trimmed, flags=re.I)
+        offset = in_re.end() if in_re else 0
+        party = _case_name_normalized(trimmed[offset:])
+        if party and party.lower() not in ("in re",):
+            sink.add(EntityType.PARTY, side_start + offset, side_start + len(trimmed), party, extractor,
+                     confidence * 0.95, role=role)  # fmt: skip
+
+
+_CASE_NAME_FIELD = re.compile(r"Case\s+Name:[ \t]*(?:\n[ \t]*)?(?P<name>[^\n]+(?:\n(?![ \t]*(?:Case\s+Number|Filer|Document|WARNING|Docket)\b)[^\n:]+)?)", re.I)
+_SUBJECT_CASE = re.compile(
+    r"^Subject:.*?\b\d{1,2}:\d{2}-[a-z]{2,4}-\d{3,6}(?:-[A-Za-z]{1,5})*\s+(?P<name>[^\n]+?\bv\.?\s[^\n]+?\bet\s+al)\b",
+    re.I | re.M,
+)
+_NAME_WORD = r"(?:[A-Z][\w'’&.\-]*|&|of|the|de|la|del|and|ex\s+rel\.?|\d+[a-z]{0,2})"
+_INLINE_VERSUS = re.compile(
+    rf"(?<![\w.])(?P<name>[A-Z][\w'’&.\-]*(?:,?[ \t]+{_NAME_WORD}){{0,7}}?,?\s+v\.\s+[A-Z][\w'’&.\-]*(?:,?[ \t]+{_NAME_WORD}){{0,7}})"
+)
+_IN_RE = re.compile(r"\b(?P<name>In\s+re:?\s+[A-Z][\w'’&.\-]*(?:,?[ \t]+(?:[A-Z][\w'’&.\-]*|of|the|and|\d{4})){0,8})")
+_CAPTION_VERSUS = re.compile(r"^[ \t]*(?:v\.?|vs\.?|versus|-\s*against\s*-|against)[ \t]*$", re.I | re.M)
+_ROLE = re.compile(
+    r"\b(?:Plaintiffs?|Defendants?|Petitioners?|Respondents?|Appellants?|Appellees?|Debtors?|Movants?|"
+    r"Plaintiffs?-Appellants?|Defendants?-Appellees?|Intervenors?|Claimants?)\b[\s,.;]*$",
+    re.I,
+)
+_STOP_WORDS_CAPTION = re.compile(r"\b(?:COURT|DISTRICT OF|CASE NO|CIVIL ACTION|No\.|Docket)\b", re.I)
+
+
+def case_name_mentions(sink: MentionSink) -> None:
+    text = sink.text
+    for match in _CASE_NAME_FIELD.finditer(text):
+        name = match["name"]
+        cut = re.search(r"\s{2,}|\s+Case\s+Number:", name)
+        end = match.start("name") + (cut.start() if cut and cut.start() > 2 else len(name.rstrip()))
+        _add_case_name(sink, match.start("name"), end, "rules", 0.95, source="case-name-field")
+    for match in _SUBJECT_CASE.finditer(text):
+        _add_case_name(sink, match.start("name"), match.end("name"), "rules", 0.85, source="subject")
+    for match in _CAPTION_VERSUS.finditer(text[:8000]):
+        _caption_around(sink, match.start(), match.end())
+    for match in _INLINE_VERSUS.finditer(text):
+        name = match["name"]
+        lead = re.match(r"(?:(?:See|Cf|But|Compare|In|And|The|Also|Accord|E\.g|Under|As|Both|Whether|Citing)\.?,?\s+)+", name)
+        start = match.start() + (lead.end() if lead else 0)
+        if "\n" in text[start:match.end()] and text[start:match.end()].count("\n") > 1:
+            continue
+        sink.add(EntityType.CASE_NAME, start, match.end(), _case_name_normalized(text[start:match.end()]), "rules", 0.55)
+    for match in _IN_RE.finditer(text):
+        sink.add(EntityType.CASE_NAME, match.start(), match.end(), _case_name_normalized(match["name"]), "rules", 0.6)
+
+
+def _caption_around(sink: MentionSink, v_start: int, v_end: int) -> None:
+    """A caption: party lines above a lone 'v.' line, party lines below, each ending in a role word."""
+    text = sink.text
+    above = text[max(0, v_start - 600) : v_start].split("\n")
+    below = text[v_end : v_end + 600].split("\n")
+
+    def collect(lines: list[str]) -> list[str]:
+        taken: list[str] = []
+        for line in lines:
+            stripped = line.strip(" \t\f")
+            if not stripped or _STOP_WORDS_CAPTION.search(stripped) or len(stripped) > 90:
+                if taken:
+                    break
+                continue
+            taken.append(stripped)
+            if len(taken) >= 5:
+                break
+        return taken
+
+    top = list(reversed(collect(list(reversed(above)))))
+    bottom = collect(below[1:] if below and not below[0].strip() else below)
+    top_party = [line for line in top if not _ROLE.fullmatch(line.strip())]
+    bottom_party = [line for line in bottom if not _ROLE.fullmatch(line.strip())]
+    if not top_party or not bottom_party:
+        return
+    first = squash(" ".join(top_party))
+    second = squash(" ".join(bottom_party))
+    first = _ROLE.sub("", first).strip(" ,;")
+    second = _ROLE.sub("", second).strip(" ,;")
+    start = text.rfind(top_party[0], max(0, v_start - 600), v_start)
+    second_start = text.find(bottom_party[0], v_end)
+    if start < 0 or second_start < 0 or not first or not second:
+        return
+    sink.add(EntityType.PARTY, start, start + len(top_party[0]), first.split(",")[0].strip(), "rules", 0.8, role="plaintiff")
+    sink.add(EntityType.PARTY, second_start, second_start + len(bottom_party[0]), second.split(",")[0].strip(), "rules", 0.8, role="defendant")
+    sink.add(EntityType.CASE_NAME, start, second_start + len(bottom_party[0]),
+             f"{first.split(',')[0].strip()} v. {second.split(',')[0].strip()}", "rules", 0.8, source="caption")  # fmt: skip
+
+
+_JUDGE_PATTERNS = (
+    re.compile(rf"\b(?:(?:Chief|Senior|Magistrate|Bankruptcy|District|Circuit|U\.S\.|United\s+States)\s+)*Judge[ \t]+(?P<name>{PERSON_NAME})"),
+    re.compile(rf"\b(?:Hon\.|Honorable|HONORABLE|HON\.)[ \t]+(?P<name>{PERSON_NAME})"),
+    re.compile(rf"(?P<name>{PERSON_NAME}),?[ \t]+(?:Chief[ \t]+|Senior[ \t]+|United[ \t]+States[ \t]+)?(?:District|Circuit|Magistrate|Bankruptcy)[ \t]+Judge\b"),
+    re.compile(r"\b(?:JUSTICE|Justice|CHIEF JUSTICE|Chief Justice)[ \t]+(?P<name>[A-Z][A-Za-z'’\-]{2,})(?![\w])"),
+    re.compile(r"(?<![\w])(?P<name>[A-Z]{3,}(?:[ \t][A-Z]{3,})?),[ \t]+(?:C\.[ \t]?)?J\.,"),
+)
+_JUDGE_NOT = frozenset({"court", "district", "circuit", "the", "united", "states"})
+
+
+def judge_mentions(sink: MentionSink) -> None:
+    for pattern in _JUDGE_PATTERNS:
+        for match in pattern.finditer(sink.text):
+            name = match["name"]
+            if name.split()[0].lower() in _JUDGE_NOT:
+                continue
+            sink.add(EntityType.JUDGE, match.start("name"), match.end("name"), normalize_person(name), "rules", 0.85)
+
+
+_NOTICE_NAME = re.compile(
+    rf"(?P<name>{LISTED_NAME})(?:[ \t]*\((?:Terminated|terminated)\))?(?:[ \t]+on[ \t]+behalf[ \t]+of[ \t]+(?P<behalf>[^\n@]{{3,160}}?))?[ \t]*\n?[ \t]*$"
+)
+_FILER_PAREN = re.compile(r"\((?P<name>[A-Z][\w'’\-]+,[ \t]+[A-Z][\w'’\-]+(?:[ \t]+[A-Z]\.?)?)\)")
+_ENTERED_BY = re.compile(r"\b(?:entered|received|filed)\s+(?:by|from)\s+(?P<name>[A-Z][\w'’\-]+,\s+[A-Z][\w'’\-]+|" + PERSON_NAME + r")\s+(?:entered\s+)?on\b")
+_SLASH_S = re.compile(rf"/s/[ \t]*(?P<name>{PERSON_NAME})")
+_COUNSEL_HEADER = re.compile(
+    r"^[ \t]*(?:Attorneys?|Counsel)[ \t]+for[ \t]+(?P<role>[^\n]{3,80})$|(?:ATTORNEYS?|COUNSEL)[ \t]+FOR[ \t]+(?P<role2>[A-Z][A-Z ]{3,40})",
+    re.M,
+)
+_HONORIFIC = re.compile(rf"\b(?:Mr|Ms|Mrs|Dr|Miss)\.?[ \t]+(?P<name>{PERSON_NAME}|[A-Z][a-z]+(?:['’\-][A-Za-z]+)?)")
+
+
+def _person_or_org(sink: MentionSink, start: int, end: int, person_type: EntityType, confidence: float, **attrs) -> None:
+    name = sink.text[start:end]
+    if _is_person_name(name, listed=True):
+        sink.add(person_type, start, end, normalize_person(name), "rules", confidence, **attrs)
+    elif len(squash(name)) > 3:
+        sink.add(EntityType.ORGANIZATION, start, end, squash(name), "rules", confidence * 0.8, **attrs)
+
+
+def people_mentions(sink: MentionSink) -> None:
+    text = sink.text
+    # Notice lists: "Name   address@example.com, other@example.com" (same line or the line above).
+    previous_email_end = -1
+    for email in _EMAIL.finditer(text):
+        between = text[previous_email_end:email.start()] if previous_email_end >= 0 else ""
+        last_end = previous_email_end
+        previous_email_end = email.end()
+        if between and re.fullmatch(r"[ \t]*[,;][ \t]*\n?[ \t]*|[,;]?\s*", between) and "\n\n" not in between:
+            continue  # continuation of an address list
+        line_start = text.rfind("\n", 0, email.start()) + 1
+        segment_start = max(line_start, last_end)
+        if not text[segment_start:email.start()].strip():  # address on its own line: name is on the line above
+            segment_start = max(text.rfind("\n", 0, max(0, line_start - 1)) + 1, last_end)
+        segment = text[segment_start:email.start()]
+        inner = segment.lstrip(" \t,;>:\n")
+        match = _NOTICE_NAME.search(inner) if inner.strip() else None
+        if not match:
+            continue
+        offset = segment_start + (len(segment) - len(inner))
+        if match.start() > 0 and inner[: match.start()].strip() and not inner[: match.start()].rstrip().endswith((",", ";")):
+            continue
+        behalf = match["behalf"]
+        person_type = EntityType.ATTORNEY if behalf else EntityType.PERSON
+        attrs = {"role": "notice-recipient"}
+        if behalf:
+            attrs["represents"] = squash(re.sub(r"^(?:Plaintiff|Defendant|Debtor|Creditor|Interested Party|Trustee|U\.S\. Trustee|Respondent|Petitioner|Movant)\s+", "", behalf.strip()))
+        _person_or_org(sink, offset + match.start("name"), offset + match.end("name"), person_type, 0.85, **attrs)
+    for match in _FILER_PAREN.finditer(text):
+        name = match["name"]
+        if any(word.lower().strip(",") in ORG_WORDS for word in name.split()):
+            continue
+        sink.add(EntityType.ATTORNEY, match.start("name"), match.end("name"),
+                 normalize_person(last_first_to_first_last(name)), "rules", 0.65, role="filer")  # fmt: skip
+    for match in _ENTERED_BY.finditer(text):
+        name = match["name"]
+        if _is_person_name(last_first_to_first_last(name)) and "FirstName" not in name:
+            sink.add(EntityType.PERSON, match.start("name"), match.end("name"),
+                     normalize_person(last_first_to_first_last(name)), "rules", 0.7, role="filer")  # fmt: skip
+    for match in _SLASH_S.finditer(text):
+        if _is_person_name(match["name"]):
+            sink.add(EntityType.ATTORNEY, match.start("name"), match.end("name"), normalize_person(match["name"]), "rules", 0.85, role="signer")
+    for match in _COUNSEL_HEADER.finditer(text):
+        role = squash(match["role"] or match["role2"] or "")
+        _counsel_block(sink, match.start(), match.end(), role)
+    for match in _HONORIFIC.finditer(text):
+        name = match["name"]
+        if len(name.split()) >= 2 and _is_person_name(name):
+            sink.add(EntityType.PERSON, match.start("name"), match.end("name"), normalize_person(name), "rules", 0.75)
+
+
+def _counsel_block(sink: MentionSink, header_start: int, header_end: int, role: str) -> None:
+    """Names in the few lines above 'Attorneys for X' (signature style) or below it (header style)."""
+    text = sink.text
+    above_start = max(0, header_start - 400)
+    lines_above = text[above_start:header_start].split("\n")[-7:]
+    position = header_start - sum(len(line) + 1 for line in lines_above)
+    candidates: list[tuple[int, str]] = []
+    for line in lines_above:
+        candidates.append((position, line))
+        position += len(line) + 1
+    position = header_end + 1
+    for line in text[header_end + 1 : header_end + 400].split("\n")[:4]:
+        candidates.append((position, line))
+        position += len(line) + 1
+    for line_start, line in candidates:
+        cell_start = 0
+        for cell in re.split(r"(\t+| {2,})", line):
+            if cell and not cell.isspace():
+                cleaned = re.sub(r"[ \t]*\((?:pro hac vice|admitted pro hac vice|Bar No\.[^)]*)\)|,?[ \t]*Esq\.?$", "", cell.strip(), flags=re.I)
+                cleaned = re.sub(r"^/s/[ \t]*", "", cleaned)
+                if _is_person_name(cleaned):
+                    start = line_start + cell_start + cell.find(cleaned)
+                    sink.add(EntityType.ATTORNEY, start, start + len(cleaned), normalize_person(cleaned), "rules", 0.75,
+                             represents=role or None, role="counsel")  # fmt: skip
+            cell_start += len(cell)
+
+
+_FIRM = re.compile(
+    r"(?P<name>(?:[A-Z][\w'’.\-]*,?[ \t]+(?:&[ \t]+|and[ \t]+)?){0,5}[A-Z][\w'’.\-]*),?[ \t]+"
+    r"(?P<suffix>L\.?L\.?P\.?|P\.?L\.?L\.?C\.?|P\.C\.|P\.A\.|LPA|Law[ \t]+Firm|Law[ \t]+Group|Law[ \t]+Offices?|Attorneys[ \t]+at[ \t]+Law)(?![\w])"
+    r"|(?P<office>Law[ \t]+Offices?[ \t]+of[ \t]+[A-Z][\w'’.\-]*(?:[ \t]+[A-Z][\w'’.\-]*){0,3})"
+)
+_ORG = re.compile(
+    r"(?P<name>(?:[A-Z][\w'’.\-]*,?[ \t]+(?:&[ \t]+|and[ \t]+|of[ \t]+)?){0,6}[A-Z][\w'’.\-]*),?[ \t]+"
+    r"(?P<suffix>L\.?L\.?C\.?|Inc\.?|Corp\.?|Corporation|Co\.|Company|Ltd\.?|N\.A\.|L\.P\.|LP|S\.A\.|GmbH|PLC)(?![\w])"
+    r"|(?P<gov>(?:City|County|State|Commonwealth|Town|Village|Department|Office|Bureau|Board|Commission|Agency)[ \t]+of[ \t]+(?:the[ \t]+)?[A-Z][\w'’.\-]*(?:[ \t]+[A-Z][\w'’.\-]*){0,3})"
+    r"|(?P<ust>(?:United[ \t]+States|U\.S\.)[ \t]+Trustee)"
+)
+_LEADING_NOISE = re.compile(
+    r"^(?:(?:The|See|By|And|Of|For|From|To|In|On|Filed|Plaintiffs?|Defendants?|Appellants?|Appellees?|Debtors?|Creditors?|Notice|Order|Motion|Behalf|Counsel|Attorneys?|Re|RE|Case|Name|Filer|Party|Interested|Dear|Via|Respondents?|Petitioners?)\.?,?[ \t]+)+"
+)
+
+
+def organization_mentions(sink: MentionSink) -> None:
+    taken: list[tuple[int, int]] = []
+    for pattern, default_type in ((_FIRM, EntityType.LAW_FIRM), (_ORG, EntityType.ORGANIZATION)):
+        for match in pattern.finditer(sink.text):
+            start, end = match.span()
+            if any(s < end and start < e for s, e in taken):
+                continue
+            if match.groupdict().get("name"):
+                noise = _LEADING_NOISE.match(match["name"])
+                if noise:
+                    start += noise.end()
+            value = squash(sink.text[start:end]).strip(" ,")
+            if len(value) < 4 or value.split()[0].lower() in ("llc", "inc", "inc.", "llp"):
+                continue
+            kind = default_type
+            if default_type is EntityType.ORGANIZATION and re.search(r"\bLaw\b|\bLegal\b|\bAttorneys?\b", value):
+                kind = EntityType.LAW_FIRM
+            sink.add(kind, start, end, value, "rules", 0.75)
+            taken.append((start, end))
