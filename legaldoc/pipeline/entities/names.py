@@ -52,8 +52,14 @@ def _is_person_name(candidate: str, listed: bool = False) -> bool:
     return not any(word in ORG_WORDS for word in words)
 
 
+_NAME_TAIL = re.compile(r",\s*(?:\d|No\.)|;|\s+and\s+DOES\b|\s+\d+\s+[A-Z][\w.]*\s*\d", re.I)
+
+
 def _case_name_normalized(name: str) -> str:
     name = squash(name).strip(" ,.;:")
+    tail = _NAME_TAIL.search(name)
+    if tail and tail.start() > 3:
+        name = name[: tail.start()].strip(" ,.;:")
     name = re.sub(r",?\s+et\s+al\.?(?=\s|$|,)", "", name, flags=re.I)
     name = re.sub(r"\s+(?:vs?\.?|versus)\s+", " v. ", name, flags=re.I)
     sides = name.split(" v. ")
@@ -99,7 +105,7 @@ _ROLE = re.compile(
     r"Plaintiffs?-Appellants?|Defendants?-Appellees?|Intervenors?|Claimants?)\b[\s,.;]*$",
     re.I,
 )
-_STOP_WORDS_CAPTION = re.compile(r"\b(?:COURT|DISTRICT OF|CASE NO|CIVIL ACTION|No\.|Docket)\b", re.I)
+_STOP_WORDS_CAPTION = re.compile(r"\b(?:COURT\b|DISTRICT OF\b|CIRCUIT\b|APPEALS\b|CASE NO|CIVIL ACTION|No\.|Docket\b)", re.I)
 
 
 def case_name_mentions(sink: MentionSink) -> None:
@@ -117,9 +123,13 @@ def case_name_mentions(sink: MentionSink) -> None:
         name = match["name"]
         lead = re.match(r"(?:(?:See|Cf|But|Compare|In|And|The|Also|Accord|E\.g|Under|As|Both|Whether|Citing)\.?,?\s+)+", name)
         start = match.start() + (lead.end() if lead else 0)
-        if "\n" in text[start:match.end()] and text[start:match.end()].count("\n") > 1:
+        end = match.end()
+        tail = _NAME_TAIL.search(text, start, end)
+        if tail:
+            end = tail.start()
+        if text[start:end].count("\n") > 1 or " v. " not in squash(text[start:end]):
             continue
-        sink.add(EntityType.CASE_NAME, start, match.end(), _case_name_normalized(text[start:match.end()]), "rules", 0.55)
+        sink.add(EntityType.CASE_NAME, start, end, _case_name_normalized(text[start:end]), "rules", 0.55)
     for match in _IN_RE.finditer(text):
         sink.add(EntityType.CASE_NAME, match.start(), match.end(), _case_name_normalized(match["name"]), "rules", 0.6)
 
@@ -149,18 +159,16 @@ def _caption_around(sink: MentionSink, v_start: int, v_end: int) -> None:
     bottom_party = [line for line in bottom if not _ROLE.fullmatch(line.strip())]
     if not top_party or not bottom_party:
         return
-    first = squash(" ".join(top_party))
-    second = squash(" ".join(bottom_party))
-    first = _ROLE.sub("", first).strip(" ,;")
-    second = _ROLE.sub("", second).strip(" ,;")
+    first = _case_name_normalized(_ROLE.sub("", squash(" ".join(top_party)))).split(",")[0].strip()
+    second = _case_name_normalized(_ROLE.sub("", squash(" ".join(bottom_party)))).split(",")[0].strip()
     start = text.rfind(top_party[0], max(0, v_start - 600), v_start)
     second_start = text.find(bottom_party[0], v_end)
     if start < 0 or second_start < 0 or not first or not second:
         return
-    sink.add(EntityType.PARTY, start, start + len(top_party[0]), first.split(",")[0].strip(), "rules", 0.8, role="plaintiff")
-    sink.add(EntityType.PARTY, second_start, second_start + len(bottom_party[0]), second.split(",")[0].strip(), "rules", 0.8, role="defendant")
-    sink.add(EntityType.CASE_NAME, start, second_start + len(bottom_party[0]),
-             f"{first.split(',')[0].strip()} v. {second.split(',')[0].strip()}", "rules", 0.8, source="caption")  # fmt: skip
+    sink.add(EntityType.PARTY, start, start + len(top_party[0]), first, "rules", 0.8, role="plaintiff")
+    sink.add(EntityType.PARTY, second_start, second_start + len(bottom_party[0]), second, "rules", 0.8, role="defendant")
+    sink.add(EntityType.CASE_NAME, start, second_start + len(bottom_party[0]), f"{first} v. {second}", "rules", 0.8,
+             source="caption")  # fmt: skip
 
 
 _JUDGE_PATTERNS = (
@@ -282,7 +290,7 @@ def _counsel_block(sink: MentionSink, header_start: int, header_end: int, role: 
 
 
 _FIRM = re.compile(
-    r"(?P<name>(?:[A-Z][\w'’.\-]*,?[ \t]+(?:&[ \t]+|and[ \t]+)?){0,5}[A-Z][\w'’.\-]*),?[ \t]+"
+    r"(?P<name>(?:[A-Z][\w'’.\-]*,?[ \t]+(?:&[ \t]+)?){0,5}[A-Z][\w'’.\-]*),?[ \t]+"
     r"(?P<suffix>L\.?L\.?P\.?|P\.?L\.?L\.?C\.?|P\.C\.|P\.A\.|LPA|Law[ \t]+Firm|Law[ \t]+Group|Law[ \t]+Offices?|Attorneys[ \t]+at[ \t]+Law)(?![\w])"
     r"|(?P<office>Law[ \t]+Offices?[ \t]+of[ \t]+[A-Z][\w'’.\-]*(?:[ \t]+[A-Z][\w'’.\-]*){0,3})"
 )
@@ -309,6 +317,9 @@ def organization_mentions(sink: MentionSink) -> None:
                 if noise:
                     start += noise.end()
             value = squash(sink.text[start:end]).strip(" ,")
+            if value.endswith(".") and match.groupdict().get("gov"):
+                end -= 1
+                value = value[:-1]
             if len(value) < 4 or value.split()[0].lower() in ("llc", "inc", "inc.", "llp"):
                 continue
             kind = default_type
