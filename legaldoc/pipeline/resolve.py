@@ -1,0 +1,154 @@
+"""The resolve stage: mentions to project-wide canonical entities, with a stored reason for every merge.
+
+A canonical key per type comes first (citation, court id, docket, ISO date, normalized name); guarded
+fuzzy matching (rapidfuzz) then joins names inside one key group (same type, same surname or first
+word). Dates, money, dockets, citations and courts are never merged fuzzily.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz
+
+from legaldoc.models import PERSON_TYPES, CanonicalEntity, EntityType, Mention
+
+EXACT_TYPES = frozenset(
+    {
+        EntityType.CASE_CITATION,
+        EntityType.STATUTE,
+        EntityType.RULE,
+        EntityType.COURT,
+        EntityType.DOCKET_NUMBER,
+        EntityType.DATE,
+        EntityType.MONEY,
+    }
+)
+_PERSON_NOISE = frozenset({"jr", "sr", "ii", "iii", "iv", "esq", "hon", "honorable", "judge", "mr", "ms", "mrs", "dr"})
+_ORG_NOISE = frozenset(
+    "the inc incorporated llc l l c corp corporation co company ltd limited llp l l p pllc pc p c pa p a "
+    "n a na lp plc et al".split()
+)
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    text = re.sub(r"[^\w§]+", " ", text)
+    return " ".join(text.split())
+
+
+def canonical_key(mention_type: EntityType, normalized: str) -> str:
+    """The exact key of a normalized value: equal keys are the same entity without any fuzzy step."""
+    if mention_type in EXACT_TYPES:
+        return " ".join(normalized.split()).casefold() if mention_type != EntityType.COURT else normalized
+    words = _fold(normalized).split()
+    noise = _PERSON_NOISE if mention_type in PERSON_TYPES else _ORG_NOISE
+    if mention_type is EntityType.CASE_NAME:
+        words = [w for w in words if w not in ("et", "al")]
+        return " ".join(words)
+    kept = [w for w in words if w not in noise]
+    return " ".join(kept or words)
+
+
+def _group_key(mention_type: EntityType, key: str) -> str:
+    words = key.split()
+    if not words:
+        return ""
+    return words[-1] if mention_type in PERSON_TYPES else words[0]
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _person_compatible(a: str, b: str) -> str | None:
+    """A reason when two person keys name the same person: same surname and compatible given names."""
+    wa, wb = a.split(), b.split()
+    if len(wa) < 2 or len(wb) < 2 or wa[-1] != wb[-1]:
+        return None
+    first_a, first_b = wa[0], wb[0]
+    if first_a == first_b:
+        middle_a, middle_b = wa[1:-1], wb[1:-1]
+        if not middle_a or not middle_b:
+            return "same first name and surname; one has a middle name"
+        if all(x[0] == y[0] for x, y in zip(middle_a, middle_b, strict=False)):
+            return "same first name and surname; middle names agree"
+        return None
+    if (len(first_a) == 1 or len(first_b) == 1) and first_a[0] == first_b[0]:
+        return "same surname; first initial agrees"
+    return None
+
+
+def _fuzzy_reason(mention_type: EntityType, key: str, candidate: str, threshold: float) -> str | None:
+    if mention_type in EXACT_TYPES or key == candidate:
+        return None
+    if _digits(key) != _digits(candidate):
+        return None  # '1st Street LLC' is never '2nd Street LLC'
+    if mention_type in PERSON_TYPES:
+        reason = _person_compatible(key, candidate)
+        if reason:
+            return reason
+        words_a, words_b = key.split(), candidate.split()
+        if len(words_a) != len(words_b) or words_a[-1] != words_b[-1]:
+            return None
+    if min(len(key), len(candidate)) < 6:
+        return None  # short names are never merged fuzzily ('John' vs 'Johnson', 'Ace' vs 'Acme')
+    score = fuzz.ratio(key, candidate)
+    if score >= threshold:
+        return f"fuzzy match {score:.0f} >= {threshold:.0f} on '{candidate}'"
+    return None
+
+
+@dataclass
+class Resolution:
+    """What resolve decided for one document: each mention's entity, and every entity touched."""
+
+    entity_of_mention: list[tuple[EntityType, str]] = field(default_factory=list)
+    entities: dict[tuple[EntityType, str], CanonicalEntity] = field(default_factory=dict)
+
+
+def resolve_mentions(
+    mentions: Iterable[Mention],
+    existing: Mapping[EntityType, Mapping[str, CanonicalEntity]],
+    threshold: float = 92.0,
+) -> Resolution:
+    """Map each mention to a canonical entity, reusing the project's entities where they match."""
+    resolution = Resolution()
+    known: dict[EntityType, dict[str, CanonicalEntity]] = {t: dict(v) for t, v in existing.items()}
+    groups: dict[tuple[EntityType, str], list[str]] = {}
+    for entity_type, entities in known.items():
+        for key in entities:
+            groups.setdefault((entity_type, _group_key(entity_type, key)), []).append(key)
+
+    for mention in mentions:
+        key = canonical_key(mention.type, mention.normalized)
+        if not key:
+            key = mention.normalized.casefold()
+        by_type = known.setdefault(mention.type, {})
+        target = key if key in by_type else None
+        reason = "same canonical key"
+        if target is None:
+            for candidate in groups.get((mention.type, _group_key(mention.type, key)), []):
+                fuzzy = _fuzzy_reason(mention.type, key, candidate, threshold)
+                if fuzzy:
+                    target, reason = candidate, fuzzy
+                    break
+        if target is None:
+            entity = CanonicalEntity(type=mention.type, key=key, name=mention.normalized)
+            by_type[key] = entity
+            groups.setdefault((mention.type, _group_key(mention.type, key)), []).append(key)
+            target = key
+            reason = "first mention"
+        entity = by_type[target]
+        if mention.normalized != entity.name and mention.normalized not in entity.aliases:
+            entity.aliases[mention.normalized] = reason
+            if len(mention.normalized) > len(entity.name) and mention.type in PERSON_TYPES | {EntityType.PARTY}:
+                entity.aliases.setdefault(entity.name, "shorter form of " + mention.normalized)
+                entity.name = mention.normalized
+        resolution.entity_of_mention.append((mention.type, target))
+        resolution.entities[(mention.type, target)] = entity
+    return resolution
