@@ -1,0 +1,12 @@
+"""The one enum of process exit codes."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    DOCUMENTS_FAILED = 1
+    USAGE = 2
+    UNAVAILABLE = 3
+    TIMED_OUT = 4
+    INTERRUPTED = 130

@@ -1,0 +1,41 @@
+"""The `legaldoc` command: one Typer app, a module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from legaldoc import __version__
+from legaldoc.cli import documents
+from legaldoc.cli.exit_codes import ExitCode
+
+app = typer.Typer(
+    name="legaldoc",
+    help="Batch processor for legal documents: text, chunks, legal entities and a relationship graph.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("process")(documents.process)
+app.command("show")(documents.show)
+app.command("entities")(documents.entities)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"legaldoc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """legaldoc: turn legal documents into text, entities and a graph."""
+
+
+def run() -> None:
+    """Console-script entry point; Ctrl-C exits 130 without a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(ExitCode.INTERRUPTED) from None

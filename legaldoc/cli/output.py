@@ -1,0 +1,37 @@
+"""The one place that writes diagnostics to stderr and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from legaldoc.cli.exit_codes import ExitCode
+from legaldoc.errors import LegaldocError, ServiceUnavailable, UsageError
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+
+def emit_json(value: Any) -> None:
+    """One JSON document on one line of stdout."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: LegaldocError) -> NoReturn:
+    """Print an expected error (no traceback) and exit with its code."""
+    stderr.print(Text.assemble(("error: ", "bold red"), str(error)))
+    if isinstance(error, ServiceUnavailable):
+        raise typer.Exit(ExitCode.UNAVAILABLE)
+    if isinstance(error, UsageError):
+        raise typer.Exit(ExitCode.USAGE)
+    raise typer.Exit(ExitCode.DOCUMENTS_FAILED)
+
+
+def note(message: str) -> None:
+    stderr.print(message, markup=False, highlight=False)

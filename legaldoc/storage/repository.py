@@ -1,0 +1,252 @@
+"""Repository functions: every read and write of stage outputs, each taking a Session.
+
+Writes are idempotent: a stage replaces its own outputs for a document in one transaction, and
+canonical entities and aliases are inserted with ON CONFLICT DO NOTHING on their unique keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, undefer
+
+from legaldoc.models import (
+    CanonicalEntity,
+    Chunk,
+    EntityRef,
+    EntityType,
+    ExtractedDocument,
+    Mention,
+    PageText,
+    Relationship,
+    Stage,
+)
+from legaldoc.storage.tables import (
+    ChunkRow,
+    Document,
+    Entity,
+    EntityAlias,
+    MentionRow,
+    Page,
+    Project,
+    RelationshipRow,
+    StageRun,
+)
+
+
+def _insert_ignore(session: Session, table, rows: list[dict[str, Any]], conflict: Sequence[str]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(rows).on_conflict_do_nothing(index_elements=list(conflict))
+    session.execute(statement)
+
+
+def get_or_create_project(session: Session, name: str) -> Project:
+    _insert_ignore(session, Project, [{"name": name, "created_at": datetime.now(UTC)}], ["name"])
+    return session.scalars(select(Project).where(Project.name == name)).one()
+
+
+def find_project(session: Session, name: str) -> Project | None:
+    return session.scalars(select(Project).where(Project.name == name)).one_or_none()
+
+
+def register_document(session: Session, project_id: int, source: str, sha256: str, size: int) -> Document:
+    """The document row for (project, source), created pending if new."""
+    now = datetime.now(UTC)
+    _insert_ignore(
+        session,
+        Document,
+        [{"project_id": project_id, "source": source, "sha256": sha256, "size": size, "status": "pending",
+          "attempts": 0, "metadata": {}, "created_at": now, "updated_at": now}],  # fmt: skip
+        ["project_id", "source"],
+    )
+    return session.scalars(select(Document).where(Document.project_id == project_id, Document.source == source)).one()
+
+
+def start_stage(session: Session, document: Document, stage: Stage, worker: str | None) -> StageRun:
+    document.status = "running"
+    document.stage = stage.value
+    document.attempts += 1 if stage is Stage.EXTRACT else 0
+    run = StageRun(document_id=document.id, stage=stage.value, attempt=max(1, document.attempts), worker=worker)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_stage(session: Session, run_id: int, outcome: str, category: str | None = None,
+                 message: str | None = None, traceback_text: str | None = None) -> None:  # fmt: skip
+    run = session.get(StageRun, run_id)
+    if run is None:
+        return
+    run.finished_at = datetime.now(UTC)
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
+    run.duration_ms = int((run.finished_at - started).total_seconds() * 1000)
+    run.outcome = outcome
+    run.error_category = category
+    run.error_message = message
+    if traceback_text:
+        run.traceback_digest = hashlib.sha256(traceback_text.encode()).hexdigest()[:16]
+
+
+def save_extraction(session: Session, document: Document, extracted: ExtractedDocument, pipeline_version: str) -> None:
+    session.execute(delete(Page).where(Page.document_id == document.id))
+    session.add_all(
+        Page(document_id=document.id, number=p.number, start=p.start, end=p.end, ocr=p.ocr, method=p.method)
+        for p in extracted.pages
+    )
+    document.kind = extracted.kind
+    document.text = extracted.text
+    document.pages = len(extracted.pages)
+    document.ocr_pages = extracted.ocr_pages
+    document.doc_metadata = extracted.metadata
+    document.pipeline_version = pipeline_version
+
+
+def load_extracted(session: Session, document_id: int) -> ExtractedDocument:
+    document = session.scalars(select(Document).options(undefer(Document.text)).where(Document.id == document_id)).one()
+    pages = session.scalars(select(Page).where(Page.document_id == document_id).order_by(Page.number)).all()
+    return ExtractedDocument(
+        kind=document.kind or "text",
+        text=document.text or "",
+        pages=tuple(PageText(number=p.number, start=p.start, end=p.end, ocr=p.ocr, method=p.method) for p in pages),
+        metadata=document.doc_metadata or {},
+    )
+
+
+def save_chunks(session: Session, document_id: int, chunks: Sequence[Chunk], text: str) -> None:
+    session.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
+    session.add_all(
+        ChunkRow(document_id=document_id, idx=c.index, start=c.start, end=c.end, page_start=c.page_start,
+                 page_end=c.page_end, kind=c.kind, heading=c.heading, text=text[c.start : c.end])  # fmt: skip
+        for c in chunks
+    )
+
+
+def load_chunks(session: Session, document_id: int) -> list[Chunk]:
+    rows = session.scalars(select(ChunkRow).where(ChunkRow.document_id == document_id).order_by(ChunkRow.idx)).all()
+    return [Chunk(index=r.idx, start=r.start, end=r.end, page_start=r.page_start, page_end=r.page_end,
+                  kind=r.kind, heading=r.heading) for r in rows]  # fmt: skip
+
+
+def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention], pages: Sequence[int],
+                  chunk_indexes: Sequence[int]) -> None:  # fmt: skip
+    session.execute(delete(MentionRow).where(MentionRow.document_id == document_id))
+    session.add_all(
+        MentionRow(document_id=document_id, chunk_idx=chunk, type=m.type.value, text=m.text, start=m.start, end=m.end,
+                   page=page, normalized=m.normalized, extractor=m.extractor, confidence=m.confidence, attrs=m.attrs)  # fmt: skip
+        for m, page, chunk in zip(mentions, pages, chunk_indexes, strict=True)
+    )
+
+
+def load_mentions(session: Session, document_id: int) -> list[tuple[int, Mention]]:
+    rows = session.scalars(
+        select(MentionRow).where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.end, MentionRow.type)
+    ).all()
+    return [
+        (r.id, Mention(type=EntityType(r.type), text=r.text, start=r.start, end=r.end, normalized=r.normalized,
+                       extractor=r.extractor, confidence=r.confidence, attrs=r.attrs or {}))  # fmt: skip
+        for r in rows
+    ]
+
+
+def load_entity_index(session: Session, project_id: int, types: Iterable[EntityType]) -> dict[EntityType, dict[str, CanonicalEntity]]:
+    """The project's canonical entities of these types with their aliases, for resolution."""
+    wanted = sorted({t.value for t in types})
+    index: dict[EntityType, dict[str, CanonicalEntity]] = {}
+    if not wanted:
+        return index
+    entities = session.execute(
+        select(Entity.id, Entity.type, Entity.key, Entity.name).where(Entity.project_id == project_id, Entity.type.in_(wanted))
+    ).all()
+    by_id: dict[int, CanonicalEntity] = {}
+    for entity_id, entity_type, key, name in entities:
+        entity = CanonicalEntity(type=EntityType(entity_type), key=key, name=name)
+        index.setdefault(entity.type, {})[key] = entity
+        by_id[entity_id] = entity
+    if by_id:
+        for entity_id, alias, reason in session.execute(
+            select(EntityAlias.entity_id, EntityAlias.alias, EntityAlias.reason).join(Entity).where(
+                Entity.project_id == project_id, Entity.type.in_(wanted)
+            )
+        ):
+            by_id[entity_id].aliases[alias] = reason
+    return index
+
+
+def save_entities(session: Session, project_id: int, entities: Iterable[CanonicalEntity]) -> dict[EntityRef, int]:
+    """Upsert canonical entities and their aliases; return their ids."""
+    entities = list(entities)
+    _insert_ignore(
+        session, Entity,
+        [{"project_id": project_id, "type": e.type.value, "key": e.key, "name": e.name} for e in entities],
+        ["project_id", "type", "key"],
+    )  # fmt: skip
+    ids: dict[EntityRef, int] = {}
+    for entity_type in {e.type for e in entities}:
+        keys = [e.key for e in entities if e.type is entity_type]
+        for offset in range(0, len(keys), 500):
+            for entity_id, key in session.execute(
+                select(Entity.id, Entity.key).where(
+                    Entity.project_id == project_id, Entity.type == entity_type.value, Entity.key.in_(keys[offset : offset + 500])
+                )
+            ):
+                ids[EntityRef(type=entity_type, key=key)] = entity_id
+    for entity in entities:
+        entity_id = ids[EntityRef(type=entity.type, key=entity.key)]
+        session.execute(update(Entity).where(Entity.id == entity_id, Entity.name != entity.name).values(name=entity.name))
+        _insert_ignore(
+            session, EntityAlias,
+            [{"entity_id": entity_id, "alias": alias[:1000], "reason": reason[:500]} for alias, reason in entity.aliases.items()],
+            ["entity_id", "alias"],
+        )  # fmt: skip
+    return ids
+
+
+def link_mentions(session: Session, mention_entity: Mapping[int, int]) -> None:
+    for mention_id, entity_id in mention_entity.items():
+        session.execute(update(MentionRow).where(MentionRow.id == mention_id).values(entity_id=entity_id))
+
+
+def delete_orphan_entities(session: Session, project_id: int) -> None:
+    """Entities no mention points at any more (after a document changed) are removed."""
+    used = select(MentionRow.entity_id).where(MentionRow.entity_id.is_not(None))
+    session.execute(delete(Entity).where(Entity.project_id == project_id, Entity.id.not_in(used)))
+
+
+def save_relationships(session: Session, project_id: int, document_id: int, relationships: Sequence[Relationship],
+                       entity_ids: Mapping[EntityRef, int]) -> None:  # fmt: skip
+    session.execute(delete(RelationshipRow).where(RelationshipRow.document_id == document_id))
+    session.add_all(
+        RelationshipRow(project_id=project_id, document_id=document_id, type=r.type.value,
+                        source_entity_id=entity_ids[r.source] if r.source else None,
+                        target_entity_id=entity_ids[r.target], weight=r.weight,
+                        evidence=[e.model_dump() for e in r.evidence])  # fmt: skip
+        for r in relationships
+    )
+
+
+def entity_refs_of_mentions(session: Session, document_id: int) -> dict[int, tuple[EntityRef, int]]:
+    rows = session.execute(
+        select(MentionRow.id, Entity.id, Entity.type, Entity.key).join(Entity, MentionRow.entity_id == Entity.id).where(
+            MentionRow.document_id == document_id
+        )
+    ).all()
+    return {mention_id: (EntityRef(type=EntityType(t), key=k), entity_id) for mention_id, entity_id, t, k in rows}
+
+
+def count_rows(session: Session, document_id: int) -> dict[str, int]:
+    def count(table) -> int:
+        return session.scalar(select(func.count()).select_from(table).where(table.document_id == document_id)) or 0
+
+    entities = session.scalar(
+        select(func.count(func.distinct(MentionRow.entity_id))).where(MentionRow.document_id == document_id)
+    )
+    return {"chunks": count(ChunkRow), "mentions": count(MentionRow), "relationships": count(RelationshipRow),
+            "entities": entities or 0}  # fmt: skip
