@@ -210,13 +210,22 @@ def process_paths(
         with database.session() as session:
             document = repo.register_document(session, project_id, source, sha256, size)
             document_id = document.id
-            unchanged = (
-                document.sha256 == sha256 and document.status == "done" and document.pipeline_version == PIPELINE_VERSION
+            same_content = document.sha256 == sha256 and document.pipeline_version == PIPELINE_VERSION
+            unchanged = same_content and document.status == "done"
+            # The same bytes fail the same way on DATA errors: report the stored failure, do not re-run.
+            known_bad = same_content and document.status == "failed" and document.error_category == ErrorCategory.DATA
+            stored_error = (
+                StageError(category=ErrorCategory(document.error_category), stage=Stage(document.error_stage),
+                           message=document.error_message or "")  # fmt: skip
+                if known_bad else None
             )
-            if not unchanged:
+            if not same_content:
                 document.sha256, document.size = sha256, size
         if unchanged and not force:
             yield report_for(database, document_id, "skipped")
+            continue
+        if known_bad and not force:
+            yield report_for(database, document_id, "failed", stored_error)
             continue
         error: StageError | None = None
         for stage in STAGES:

@@ -31,7 +31,8 @@ ORG_WORDS = frozenset(
     "bank trust trustee court clerk office department agency board commission united states america usa "
     "u.s. government county city state commonwealth region notice case document filing filer docket "
     "university hospital group association services service holdings partners foundation school district "
-    "firm law attorney attorneys general chapter estate creditor debtor plaintiff defendant".split()
+    "firm law attorney attorneys general chapter estate creditor debtor plaintiff defendant order motion "
+    "scheduling complaint answer brief exhibit memorandum opinion judgment notice counsel street avenue suite".split()
 )
 _NOT_NAME_START = frozenset(
     "the a an this that these notice case document order motion filed entered and or of for to by on in "
@@ -56,7 +57,9 @@ _NAME_TAIL = re.compile(r",\s*(?:\d|No\.)|;|\s+and\s+DOES\b|\s+\d+\s+[A-Z][\w.]*
 
 
 def _case_name_normalized(name: str) -> str:
-    name = squash(name).strip(" ,.;:")
+    name = squash(name).strip(" ,;:")
+    if name.endswith(".") and not re.search(r"\b(?:Inc|Co|Corp|Ltd|Jr|Sr|L\.L\.C|L\.P|N\.A|P\.C|P\.A|Bros|Ass'n|Dist|[A-Z])\.$", name, re.I):
+        name = name[:-1]
     tail = _NAME_TAIL.search(name)
     if tail and tail.start() > 3:
         name = name[: tail.start()].strip(" ,.;:")
@@ -134,6 +137,9 @@ def case_name_mentions(sink: MentionSink) -> None:
         sink.add(EntityType.CASE_NAME, match.start(), match.end(), _case_name_normalized(match["name"]), "rules", 0.6)
 
 
+_DESCRIPTOR = re.compile(r",\s+(?!(?:Inc|LLC|L\.L\.C|Corp|Co|Ltd|N\.A|LLP|L\.P|P\.C|P\.A|Jr|Sr|II|III|IV)\b)", re.I)
+
+
 def _caption_around(sink: MentionSink, v_start: int, v_end: int) -> None:
     """A caption: party lines above a lone 'v.' line, party lines below, each ending in a role word."""
     text = sink.text
@@ -159,8 +165,8 @@ def _caption_around(sink: MentionSink, v_start: int, v_end: int) -> None:
     bottom_party = [line for line in bottom if not _ROLE.fullmatch(line.strip())]
     if not top_party or not bottom_party:
         return
-    first = _case_name_normalized(_ROLE.sub("", squash(" ".join(top_party)))).split(",")[0].strip()
-    second = _case_name_normalized(_ROLE.sub("", squash(" ".join(bottom_party)))).split(",")[0].strip()
+    first = _DESCRIPTOR.split(_case_name_normalized(_ROLE.sub("", squash(" ".join(top_party)))))[0].strip(" ,")
+    second = _DESCRIPTOR.split(_case_name_normalized(_ROLE.sub("", squash(" ".join(bottom_party)))))[0].strip(" ,")
     start = text.rfind(top_party[0], max(0, v_start - 600), v_start)
     second_start = text.find(bottom_party[0], v_end)
     if start < 0 or second_start < 0 or not first or not second:
@@ -277,8 +283,10 @@ def _counsel_block(sink: MentionSink, header_start: int, header_end: int, role: 
         candidates.append((position, line))
         position += len(line) + 1
     for line_start, line in candidates:
+        if re.search(r"\sv\.\s", line):
+            continue
         cell_start = 0
-        for cell in re.split(r"(\t+| {2,})", line):
+        for cell in re.split(r"(\t+| {2,}|,[ \t]+)", line):
             if cell and not cell.isspace():
                 cleaned = re.sub(r"[ \t]*\((?:pro hac vice|admitted pro hac vice|Bar No\.[^)]*)\)|,?[ \t]*Esq\.?$", "", cell.strip(), flags=re.I)
                 cleaned = re.sub(r"^/s/[ \t]*", "", cleaned)
@@ -317,6 +325,10 @@ def organization_mentions(sink: MentionSink) -> None:
                 if noise:
                     start += noise.end()
             value = squash(sink.text[start:end]).strip(" ,")
+            person_first = re.match(rf"{PERSON_NAME},\s+", sink.text[start:end])
+            if person_first and re.search(r"\b[A-Z]\.", person_first.group(0)):
+                start += person_first.end()
+                value = squash(sink.text[start:end]).strip(" ,")
             if value.endswith(".") and match.groupdict().get("gov"):
                 end -= 1
                 value = value[:-1]

@@ -42,11 +42,14 @@ def _image_coverage(page: pdfium.PdfPage) -> float:
 def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
     """A page needs OCR when its text layer is too thin, or sparse text sits on a full-page scan."""
     chars = sum(1 for ch in text if not ch.isspace())
-    if chars < settings.ocr_min_chars:
-        return True
-    if chars < 2 * settings.ocr_min_chars:
-        return _image_coverage(page) >= settings.ocr_image_coverage
-    return False
+    if chars == 0:
+        return True  # nothing in the text layer: a scan, or text drawn as outlines
+    if chars >= 2 * settings.ocr_min_chars:
+        return False
+    coverage = _image_coverage(page)
+    if coverage == 0.0:
+        return False  # a short page of real text: there is nothing more for OCR to read
+    return chars < settings.ocr_min_chars or coverage >= settings.ocr_image_coverage
 
 
 def extract_pdf(

@@ -1,0 +1,145 @@
+"""Write the sample documents in samples/: a complaint PDF, a scan of its first page, a DOCX and an e-mail.
+
+All names, numbers and addresses in them are invented for this project.
+Run: python scripts/make_samples.py (needs reportlab, pypdfium2, python-docx).
+"""
+
+from __future__ import annotations
+
+import io
+from email.message import EmailMessage
+from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+CAPTION = [
+    "UNITED STATES DISTRICT COURT",
+    "NORTHERN DISTRICT OF ILLINOIS",
+    "",
+    "HARBOR LIGHT FOODS, INC.,",
+    "Plaintiff,",
+    "v.",
+    "MERIDIAN FREIGHT SYSTEMS LLC,",
+    "Defendant.",
+    "",
+    "Case No. 1:24-cv-05123-RMK",
+    "",
+    "COMPLAINT FOR BREACH OF CONTRACT",
+]
+BODY = [
+    "I. JURISDICTION AND VENUE",
+    "1. This Court has subject-matter jurisdiction under 28 U.S.C. § 1332 because the parties are citizens "
+    "of different States and the amount in controversy exceeds $75,000, exclusive of interest and costs.",
+    "2. Venue is proper under 28 U.S.C. § 1391(b). See Atlantic Marine Constr. Co. v. U.S. Dist. Court, "
+    "571 U.S. 49, 55 (2013).",
+    "II. FACTS",
+    "3. On March 4, 2024, Harbor Light Foods, Inc. and Meridian Freight Systems LLC signed a carriage "
+    "agreement under which Meridian promised refrigerated transport of 240 loads at $1,850.00 per load.",
+    "4. Meridian delivered 61 loads spoiled, causing losses of $412,500.00. Harbor Light gave notice on "
+    "May 17, 2024. Meridian refused payment.",
+    "III. CLAIM FOR RELIEF",
+    "5. A complaint must plead enough facts to state a claim that is plausible on its face. Bell Atlantic "
+    "Corp. v. Twombly, 550 U.S. 544, 570 (2007); Ashcroft v. Iqbal, 556 U.S. 662, 678 (2009). Those facts "
+    "are pleaded here. Twombly, 550 U.S. at 556. Any motion under Fed. R. Civ. P. 12(b)(6) should be denied. "
+    "Id. at 558.",
+    "WHEREFORE, Plaintiff asks for judgment of $412,500.00 with interest.",
+    "",
+    "Dated: June 3, 2024",
+    "Respectfully submitted,",
+    "/s/ Dana R. Whitfield",
+    "Dana R. Whitfield",
+    "Whitfield & Crane LLP",
+    "200 West Adams Street, Suite 900",
+    "Chicago, IL 60606",
+    "dwhitfield@whitfieldcrane.example",
+    "Attorneys for Plaintiff Harbor Light Foods, Inc.",
+]
+
+
+def complaint_pdf() -> bytes:
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+
+    styles = getSampleStyleSheet()
+    buffer = io.BytesIO()
+    story = []
+    for line in CAPTION:
+        story.append(Paragraph(line, styles["Title" if line.isupper() and "COURT" in line else "Normal"]) if line else Spacer(1, 10))
+    story.append(Spacer(1, 14))
+    for line in BODY:
+        style = styles["Heading2"] if line[:3] in ("I. ", "II.", "III") else styles["Normal"]
+        story.append(Paragraph(line.replace("&", "&amp;"), style) if line else Spacer(1, 10))
+        story.append(Spacer(1, 6))
+    SimpleDocTemplate(buffer, pagesize=letter, title="Complaint", author="legaldoc samples").build(story)
+    return buffer.getvalue()
+
+
+def scanned_page(pdf: bytes) -> bytes:
+    import pypdfium2 as pdfium
+
+    page = pdfium.PdfDocument(pdf)[0]
+    image = page.render(scale=200 / 72, grayscale=True).to_pil()
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def order_docx() -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("UNITED STATES DISTRICT COURT FOR THE NORTHERN DISTRICT OF ILLINOIS", level=1)
+    document.add_paragraph("Harbor Light Foods, Inc. v. Meridian Freight Systems LLC, No. 1:24-cv-05123")
+    document.add_heading("SCHEDULING ORDER", level=2)
+    document.add_paragraph(
+        "Defendant shall answer or otherwise respond to the complaint by July 15, 2024. Rule 26(f) conference "
+        "to be held by August 1, 2024. Discovery closes January 31, 2025. See Fed. R. Civ. P. 16(b)."
+    )
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "Counsel for Plaintiff"
+    table.cell(0, 1).text = "Dana R. Whitfield, Whitfield & Crane LLP"
+    table.cell(1, 0).text = "Counsel for Defendant"
+    table.cell(1, 1).text = "Marcus T. Oyelaran, Oyelaran Law Group"
+    document.add_paragraph("SO ORDERED. Signed by Judge Rebecca M. Kowalski on June 10, 2024.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def notice_email() -> bytes:
+    message = EmailMessage()
+    message["Subject"] = "Activity in Case 1:24-cv-05123-RMK Harbor Light Foods, Inc. v. Meridian Freight Systems LLC Order"
+    message["From"] = "ecf_notice@ilnd.uscourts.gov"
+    message["To"] = "dwhitfield@whitfieldcrane.example"
+    message["Date"] = "Mon, 10 Jun 2024 14:02:11 -0500"
+    message.set_content(
+        "This is an automatic e-mail message generated by the CM/ECF system.\n\n"
+        "U.S. District Court\nNorthern District of Illinois\nNotice of Electronic Filing\n\n"
+        "The following transaction was entered on 6/10/2024 at 2:01 PM CDT and filed on 6/10/2024\n"
+        "Case Name: Harbor Light Foods, Inc. v. Meridian Freight Systems LLC\n"
+        "Case Number: 1:24-cv-05123-RMK\nFiler:\nDocument Number: 14\n\n"
+        "Docket Text:\nSCHEDULING ORDER. Signed by Judge Rebecca M. Kowalski on 6/10/2024. (Whitfield, Dana)\n\n"
+        "1:24-cv-05123-RMK Notice has been electronically mailed to:\n\n"
+        "Dana R. Whitfield   dwhitfield@whitfieldcrane.example, docket@whitfieldcrane.example\n\n"
+        "Marcus T. Oyelaran   moyelaran@oyelaranlaw.example\n"
+    )
+    return bytes(message)
+
+
+def main() -> None:
+    SAMPLES.mkdir(exist_ok=True)
+    pdf = complaint_pdf()
+    outputs = {
+        "complaint.pdf": pdf,
+        "complaint-scan.png": scanned_page(pdf),
+        "scheduling-order.docx": order_docx(),
+        "ecf-notice.eml": notice_email(),
+    }
+    for name, data in outputs.items():
+        (SAMPLES / name).write_bytes(data)
+        print(f"wrote samples/{name} ({len(data)} bytes)")
+
+
+if __name__ == "__main__":
+    main()
