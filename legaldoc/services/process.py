@@ -91,6 +91,7 @@ class StageRunner:
                 document.error_category = category.value
                 document.error_stage = stage.value
                 document.error_message = _message(exc)
+                document.pipeline_version = PIPELINE_VERSION
             raise
         with self.database.session() as session:
             repo.finish_stage(session, run_id, "done")

@@ -1,0 +1,150 @@
+"""Entity extraction: exact offsets on the whole corpus, citation density, and NEF recall against answer keys."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from rapidfuzz import fuzz
+
+from legaldoc.config import load_settings
+from legaldoc.models import EntityType
+from legaldoc.pipeline.entities import LocalEntityProvider
+from legaldoc.pipeline.extract import extract
+from legaldoc.services.process import process_paths
+from legaldoc.storage.db import Database
+from tests.conftest import DOCUMENTS, NEF
+
+
+def test_offsets_slice_the_stored_text_for_every_mention_type(corpus_run):
+    _, database, reports = corpus_run
+    from legaldoc.services.queries import show_document
+
+    seen_types: set[str] = set()
+    for report in reports.values():
+        if report.status != "done":
+            continue
+        detail = show_document(database, report.document_id, include_text=True)
+        text = detail["text"]
+        for mention in detail["mentions"]:
+            assert text[mention["start"] : mention["end"]] == mention["text"], (report.source, mention)
+            assert mention["normalized"]
+            seen_types.add(mention["type"])
+    expected = {t.value for t in EntityType} - {"MONEY"}  # no money amounts in these filings
+    assert expected <= seen_types, expected - seen_types
+
+
+def test_vector_pdf_has_at_least_150_citation_mentions(corpus_run):
+    _, _, reports = corpus_run
+    report = reports["vector-pdf.pdf"]
+    assert report.pages == 30
+    citations = [m for m in report.mentions if m["type"] in ("CASE_CITATION", "STATUTE", "RULE")]
+    assert len(citations) >= 150
+    normalized = {m["normalized"] for m in citations}
+    assert "200 U.S. 321" in normalized and "560 U.S. 330" in normalized
+
+
+def test_short_and_id_citations_resolve_to_their_full_citation():
+    text = ("See Bell Atl. Corp. v. Twombly, 550 U.S. 544, 555 (2007). Id. at 556. The rule is plain. "
+            "Twombly, 550 U.S. at 570. Under 42 U.S.C. § 1983 and Fed. R. Civ. P. 12(b)(6), the claim fails.")  # fmt: skip
+    mentions = LocalEntityProvider().extract(text)
+    citations = [(m.text, m.normalized, m.attrs.get("form")) for m in mentions if m.type is EntityType.CASE_CITATION]
+    assert ("550 U.S. 544", "550 U.S. 544", "full") in citations
+    assert any(form == "id" and normalized == "550 U.S. 544" for _, normalized, form in citations)
+    assert any(form == "short" and normalized == "550 U.S. 544" for _, normalized, form in citations)
+    by_type = {m.type: m for m in mentions}
+    assert by_type[EntityType.STATUTE].normalized == "42 U.S.C. § 1983"
+    assert by_type[EntityType.RULE].normalized == "Fed. R. Civ. P. 12(b)(6)"
+    assert by_type[EntityType.CASE_NAME].normalized == "Bell Atl. Corp. v. Twombly"
+
+
+def test_rules_generalize_to_a_filing_written_here():
+    text = (
+        "IN THE UNITED STATES DISTRICT COURT\nFOR THE WESTERN DISTRICT OF TEXAS\n\n"
+        "ACME ROOFING, LLC,\nPlaintiff,\nv.\nJANE Q. PUBLIC,\nDefendant.\n\nCivil Action No. 5:23-cv-01234-XR\n\n"
+        "The hearing is set before the Honorable Xavier Rodriguez on January 5, 2024. Plaintiff seeks $12,500.50.\n"
+        "/s/ Maria L. Esposito\nMaria L. Esposito\nEsposito & Park PLLC\nAttorneys for Plaintiff\n"
+    )
+    mentions = LocalEntityProvider().extract(text)
+    values = {(m.type.value, m.normalized) for m in mentions}
+    assert ("COURT", "txwd") in values
+    assert ("DOCKET_NUMBER", "5:23-cv-01234") in values
+    assert ("CASE_NAME", "ACME ROOFING, LLC v. JANE Q. PUBLIC") in values
+    assert ("PARTY", "JANE Q. PUBLIC") in values
+    assert ("JUDGE", "Xavier Rodriguez") in values
+    assert ("DATE", "2024-01-05") in values
+    assert ("MONEY", "12500.50 USD") in values
+    assert ("ATTORNEY", "Maria L. Esposito") in values
+    assert ("LAW_FIRM", "Esposito & Park PLLC") in values
+    for m in mentions:
+        assert text[m.start : m.end] == m.text
+
+
+def _fold(value: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", value.casefold()).split())
+
+
+def _case_fold(value: str) -> str:
+    return _fold(re.sub(r",?\s+et\s+al\.?", "", value, flags=re.I))
+
+
+def test_nef_recall_against_answer_keys(tmp_path: Path, capsys):
+    """Docket numbers, case names, court ids and recipients found as people, scored on the answer keys.
+
+    A recipient counts as found when a person mention equals the key's name, or ends with it where the
+    key holds only the surname part of the notice line (e.g. key 'Wiley' for 'Josh Wiley').
+    """
+    settings = load_settings(data_dir=tmp_path / ".legaldoc")
+    database = Database(settings.resolved_database_url)
+    reports = {Path(r.source).stem: r for r in process_paths(sorted(NEF.glob("*.txt")), "nef", settings, database)}
+    found = {"docket": [0, 0], "case_name": [0, 0], "court": [0, 0], "recipient": [0, 0]}
+    for key_path in sorted(NEF.glob("*.json")):
+        key = json.loads(key_path.read_text())
+        if "court_id" not in key:
+            continue
+        report = reports[key_path.stem]
+        assert report.status == "done", report.error
+        of = lambda *types: [m for m in report.mentions if m["type"] in types]  # noqa: E731
+        dockets = {m["normalized"] for m in of("DOCKET_NUMBER")}
+        cases = [_case_fold(m["normalized"]) for m in of("CASE_NAME")]
+        courts = {m["normalized"] for m in of("COURT")}
+        people = [_fold(m["normalized"]) for m in of("PERSON", "ATTORNEY", "JUDGE")]
+        for docket in key["dockets"]:
+            found["docket"][1] += 1
+            found["docket"][0] += docket["docket_number"] in dockets
+            wanted = _case_fold(docket["case_name"])
+            found["case_name"][1] += 1
+            found["case_name"][0] += any(c == wanted or fuzz.ratio(c, wanted) >= 90 for c in cases)
+        found["court"][1] += 1
+        found["court"][0] += key["court_id"] in courts
+        for recipient in key.get("email_recipients", []):
+            if recipient["name"].strip():
+                wanted = _fold(recipient["name"])
+                found["recipient"][1] += 1
+                found["recipient"][0] += any(p == wanted or p.endswith(" " + wanted) for p in people)
+    recall = {name: hits / total for name, (hits, total) in found.items()}
+    with capsys.disabled():
+        print("\nNEF recall: " + ", ".join(f"{name} {value:.1%} ({found[name][0]}/{found[name][1]})" for name, value in recall.items()))
+    assert recall["docket"] >= 0.98
+    assert recall["case_name"] >= 0.90
+    assert recall["court"] >= 0.90
+    assert recall["recipient"] >= 0.85
+
+
+def test_every_nef_mention_slices_its_text():
+    settings = load_settings()
+    provider = LocalEntityProvider()
+    for path in sorted(NEF.glob("*.txt")):
+        document = extract(path.read_bytes(), path.name, settings)
+        for m in provider.extract(document.text):
+            assert document.text[m.start : m.end] == m.text
+
+
+def test_documents_corpus_citation_mentions_carry_normalized_reporters():
+    settings = load_settings()
+    document = extract((DOCUMENTS / "ca1_00117684624.pdf").read_bytes(), "ca1.pdf", settings, None)
+    mentions = LocalEntityProvider().extract(document.text)
+    courts = {m.normalized for m in mentions if m.type is EntityType.COURT}
+    assert "ca1" in courts
+    assert any(m.type is EntityType.DOCKET_NUMBER and m.normalized == "20-1507" for m in mentions)
