@@ -105,7 +105,10 @@ def test_nef_recall_against_answer_keys(tmp_path: Path, capsys):
             continue
         report = reports[key_path.stem]
         assert report.status == "done", report.error
-        of = lambda *types: [m for m in report.mentions if m["type"] in types]  # noqa: E731
+
+        def of(*types: str, mentions=report.mentions) -> list[dict]:
+            return [m for m in mentions if m["type"] in types]
+
         dockets = {m["normalized"] for m in of("DOCKET_NUMBER")}
         cases = [_case_fold(m["normalized"]) for m in of("CASE_NAME")]
         courts = {m["normalized"] for m in of("COURT")}

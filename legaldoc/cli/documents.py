@@ -10,7 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from legaldoc.cli.common import DatabaseOption, DataDirOption, JsonOption, ProjectOption, open_database, settings_from
+from legaldoc.cli.common import (
+    DatabaseOption,
+    DataDirOption,
+    JsonOption,
+    ProjectOption,
+    open_database,
+    settings_from,
+)
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, note, stderr, stdout
 from legaldoc.errors import LegaldocError, UsageError

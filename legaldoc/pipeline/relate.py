@@ -8,7 +8,15 @@ from itertools import combinations
 
 from rapidfuzz import fuzz
 
-from legaldoc.models import Chunk, EntityRef, EntityType, Evidence, Mention, Relationship, RelationType
+from legaldoc.models import (
+    Chunk,
+    EntityRef,
+    EntityType,
+    Evidence,
+    Mention,
+    Relationship,
+    RelationType,
+)
 
 CITATION_TYPES = frozenset({EntityType.CASE_CITATION, EntityType.STATUTE, EntityType.RULE})
 CO_OCCURRENCE_TYPES = frozenset(

@@ -29,8 +29,7 @@ EXACT_TYPES = frozenset(
 )
 _PERSON_NOISE = frozenset({"jr", "sr", "ii", "iii", "iv", "esq", "hon", "honorable", "judge", "mr", "ms", "mrs", "dr"})
 _ORG_NOISE = frozenset(
-    "the inc incorporated llc l l c corp corporation co company ltd limited llp l l p pllc pc p c pa p a "
-    "n a na lp plc et al".split()
+    ["the", "inc", "incorporated", "llc", "l", "l", "c", "corp", "corporation", "co", "company", "ltd", "limited", "llp", "l", "l", "p", "pllc", "pc", "p", "c", "pa", "p", "a", "n", "a", "na", "lp", "plc", "et", "al"]
 )
 
 

@@ -10,7 +10,17 @@ from sqlalchemy.orm import undefer
 from legaldoc.errors import UsageError
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
-from legaldoc.storage.tables import ChunkRow, Document, Entity, EntityAlias, MentionRow, Page, Project, RelationshipRow, StageRun
+from legaldoc.storage.tables import (
+    ChunkRow,
+    Document,
+    Entity,
+    EntityAlias,
+    MentionRow,
+    Page,
+    Project,
+    RelationshipRow,
+    StageRun,
+)
 
 
 def show_document(database: Database, document_id: int, include_text: bool = False) -> dict[str, Any]:

@@ -27,16 +27,10 @@ LISTED_NAME = rf"{_LISTED_TOKEN}(?:[ \t]+{_LISTED_TOKEN}){{1,4}}{_SUFFIX}"
 _EMAIL = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+")
 
 ORG_WORDS = frozenset(
-    "llc l.l.c. inc inc. corp corp. co co. company corporation ltd ltd. llp l.l.p. pllc p.c. p.a. n.a. lp "
-    "bank trust trustee court clerk office department agency board commission united states america usa "
-    "u.s. government county city state commonwealth region notice case document filing filer docket "
-    "university hospital group association services service holdings partners foundation school district "
-    "firm law attorney attorneys general chapter estate creditor debtor plaintiff defendant order motion "
-    "scheduling complaint answer brief exhibit memorandum opinion judgment notice counsel street avenue suite".split()
+    ["llc", "l.l.c.", "inc", "inc.", "corp", "corp.", "co", "co.", "company", "corporation", "ltd", "ltd.", "llp", "l.l.p.", "pllc", "p.c.", "p.a.", "n.a.", "lp", "bank", "trust", "trustee", "court", "clerk", "office", "department", "agency", "board", "commission", "united", "states", "america", "usa", "u.s.", "government", "county", "city", "state", "commonwealth", "region", "notice", "case", "document", "filing", "filer", "docket", "university", "hospital", "group", "association", "services", "service", "holdings", "partners", "foundation", "school", "district", "firm", "law", "attorney", "attorneys", "general", "chapter", "estate", "creditor", "debtor", "plaintiff", "defendant", "order", "motion", "scheduling", "complaint", "answer", "brief", "exhibit", "memorandum", "opinion", "judgment", "notice", "counsel", "street", "avenue", "suite"]
 )
 _NOT_NAME_START = frozenset(
-    "the a an this that these notice case document order motion filed entered and or of for to by on in "
-    "re dear page date subject from sent cc judge hon honorable mr ms mrs dr".split()
+    ["the", "a", "an", "this", "that", "these", "notice", "case", "document", "order", "motion", "filed", "entered", "and", "or", "of", "for", "to", "by", "on", "in", "re", "dear", "page", "date", "subject", "from", "sent", "cc", "judge", "hon", "honorable", "mr", "ms", "mrs", "dr"]
 )
 
 

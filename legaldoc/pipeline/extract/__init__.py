@@ -18,7 +18,7 @@ from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
 __all__ = ["extract", "sniff_kind", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings"]
 
 SUPPORTED_SUFFIXES = frozenset(
-    ".pdf .docx .doc .wpd .eml .msg .txt .text .html .htm .png .jpg .jpeg .tif .tiff".split()
+    [".pdf", ".docx", ".doc", ".wpd", ".eml", ".msg", ".txt", ".text", ".html", ".htm", ".png", ".jpg", ".jpeg", ".tif", ".tiff"]
 )
 _EMAIL_HEADER = re.compile(
     rb"^(Return-Path|Received|From|To|Subject|Date|Message-ID|MIME-Version|Delivered-To|X-[\w-]+):", re.I | re.M

@@ -6,8 +6,7 @@ import re
 from html.parser import HTMLParser
 
 _BLOCK = frozenset(
-    "address article aside blockquote body br dd div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tbody thead tfoot tr ul title".split()
+    ["address", "article", "aside", "blockquote", "body", "br", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul", "title"]
 )
 _CELL = frozenset({"td", "th"})
 _SKIP = frozenset({"script", "style", "head", "noscript", "template", "xml"})

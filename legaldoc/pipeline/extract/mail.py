@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import email.utils
@@ -42,10 +43,8 @@ def extract_email(data: bytes, source: str) -> ExtractedDocument:
     text = clean_text("\n".join(header_lines) + "\n\n" + clean_text(body))
     metadata: dict = {"subject": message.get("Subject"), "from": message.get("From")}
     if message.get("Date"):
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             metadata["date"] = email.utils.parsedate_to_datetime(str(message["Date"])).isoformat()
-        except (TypeError, ValueError):
-            pass
     attachments = [part.get_filename() for part in message.iter_attachments() if part.get_filename()]
     if attachments:
         metadata["attachments"] = attachments

@@ -106,4 +106,4 @@ def extract_legacy(
                 hint="open it in a word processor and save it as DOCX or PDF",
             )
         document = extract_docx(converted.read_bytes(), source, settings, deadline)
-    return document.model_copy(update={"kind": kind, "pages": tuple(p.model_copy(update={"method": f"soffice+docx"}) for p in document.pages)})
+    return document.model_copy(update={"kind": kind, "pages": tuple(p.model_copy(update={"method": "soffice+docx"}) for p in document.pages)})

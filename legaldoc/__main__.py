@@ -1,0 +1,3 @@
+from legaldoc.cli.main import run
+
+run()

@@ -1,0 +1,91 @@
+"""The command line, run as a real subprocess: help, JSON shapes, exit codes, stdout/stderr split."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DOCUMENTS, NEF, SAMPLES
+
+COMMANDS = ["process", "show", "entities"]
+
+
+def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "legaldoc", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_every_command_has_help(command, tmp_path):
+    result = legaldoc(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Usage" in result.stdout and len(result.stdout) > 200
+
+
+def test_process_json_lines_then_show_and_entities(tmp_path):
+    inputs = [str(SAMPLES), str(NEF / "almd_1.txt"), str(DOCUMENTS / "empty.pdf")]
+    result = legaldoc("process", *inputs, "--project", "acme", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # empty.pdf failed
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 6
+    keys = {"document_id", "source", "status", "error", "pages", "ocr_pages", "chunks", "mentions", "entities", "relationships"}
+    for line in lines:
+        assert set(line) == keys
+    failed = [line for line in lines if line["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"]["category"] == "DATA" and failed[0]["error"]["stage"] == "extract"
+    assert "empty.pdf" in failed[0]["error"]["message"]
+    done = [line for line in lines if line["status"] == "done"]
+    scan = next(line for line in done if line["source"].endswith("complaint-scan.png"))
+    assert scan["ocr_pages"] == 1
+    for line in done:
+        assert line["mentions"] and set(line["mentions"][0]) == {"type", "text", "start", "end", "page", "normalized"}
+    assert "Traceback" not in result.stderr
+
+    shown = legaldoc("show", str(done[0]["document_id"]), "--json", cwd=tmp_path)
+    assert shown.returncode == 0
+    detail = json.loads(shown.stdout)
+    assert detail["status"] == "done" and [r["stage"] for r in detail["stage_runs"]] == ["extract", "chunk", "entities", "resolve", "relate"]
+
+    listed = legaldoc("entities", "--project", "acme", "--type", "COURT", "--json", cwd=tmp_path)
+    courts = json.loads(listed.stdout)
+    assert {c["key"] for c in courts} >= {"ilnd", "almd"}
+    ilnd = next(c for c in courts if c["key"] == "ilnd")
+    assert ilnd["documents"] == 4 and ilnd["mentions"] >= 4
+
+    human = legaldoc("entities", "--project", "acme", cwd=tmp_path)
+    assert human.returncode == 0 and "COURT" in human.stdout
+
+
+def test_expected_failures_exit_with_their_code_and_no_traceback(tmp_path):
+    missing = legaldoc("process", str(tmp_path / "nope"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+    unknown = legaldoc("show", "999", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no document with id 999" in unknown.stderr
+    bad_type = legaldoc("entities", "--type", "NOPE", cwd=tmp_path)
+    assert bad_type.returncode == 2
+    unreachable = legaldoc("entities", cwd=tmp_path, env={"LEGALDOC_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    assert unreachable.returncode == 3 and "cannot reach the database" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
+
+
+def test_settings_precedence_flags_over_env_over_toml(tmp_path):
+    (tmp_path / "legaldoc.toml").write_text('project = "from-toml"\nocr_dpi = 200\n')
+    code = "from legaldoc.config import load_settings as l; s=l(); print(s.project, s.ocr_dpi); print(l(project='flag').project)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "LEGALDOC_OCR_DPI": "150"})  # fmt: skip
+    assert result.stdout.split() == ["from-toml", "150", "flag"]
+
+
+def test_pipeline_imports_no_infrastructure():
+    code = ("import sys, legaldoc.pipeline.extract, legaldoc.pipeline.chunk, legaldoc.pipeline.entities, "
+            "legaldoc.pipeline.resolve, legaldoc.pipeline.relate; "
+            "print(sorted(m for m in ('sqlalchemy','typer','rich','celery','redis','textual') if m in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]"
