@@ -297,7 +297,7 @@ _FIRM = re.compile(
     r"|(?P<office>Law[ \t]+Offices?[ \t]+of[ \t]+[A-Z][\w'’.\-]*(?:[ \t]+[A-Z][\w'’.\-]*){0,3})"
 )
 _ORG = re.compile(
-    r"(?P<name>(?:[A-Z][\w'’.\-]*,?[ \t]+(?:&[ \t]+|and[ \t]+|of[ \t]+)?){0,6}[A-Z][\w'’.\-]*),?[ \t]+"
+    r"(?P<name>(?:[A-Z][\w'’.\-]*,?[ \t]+(?:&[ \t]+|of[ \t]+)?){0,6}[A-Z][\w'’.\-]*),?[ \t]+"
     r"(?P<suffix>L\.?L\.?C\.?|Inc\.?|Corp\.?|Corporation|Co\.|Company|Ltd\.?|N\.A\.|L\.P\.|LP|S\.A\.|GmbH|PLC)(?![\w])"
     r"|(?P<gov>(?:City|County|State|Commonwealth|Town|Village|Department|Office|Bureau|Board|Commission|Agency)[ \t]+of[ \t]+(?:the[ \t]+)?[A-Z][\w'’.\-]*(?:[ \t]+[A-Z][\w'’.\-]*){0,3})"
     r"|(?P<ust>(?:United[ \t]+States|U\.S\.)[ \t]+Trustee)"
