@@ -31,7 +31,8 @@ MAX_ENTITIES_PER_CHUNK = 12
 MAX_EVIDENCE = 5
 
 
-def _chunk_of(chunks: Sequence[Chunk], offset: int) -> int:
+def chunk_of(chunks: Sequence[Chunk], offset: int) -> int:
+    """The index of the chunk holding a character offset (the nearest one for offsets between chunks)."""
     low, high = 0, len(chunks) - 1
     while low <= high:
         middle = (low + high) // 2
@@ -66,7 +67,7 @@ class _Edges:
 def relate(mentions: Sequence[Mention], refs: Sequence[EntityRef], chunks: Sequence[Chunk]) -> list[Relationship]:
     """Edges of one document; `refs[i]` is the canonical entity of `mentions[i]`. Source None = the document."""
     edges = _Edges()
-    chunk_index = [_chunk_of(chunks, m.start) for m in mentions]
+    chunk_index = [chunk_of(chunks, m.start) for m in mentions]
     evidence = [Evidence(chunk_index=c, start=m.start, end=m.end) for m, c in zip(mentions, chunk_index, strict=True)]
 
     for i, mention in enumerate(mentions):

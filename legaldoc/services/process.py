@@ -24,7 +24,7 @@ from legaldoc.models import STAGES, EntityRef, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
 from legaldoc.pipeline.extract import SUPPORTED_SUFFIXES, extract, ocr_provider_from_settings
-from legaldoc.pipeline.relate import _chunk_of, relate
+from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -126,7 +126,7 @@ class StageRunner:
             chunks = repo.load_chunks(session, document_id)
         mentions = self.entities.extract(extracted.text)
         pages = [extracted.page_at(m.start) for m in mentions]
-        chunk_indexes = [_chunk_of(chunks, m.start) for m in mentions]
+        chunk_indexes = [chunk_of(chunks, m.start) for m in mentions]
         with self.database.session() as session:
             repo.save_mentions(session, document_id, mentions, pages, chunk_indexes)
 
