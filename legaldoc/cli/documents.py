@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from legaldoc.cli.common import (
     DatabaseOption,
@@ -81,11 +82,12 @@ def show(
     if json_output:
         emit_json(detail)
         return
-    stdout.print(f"[bold]{detail['source']}[/]  (document {detail['document_id']}, project {detail['project']})")
+    stdout.print(Text.assemble((detail["source"], "bold"), f"  (document {detail['document_id']}, project {detail['project']})"))
     stdout.print(f"status {detail['status']}  kind {detail['kind']}  pages {len(detail['pages'])}  ocr {detail['ocr_pages']}  "
                  f"chunks {detail['chunks']}  entities {detail['entities']}  relationships {detail['relationships']}")  # fmt: skip
     if detail["error"]:
-        stdout.print(f"[red]{detail['error']['category']}[/] in {detail['error']['stage']}: {detail['error']['message']}", markup=True)
+        error = detail["error"]
+        stdout.print(Text.assemble((error["category"], "red"), f" in {error['stage']}: {error['message']}"))
     table = Table("type", "text", "normalized", "page", "offsets", box=None)
     for mention in detail["mentions"]:
         table.add_row(mention["type"], " ".join(mention["text"].split())[:60], mention["normalized"][:60], str(mention["page"]),
