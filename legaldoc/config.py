@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import (
@@ -82,11 +83,90 @@ class Settings(BaseSettings):
     fuzzy_threshold: float = Field(92.0, ge=50, le=100)
     """rapidfuzz score (0-100) above which two names of one key group are merged."""
 
+    s3_endpoint_url: str | None = None
+    """S3 endpoint for ``s3://`` documents (default: AWS); set it for MinIO or a local S3 peer."""
+
+    redis_url: str = "redis://127.0.0.1:6379"
+    """Redis server for queues and live state; each role below uses its own database of it."""
+
+    broker_url: str | None = None
+    """Celery broker URL; default: database 0 of ``redis_url``."""
+
+    result_url: str | None = None
+    """Celery result backend URL; default: database 1 of ``redis_url``."""
+
+    cache_url: str | None = None
+    """Result cache URL; default: database 2 of ``redis_url``."""
+
+    ratelimit_url: str | None = None
+    """Shared rate limits and circuit breakers; default: database 3 of ``redis_url``."""
+
+    state_url: str | None = None
+    """Live batch state and metrics; default: database 4 of ``redis_url``."""
+
+    redis_prefix: str = "legaldoc:"
+    """Prefix of every key legaldoc writes, so several installations can share one database."""
+
+    ocr_time_limit: float = Field(1800.0, gt=0)
+    """Hard time limit (seconds) of a task on the ``ocr`` queue (extraction); the soft limit is 90% of it."""
+
+    text_time_limit: float = Field(300.0, gt=0)
+    """Hard time limit of a task on the ``text`` queue (chunking)."""
+
+    entity_time_limit: float = Field(600.0, gt=0)
+    """Hard time limit of a task on the ``entity`` queue (entities, resolve)."""
+
+    graph_time_limit: float = Field(600.0, gt=0)
+    """Hard time limit of a task on the ``graph`` queue (relate)."""
+
+    control_time_limit: float = Field(600.0, gt=0)
+    """Hard time limit of batch control and cleanup tasks."""
+
+    claim_lease: float = Field(90.0, ge=2)
+    """Seconds a stage claim lives without renewal; a running stage renews it every third of this."""
+
+    sweep_interval: float = Field(30.0, ge=0.5)
+    """Seconds between sweeps for expired claims and lost messages."""
+
+    max_attempts: int = Field(3, ge=1, le=50)
+    """Attempts per stage before a document fails for good."""
+
+    retry_base_delay: float = Field(2.0, ge=0)
+    """Base of the retry backoff in seconds (see the error categories in the README)."""
+
+    worker_concurrency: int | None = Field(None, ge=1)
+    """Processes per worker; default: the number of CPUs."""
+
+    worker_max_tasks_per_child: int = Field(500, ge=1)
+    """A worker process is replaced after this many tasks."""
+
+    worker_max_memory_mb: int = Field(1500, ge=64)
+    """A worker process is replaced after its task when its resident memory exceeds this."""
+
+    manifest_max_mb: float = Field(50.0, gt=0)
+    """Manifests larger than this are refused."""
+
+    metrics_retention_days: float = Field(7.0, gt=0)
+    """Days stage durations, errors and completions are kept in Redis."""
+
+    batch_retention_days: float = Field(30.0, gt=0)
+    """Days a finished batch's live state is kept in Redis (the database keeps it for good)."""
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'legaldoc.db').as_posix()}"
+
+    def redis_url_for(self, role: str) -> str:
+        """The URL of one Redis role (broker, result, cache, ratelimit, state)."""
+        explicit = getattr(self, f"{role}_url")
+        return explicit or with_redis_db(self.redis_url, REDIS_DATABASES[role])
+
+    def time_limit(self, queue: str) -> float:
+        """The hard time limit of a queue's tasks."""
+        name = {"ocr": "ocr", "text": "text", "entity": "entity", "graph": "graph"}.get(queue, "control")
+        return getattr(self, f"{name}_time_limit")
 
     @classmethod
     def settings_customise_sources(
@@ -98,6 +178,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+REDIS_DATABASES = {"broker": 0, "result": 1, "cache": 2, "ratelimit": 3, "state": 4}
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """``url`` pointing at Redis database ``db`` (TCP ``redis://host/db`` or ``unix:///path?db=N``)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("unix", "redis+socket"):
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("db", "virtual_host")]
+        query.append(("db", str(db)))
+        return urlunsplit(("unix", parts.netloc, parts.path, urlencode(query), ""))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -98,10 +98,21 @@ class ServiceUnavailable(LegaldocError):
     category = ErrorCategory.TRANSIENT
 
 
+_REGISTERED: dict[type[BaseException], ErrorCategory] = {}
+
+
+def register_category(exc_type: type[BaseException], category: ErrorCategory) -> None:
+    """Teach `categorize` an exception of an outer layer (a Celery time limit, a driver error)."""
+    _REGISTERED[exc_type] = category
+
+
 def categorize(exc: BaseException) -> ErrorCategory:
     """Map any exception to one of the six categories."""
     if isinstance(exc, LegaldocError):
         return exc.category
+    for exc_type, category in _REGISTERED.items():
+        if isinstance(exc, exc_type):
+            return category
     if isinstance(exc, MemoryError):
         return ErrorCategory.RESOURCE
     if isinstance(exc, TimeoutError | ConnectionError):
@@ -111,3 +122,20 @@ def categorize(exc: BaseException) -> ErrorCategory:
     if isinstance(exc, PermissionError):
         return ErrorCategory.CONFIGURATION
     return ErrorCategory.PERMANENT
+
+
+def retry_delay(category: ErrorCategory, attempt: int, exc: BaseException | None = None, base: float = 2.0) -> float:
+    """Seconds to wait before attempt `attempt + 1`: exponential with jitter for TRANSIENT, the
+    server's Retry-After (or exponential) for RATE_LIMIT, linear for RESOURCE."""
+    import random
+
+    if category is ErrorCategory.RATE_LIMIT:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            return float(retry_after)
+        return base * 2**attempt * random.uniform(1.0, 1.5)
+    if category is ErrorCategory.RESOURCE:
+        return base * 5 * attempt
+    if attempt <= 1:
+        return random.uniform(0, base / 4)
+    return base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)

@@ -27,6 +27,7 @@ from legaldoc.models import (
     Stage,
 )
 from legaldoc.storage.tables import (
+    Batch,
     ChunkRow,
     Document,
     Entity,
@@ -70,18 +71,44 @@ def register_document(session: Session, project_id: int, source: str, sha256: st
     return session.scalars(select(Document).where(Document.project_id == project_id, Document.source == source)).one()
 
 
-def start_stage(session: Session, document: Document, stage: Stage, worker: str | None) -> StageRun:
-    document.status = "running"
-    document.stage = stage.value
-    document.attempts += 1 if stage is Stage.EXTRACT else 0
-    run = StageRun(document_id=document.id, stage=stage.value, attempt=max(1, document.attempts), worker=worker)
+def busy_elsewhere(session: Session, document: Document) -> str | None:
+    """Why the document cannot be taken now: a live claim or a running batch holds it; else None."""
+    if document.status not in ("pending", "queued", "running"):
+        return None
+    lease = document.lease_expires_at
+    if document.status == "running" and lease is not None:
+        lease = lease if lease.tzinfo else lease.replace(tzinfo=UTC)
+        if lease > datetime.now(UTC):
+            return f"document {document.id} is being processed by {document.claimed_by}"
+    if document.batch_id:
+        status = session.scalar(select(Batch.status).where(Batch.id == document.batch_id))
+        if status in ("running", "cancelling"):
+            return f"document {document.id} belongs to running batch {document.batch_id}"
+    return None
+
+
+def reset_for_run(session: Session, document_ids: Sequence[int], *, batch_id: str | None,
+                  metadata: Mapping[int, dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """Put documents back at the first stage, owned by `batch_id` (None for in-process runs)."""
+    now = datetime.now(UTC)
+    values = dict(status="pending", stage=Stage.EXTRACT.value, attempts=1, batch_id=batch_id, claimed_by=None,
+                  lease_expires_at=None, error_category=None, error_stage=None, error_message=None,
+                  duplicate_of=None, version=Document.version + 1, updated_at=now)  # fmt: skip
+    ids = list(document_ids)
+    for offset in range(0, len(ids), 500):
+        session.execute(update(Document).where(Document.id.in_(ids[offset : offset + 500])).values(**values))
+
+
+def start_run(session: Session, document_id: int, stage: Stage, attempt: int, worker: str | None) -> StageRun:
+    """A stage_runs row for this attempt (the log of every attempt of every stage)."""
+    run = StageRun(document_id=document_id, stage=stage.value, attempt=attempt, worker=worker, started_at=datetime.now(UTC))
     session.add(run)
     session.flush()
     return run
 
 
-def finish_stage(session: Session, run_id: int, outcome: str, category: str | None = None,
-                 message: str | None = None, traceback_text: str | None = None) -> None:  # fmt: skip
+def finish_run(session: Session, run_id: int, outcome: str, category: str | None = None,
+               message: str | None = None, traceback_text: str | None = None) -> None:  # fmt: skip
     run = session.get(StageRun, run_id)
     if run is None:
         return
@@ -95,6 +122,15 @@ def finish_stage(session: Session, run_id: int, outcome: str, category: str | No
         run.traceback_digest = hashlib.sha256(traceback_text.encode()).hexdigest()[:16]
 
 
+def lock_project(session: Session, project_id: int) -> None:
+    """Serialize writers of a project's canonical entities until this transaction ends.
+
+    SQLite write transactions are already serial (BEGIN IMMEDIATE); PostgreSQL takes an advisory lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(0x1E6A1D0C, project_id)))
+
+
 def save_extraction(session: Session, document: Document, extracted: ExtractedDocument, pipeline_version: str) -> None:
     session.execute(delete(Page).where(Page.document_id == document.id))
     session.add_all(
@@ -105,7 +141,8 @@ def save_extraction(session: Session, document: Document, extracted: ExtractedDo
     document.text = extracted.text
     document.pages = len(extracted.pages)
     document.ocr_pages = extracted.ocr_pages
-    document.doc_metadata = extracted.metadata
+    user = (document.doc_metadata or {}).get("user")
+    document.doc_metadata = {**extracted.metadata, **({"user": user} if user else {})}
     document.pipeline_version = pipeline_version
 
 
@@ -137,12 +174,19 @@ def load_chunks(session: Session, document_id: int) -> list[Chunk]:
 
 def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention], pages: Sequence[int],
                   chunk_indexes: Sequence[int]) -> None:  # fmt: skip
+    """Replace the document's mentions; canonical entities only its old mentions used are removed."""
+    previous = set(session.scalars(
+        select(MentionRow.entity_id).where(MentionRow.document_id == document_id, MentionRow.entity_id.is_not(None))
+    ).all())  # fmt: skip
     session.execute(delete(MentionRow).where(MentionRow.document_id == document_id))
     session.add_all(
         MentionRow(document_id=document_id, chunk_idx=chunk, type=m.type.value, text=m.text, start=m.start, end=m.end,
                    page=page, normalized=m.normalized, extractor=m.extractor, confidence=m.confidence, attrs=m.attrs)  # fmt: skip
         for m, page, chunk in zip(mentions, pages, chunk_indexes, strict=True)
     )
+    if previous:
+        session.flush()
+        delete_orphan_entities(session, previous)
 
 
 def load_mentions(session: Session, document_id: int) -> list[tuple[int, Mention]]:
@@ -214,10 +258,12 @@ def link_mentions(session: Session, mention_entity: Mapping[int, int]) -> None:
         session.execute(update(MentionRow).where(MentionRow.id == mention_id).values(entity_id=entity_id))
 
 
-def delete_orphan_entities(session: Session, project_id: int) -> None:
-    """Entities no mention points at any more (after a document changed) are removed."""
-    used = select(MentionRow.entity_id).where(MentionRow.entity_id.is_not(None))
-    session.execute(delete(Entity).where(Entity.project_id == project_id, Entity.id.not_in(used)))
+def delete_orphan_entities(session: Session, candidate_ids: Iterable[int]) -> None:
+    """Of these canonical entities, remove those no mention points at any more."""
+    candidates = sorted(candidate_ids)
+    used = select(MentionRow.entity_id).where(MentionRow.entity_id == Entity.id).exists()
+    for offset in range(0, len(candidates), 500):
+        session.execute(delete(Entity).where(Entity.id.in_(candidates[offset : offset + 500]), ~used))
 
 
 def save_relationships(session: Session, project_id: int, document_id: int, relationships: Sequence[Relationship],

@@ -1,0 +1,272 @@
+"""Use case: run one stage of one document under a durable claim, mirror the change, queue what follows.
+
+`StageRunner.execute(document_id, stage, attempt)` is the whole body of every stage task. It claims
+the stage in the database (a duplicate or stale message does nothing), keeps the claim's lease
+alive while the stage runs, writes the stage's outputs and the document's next state in one
+transaction, then mirrors the change to Redis in one round trip and publishes the next message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from legaldoc import PIPELINE_VERSION
+from legaldoc.config import Settings
+from legaldoc.errors import LegaldocError, categorize, retry_delay
+from legaldoc.models import EntityRef, Stage, StageError
+from legaldoc.pipeline.chunk import chunk_document
+from legaldoc.pipeline.entities import entity_provider_from_settings
+from legaldoc.pipeline.extract import extract, ocr_provider_from_settings
+from legaldoc.pipeline.relate import chunk_of, relate
+from legaldoc.pipeline.resolve import resolve_mentions
+from legaldoc.queues import FINALIZE_TASK, batch_queue
+from legaldoc.services.sources import read_source
+from legaldoc.state.batches import BatchState, StateChange
+from legaldoc.state.broker import Broker, Message
+from legaldoc.storage import claims
+from legaldoc.storage import repository as repo
+from legaldoc.storage.db import Database
+from legaldoc.storage.tables import Batch, Document
+
+log = logging.getLogger("legaldoc.stages")
+
+Writer = Callable[[Session], None]
+
+
+@dataclass(frozen=True)
+class Skip:
+    duplicate_of: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What `execute` did: done, retry, failed, skipped, or nothing (duplicate, stale, lost, missing)."""
+
+    status: str
+    error: StageError | None = None
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, LegaldocError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _LeaseKeeper:
+    """Renews a claim's lease every third of its length while a stage runs."""
+
+    def __init__(self, runner: StageRunner, document_id: int, stage: Stage, attempt: int) -> None:
+        self.runner, self.args = runner, (document_id, stage, attempt)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="legaldoc-lease", daemon=True)
+
+    def _run(self) -> None:
+        lease = self.runner.settings.claim_lease
+        while not self.stopped.wait(lease / 3):
+            try:
+                with self.runner.database.session() as session:
+                    if not claims.renew(session, *self.args, self.runner.worker, lease):
+                        return
+            except Exception:  # a failed renewal only shortens the lease; the stage goes on
+                log.warning("could not renew the claim of document %s", self.args[0], exc_info=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+
+
+class StageRunner:
+    """Runs stages for documents: claims, pure stage functions, idempotent writes, state mirror."""
+
+    def __init__(self, settings: Settings, database: Database, *, mirror: BatchState | None = None,
+                 broker: Broker | None = None, worker: str | None = None, retries: bool = True) -> None:  # fmt: skip
+        self.settings = settings
+        self.database = database
+        self.mirror = mirror
+        self.broker = broker
+        self.retries = retries
+        self.worker = worker or claims.worker_identity()
+        self.ocr = ocr_provider_from_settings(settings)
+        self.entities = entity_provider_from_settings(settings)
+
+    # -- the unit of work -------------------------------------------------------------------------
+
+    def execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
+        with self.database.session() as session:
+            claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
+            if claim.outcome is not claims.ClaimOutcome.CLAIMED:
+                return StageOutcome(claim.outcome.value)
+            batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
+            priority = batch.priority if batch else 5
+            options = dict(batch.options or {}) if batch else {}
+            run_id = repo.start_run(session, document_id, stage, attempt, self.worker).id
+        if stage is Stage.EXTRACT and claim.transition.batch_id:
+            self._mirror(claim.transition, None)
+        started = time.monotonic()
+        try:
+            with _LeaseKeeper(self, document_id, stage, attempt):
+                work = getattr(self, f"_{stage.value}")(document_id, options)
+                with self.database.session() as session:
+                    if isinstance(work, Skip):
+                        transition = claims.skip(session, document_id, attempt, self.worker,
+                                                 duplicate_of=work.duplicate_of, reason=work.reason)  # fmt: skip
+                    else:
+                        work(session)
+                        transition = claims.advance(session, document_id, stage, attempt, self.worker)
+                    repo.finish_run(session, run_id, "skipped" if isinstance(work, Skip) else "done")
+        except claims.ClaimLost:
+            with self.database.session() as session:
+                repo.finish_run(session, run_id, "lost")
+            return StageOutcome("lost")
+        except Exception as exc:
+            return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source)
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        if transition.batch_id:
+            metric = f"{document_id}|{attempt}|{elapsed_ms}|{'skipped' if isinstance(work, Skip) else 'done'}"
+            self._mirror(transition, stage, stage_metric=metric, priority=priority)
+        if transition.state == "running" and transition.stage and self.broker:
+            self.broker.publish_stage([(document_id, Stage(transition.stage), 1)], priority)
+        return StageOutcome("skipped" if isinstance(work, Skip) else "done")
+
+    def _failed(self, document_id: int, stage: Stage, attempt: int, run_id: int, exc: Exception, started: float,
+                priority: int, source: str | None) -> StageOutcome:  # fmt: skip
+        category = categorize(exc)
+        message = error_message(exc)
+        retry = self.retries and category.retryable and attempt < self.settings.max_attempts
+        where = f"[document {document_id}: {source}, stage {stage.value}, attempt {attempt}]"
+        log.warning("%s failed (%s)%s: %s", where, category.value, ", will retry" if retry else "", message)
+        with self.database.session() as session:
+            transition = claims.fail(session, document_id, stage, attempt, self.worker, category=category.value,
+                                     message=message, retry=retry)  # fmt: skip
+            repo.finish_run(session, run_id, "retry" if retry else "failed", category.value, f"{message} {where}",
+                            traceback.format_exc())  # fmt: skip
+        if transition is None:
+            return StageOutcome("lost")
+        error = StageError(category=category, stage=stage, message=message)
+        if transition.batch_id:
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+            self._mirror(
+                transition, stage, category=category.value, priority=priority,
+                stage_metric=f"{document_id}|{attempt}|{elapsed_ms}|{'retry' if retry else 'failed'}",
+                error_metric=f"{document_id}|{stage.value}|{attempt}",
+                error={"stage": stage.value, "category": category.value, "message": message, "attempt": attempt,
+                       "at": time.time(), "retrying": retry},
+            )  # fmt: skip
+        if retry and self.broker:
+            self.broker.publish_stage([(document_id, stage, attempt + 1)], priority,
+                                      countdown=retry_delay(category, attempt, exc, self.settings.retry_base_delay))  # fmt: skip
+        return StageOutcome("retry" if retry else "failed", error)
+
+    def _mirror(self, transition: claims.Transition, finished_stage: Stage | None, *, priority: int = 5,
+                category: str = "", stage_metric: str = "", error_metric: str = "",
+                error: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """One round trip to Redis; a mirror failure never fails the document (the database has it)."""
+        if self.mirror is None or transition.batch_id is None:
+            return
+        change = StateChange(
+            batch_id=transition.batch_id, document_id=transition.document_id, version=transition.version,
+            state=transition.state, stage=transition.stage or "", category=category, error=error,
+            stage_metric=stage_metric, error_metric=error_metric,
+            metric_stage=finished_stage.value if finished_stage else "",
+        )  # fmt: skip
+        try:
+            result = self.mirror.apply([change])[0]
+        except Exception:
+            log.warning("could not mirror document %s to Redis", transition.document_id, exc_info=True)
+            return
+        if result == 2 and self.broker:
+            self.broker.publish([Message(FINALIZE_TASK, (transition.batch_id,), batch_queue(priority), priority)])
+
+    # -- stages: read inputs, call the pure stage, return a writer for one transaction -------------
+
+    def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip:
+        with self.database.read() as session:
+            document = session.get(Document, document_id)
+            source, project_id = document.source, document.project_id
+        data = read_source(source, self.settings)
+        sha256 = hashlib.sha256(data).hexdigest()
+        if options.get("skip_processed"):
+            with self.database.read() as session:
+                same = session.execute(
+                    select(Document.id).where(
+                        Document.project_id == project_id, Document.processed_sha256 == sha256,
+                        Document.pipeline_version == PIPELINE_VERSION,
+                        (Document.id == document_id) | (Document.status == "done"),
+                    ).order_by((Document.id == document_id).desc(), Document.id).limit(1)
+                ).scalar()  # fmt: skip
+            if same is not None:
+                if same == document_id:
+                    return Skip(None, "unchanged since it was processed")
+                return Skip(same, f"same content as document {same}")
+        extracted = extract(data, source, self.settings, self.ocr)
+
+        def write(session: Session) -> None:
+            document = session.get(Document, document_id)
+            document.sha256, document.size = sha256, len(data)
+            repo.save_extraction(session, document, extracted, PIPELINE_VERSION)
+
+        return write
+
+    def _chunk(self, document_id: int, options: dict[str, Any]) -> Writer:
+        with self.database.read() as session:
+            extracted = repo.load_extracted(session, document_id)
+        chunks = chunk_document(extracted, self.settings.chunk_target_chars, self.settings.chunk_max_chars)
+        return lambda session: repo.save_chunks(session, document_id, chunks, extracted.text)
+
+    def _entities(self, document_id: int, options: dict[str, Any]) -> Writer:
+        with self.database.read() as session:
+            extracted = repo.load_extracted(session, document_id)
+            chunks = repo.load_chunks(session, document_id)
+            project_id = session.get(Document, document_id).project_id
+        mentions = self.entities.extract(extracted.text)
+        pages = [extracted.page_at(m.start) for m in mentions]
+        chunk_indexes = [chunk_of(chunks, m.start) for m in mentions]
+
+        def write(session: Session) -> None:
+            repo.lock_project(session, project_id)
+            repo.save_mentions(session, document_id, mentions, pages, chunk_indexes)
+
+        return write
+
+    def _resolve(self, document_id: int, options: dict[str, Any]) -> Writer:
+        def write(session: Session) -> None:
+            document = session.get(Document, document_id)
+            project_id = document.project_id
+            repo.lock_project(session, project_id)
+            stored = repo.load_mentions(session, document_id)
+            index = repo.load_entity_index(session, project_id, {m.type for _, m in stored})
+            resolution = resolve_mentions([m for _, m in stored], index, self.settings.fuzzy_threshold)
+            ids = repo.save_entities(session, project_id, resolution.entities.values())
+            repo.link_mentions(
+                session,
+                {mention_id: ids[EntityRef(type=t, key=k)] for (mention_id, _), (t, k) in zip(stored, resolution.entity_of_mention, strict=True)},
+            )
+
+        return write
+
+    def _relate(self, document_id: int, options: dict[str, Any]) -> Writer:
+        def write(session: Session) -> None:
+            project_id = session.get(Document, document_id).project_id
+            stored = repo.load_mentions(session, document_id)
+            refs = repo.entity_refs_of_mentions(session, document_id)
+            chunks = repo.load_chunks(session, document_id)
+            linked = [(m, refs[mention_id]) for mention_id, m in stored if mention_id in refs]
+            relationships = relate([m for m, _ in linked], [ref for _, (ref, _) in linked], chunks)
+            entity_ids = {ref: entity_id for ref, entity_id in refs.values()}
+            repo.save_relationships(session, project_id, document_id, relationships, entity_ids)
+
+        return write

@@ -1,0 +1,65 @@
+"""Every Redis key legaldoc writes, in one place. All start with the configured prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (default ``legaldoc:``)."""
+
+    prefix: str = "legaldoc:"
+
+    def batch(self, batch_id: str) -> str:
+        """Hash: name, project, priority, status, counters, errors:{CATEGORY}, timestamps."""
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_docs(self, batch_id: str) -> str:
+        """Hash: document id -> ``version|state|stage|category``."""
+        return f"{self.prefix}batch:{batch_id}:docs"
+
+    def batch_errors(self, batch_id: str) -> str:
+        """Hash: document id -> JSON {stage, category, message, attempt, at} of its final failure."""
+        return f"{self.prefix}batch:{batch_id}:errors"
+
+    def batch_events(self, batch_id: str) -> str:
+        """Stream (capped): every applied state transition, for live feeds and replay checks."""
+        return f"{self.prefix}batch:{batch_id}:events"
+
+    @property
+    def batches(self) -> str:
+        """Sorted set: every batch id by creation time."""
+        return f"{self.prefix}batches"
+
+    @property
+    def active_batches(self) -> str:
+        """Sorted set: unfinished batch ids by creation time."""
+        return f"{self.prefix}batches:active"
+
+    def stage_metrics(self, stage: str) -> str:
+        """Sorted set: ``doc|attempt|ms|outcome`` by finish time."""
+        return f"{self.prefix}metrics:stage:{stage}"
+
+    def error_metrics(self, category: str) -> str:
+        """Sorted set: ``doc|stage|attempt`` by failure time."""
+        return f"{self.prefix}metrics:errors:{category}"
+
+    @property
+    def done_metrics(self) -> str:
+        """Sorted set: completed document ids by finish time."""
+        return f"{self.prefix}metrics:done"
+
+    @property
+    def workers(self) -> str:
+        """Hash: worker name -> JSON heartbeat."""
+        return f"{self.prefix}workers"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"
+
+    def cache(self, name: str) -> str:
+        return f"{self.prefix}cache:{name}"
+
+    def ratelimit(self, name: str) -> str:
+        return f"{self.prefix}ratelimit:{name}"
