@@ -189,7 +189,7 @@ def with_redis_db(url: str, db: int) -> str:
     if parts.scheme in ("unix", "redis+socket"):
         query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("db", "virtual_host")]
         query.append(("db", str(db)))
-        return urlunsplit(("unix", parts.netloc, parts.path, urlencode(query), ""))
+        return f"unix://{parts.path}?{urlencode(query)}"
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 

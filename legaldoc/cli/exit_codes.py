@@ -9,4 +9,5 @@ class ExitCode(IntEnum):
     USAGE = 2
     UNAVAILABLE = 3
     TIMED_OUT = 4
+    BUSY = 5
     INTERRUPTED = 130

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from legaldoc import __version__
-from legaldoc.cli import documents
+from legaldoc.cli import batches, documents
 from legaldoc.cli.exit_codes import ExitCode
 
 app = typer.Typer(
@@ -18,6 +18,10 @@ app = typer.Typer(
 app.command("process")(documents.process)
 app.command("show")(documents.show)
 app.command("entities")(documents.entities)
+app.command("run")(batches.run)
+app.command("submit")(batches.submit)
+app.command("status")(batches.status)
+app.command("cancel")(batches.cancel)
 
 
 def _version(value: bool) -> None:

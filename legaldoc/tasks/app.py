@@ -1,0 +1,133 @@
+"""The Celery app, built from Settings by `create_app` (nothing happens at import).
+
+Queues, routing, priorities and time limits follow DESIGN.md. Tasks are thin: ids in, one service
+call, no pipeline logic. Messages are JSON only; results are not stored (state lives in the
+database and its Redis mirror), so the result backend only serves tools that expect one.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from celery import Celery, signals
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from kombu import Queue as KombuQueue
+
+from legaldoc.config import Settings
+from legaldoc.errors import ErrorCategory, register_category
+from legaldoc.models import STAGES, Stage
+from legaldoc.queues import (
+    CONSUME_ORDER,
+    FINALIZE_TASK,
+    PRIORITY_NAMES,
+    PRIORITY_STEPS,
+    QUEUE_SEP,
+    RETENTION_TASK,
+    STAGE_QUEUE,
+    SWEEP_TASK,
+    Queue,
+    batch_queue,
+    broker_priority,
+    stage_task,
+)
+from legaldoc.tasks.runtime import runtime
+
+register_category(SoftTimeLimitExceeded, ErrorCategory.RESOURCE)
+register_category(TimeLimitExceeded, ErrorCategory.RESOURCE)
+register_category(WorkerLostError, ErrorCategory.RESOURCE)
+
+
+def kombu_url(url: str) -> str:
+    """kombu's and Celery's spelling of a Redis URL (unix sockets become ``redis+socket://``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    db = dict(parse_qsl(parts.query)).get("db", "0")
+    return f"redis+socket://{parts.path}?virtual_host={db}"
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """Above every hard time limit, so the broker never redelivers a task that is still running."""
+    return int(max(settings.time_limit(q.value) for q in Queue) * 1.25 + 60)
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for these settings, with every legaldoc task registered."""
+    app = Celery("legaldoc", set_as_current=False)
+    transport = {"priority_steps": PRIORITY_STEPS, "sep": QUEUE_SEP, "queue_order_strategy": "priority",
+                 "visibility_timeout": visibility_timeout(settings)}  # fmt: skip
+    app.conf.update(
+        broker_url=kombu_url(settings.redis_url_for("broker")),
+        result_backend=kombu_url(settings.redis_url_for("result")),
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": visibility_timeout(settings)},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[KombuQueue(q.value, routing_key=q.value) for q in CONSUME_ORDER],
+        task_default_queue=Queue.DEFAULT.value,
+        task_default_priority=broker_priority(PRIORITY_NAMES["normal"]),
+        task_routes={stage_task(s): {"queue": STAGE_QUEUE[s].value} for s in STAGES},
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,
+        worker_hijack_root_logger=False,
+    )
+    app.legaldoc_settings = settings
+    _register(app, settings)
+    return app
+
+
+def _limits(settings: Settings, queue: str) -> dict[str, float]:
+    hard = settings.time_limit(queue)
+    return {"time_limit": hard, "soft_time_limit": max(1.0, min(hard * 0.9, hard - 5))}
+
+
+def _register(app: Celery, settings: Settings) -> None:
+    for stage in STAGES:
+        _register_stage(app, settings, stage)
+
+    @app.task(name=FINALIZE_TASK, queue=batch_queue(5).value, **_limits(settings, "control"))
+    def finalize_batch(batch_id: str) -> str:
+        from legaldoc.services.batches import finalize_batch as finalize
+
+        return finalize(runtime(settings).database, runtime(settings).state, batch_id)["status"]
+
+    @app.task(name=SWEEP_TASK, queue=Queue.CLEANUP.value, **_limits(settings, "control"))
+    def sweep() -> dict[str, int]:
+        from legaldoc.services.batches import sweep as run_sweep
+
+        rt = runtime(settings)
+        return run_sweep(settings, rt.database, rt.state, rt.broker)
+
+    @app.task(name=RETENTION_TASK, queue=Queue.CLEANUP.value, **_limits(settings, "control"))
+    def retention() -> int:
+        from legaldoc.services.batches import retention as trim
+
+        return trim(settings, runtime(settings).state)
+
+
+def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
+    queue = STAGE_QUEUE[stage].value
+
+    def run_stage(document_id: int, stage_name: str, attempt: int) -> str:
+        return runtime(settings).runner.execute(document_id, Stage(stage_name), attempt).status
+
+    run_stage.__name__ = run_stage.__qualname__ = f"run_{stage.value}"
+    app.task(name=stage_task(stage), queue=queue, **_limits(settings, queue))(run_stage)
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    """A forked pool process builds its own engines (the parent never opens the database)."""
+    from legaldoc.storage.db import get_engine
+
+    get_engine.cache_clear()
