@@ -76,3 +76,97 @@ def corpus_run(tmp_path_factory: pytest.TempPathFactory):
     database = Database(settings.resolved_database_url)
     reports = {Path(r.source).name: r for r in process_paths([DOCUMENTS], "corpus", settings, database)}
     return settings, database, reports
+
+
+# -- Redis and workers ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server on a free port for the whole session (never the machine's own)."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise pytest.UsageError("redis-server is required for the tests (apt-get install redis-server)")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder), "--logfile", str(folder / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text()}") from None
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied before the test (queues and state of earlier tests gone)."""
+    import redis
+
+    redis.Redis.from_url(redis_server).flushall()
+    return redis_server
+
+
+FAST_CLAIMS = {"claim_lease": 3.0, "sweep_interval": 1.0, "retry_base_delay": 0.2}
+
+
+@pytest.fixture
+def batch_settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
+    """Settings for batch tests: the test's database and Redis, short leases so faults heal fast."""
+    return load_settings(data_dir=tmp_path / ".legaldoc", database_url=database_url, redis_url=redis_url, **FAST_CLAIMS)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGALDOC_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"LEGALDOC_{name.upper()}"] = str(value)
+    env["LEGALDOC_DATABASE_URL"] = settings.resolved_database_url
+    return env
+
+
+@pytest.fixture
+def start_worker(batch_settings: Settings, tmp_path: Path):
+    """Factory: start a real worker subprocess (`python -m legaldoc.tasks.worker`); all stop at teardown."""
+    from legaldoc.services.embedded import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(*, concurrency: int = 2, queues: str | None = None, settings: Settings | None = None) -> WorkerProcess:
+        env = settings_env(settings or batch_settings)
+        log = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess(env, concurrency=concurrency, queues=queues, log_path=log, loglevel="INFO").start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(timeout=20)

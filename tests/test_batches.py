@@ -1,0 +1,127 @@
+"""Batches on real worker subprocesses over a real redis-server: counters, priority, replay, skipping."""
+
+from __future__ import annotations
+
+import random
+
+import redis
+
+from legaldoc.services import batches as service
+from legaldoc.storage import claims
+from tests.batchkit import connect, nef_copies, write_manifest
+from tests.conftest import DOCUMENTS, SAMPLES
+
+
+def test_corpus_batch_counters_equal_database_and_replay_changes_nothing(batch_settings, start_worker, tmp_path):
+    """Given the whole documents/ corpus as one batch, When a real worker runs it, Then the Redis
+    counters equal the database's document states, and replaying every recorded transition (in any
+    order) changes no counter and no document state."""
+    cluster = connect(batch_settings)
+    manifest = write_manifest(tmp_path / "corpus.yaml", [{"glob": f"{DOCUMENTS}/*"}], name="corpus")
+    submitted = cluster.submit(manifest)
+    assert submitted.total == len(list(DOCUMENTS.iterdir())) == submitted.queued
+    start_worker(concurrency=2)
+    final = cluster.wait(submitted.batch_id)
+
+    redis_counts, database_counts = cluster.counts(submitted.batch_id)
+    assert redis_counts == database_counts
+    assert final["status"] == "finished" and final["pending"] == final["running"] == 0
+    assert final["succeeded"] + final["failed"] == final["total"]
+    assert final["failed"] >= 1  # empty.pdf at least
+    with cluster.database.read() as session:
+        rows = session.execute(
+            service.select(claims.Document.id, claims.Document.status, claims.Document.error_category)
+            .where(claims.Document.batch_id == submitted.batch_id)
+        ).all()  # fmt: skip
+    live = cluster.state.documents(submitted.batch_id)
+    assert len(live) == len(rows)
+    expected_categories: dict[str, int] = {}
+    for document_id, status, category in rows:
+        assert live[document_id]["state"] == {"done": "succeeded", "failed": "failed"}[status]
+        if status == "failed":
+            expected_categories[category] = expected_categories.get(category, 0) + 1
+            assert cluster.state.errors(submitted.batch_id)[document_id]["category"] == category
+    assert final["errors_by_category"] == expected_categories
+    empty = next(d for d in service.batch_documents(cluster.database, None, submitted.batch_id) if d["source"].endswith("empty.pdf"))
+    assert empty["state"] == "failed" and empty["error"]["category"] == "DATA"
+
+    # The batch summary written by finalize_batch agrees.
+    stored = service.batch_status(cluster.database, None, submitted.batch_id)
+    assert stored["status"] == "finished" and stored["succeeded"] == final["succeeded"] and stored["failed"] == final["failed"]
+
+    batch_hash = cluster.state.read(submitted.batch_id)
+    events = cluster.state.events(submitted.batch_id)
+    assert len(events) >= len(rows) * 2
+    random.Random(7).shuffle(events)
+    results = [cluster.state.replay(event, submitted.batch_id) for event in events]
+    assert set(results) == {0}
+    assert cluster.state.read(submitted.batch_id) == batch_hash
+    assert cluster.state.documents(submitted.batch_id) == live
+
+
+def test_same_manifest_twice_skips_every_document(batch_settings, start_worker, tmp_path):
+    """Given a manifest processed once, When it is submitted again with skip_processed, Then every
+    document of the second batch ends skipped and nothing is extracted again."""
+    cluster = connect(batch_settings)
+    manifest = write_manifest(tmp_path / "samples.yaml", [{"glob": f"{SAMPLES}/*"}, {"path": f"{SAMPLES}/complaint.pdf"}])
+    start_worker(concurrency=2)
+    first = cluster.submit(manifest)
+    assert first.total == 4  # the duplicate entry collapsed
+    assert cluster.wait(first.batch_id)["succeeded"] == 4
+    second = cluster.submit(manifest)
+    final = cluster.wait(second.batch_id)
+    assert (final["skipped"], final["succeeded"], final["failed"]) == (4, 0, 0)
+    assert {d["state"] for d in service.batch_documents(cluster.database, None, second.batch_id)} == {"skipped"}
+    assert cluster.counts(second.batch_id)[0] == cluster.counts(second.batch_id)[1]
+    with cluster.database.read() as session:
+        runs = session.scalars(service.select(claims.Document.status)).all()
+    assert set(runs) == {"done"}
+
+
+def test_same_content_under_another_name_is_skipped_as_duplicate(batch_settings, start_worker, tmp_path):
+    cluster = connect(batch_settings)
+    folder = nef_copies(tmp_path / "docs", 2)
+    (folder / "copy.txt").write_bytes((folder / sorted(p.name for p in folder.iterdir())[0]).read_bytes())
+    start_worker(concurrency=1)
+    first = cluster.submit(write_manifest(tmp_path / "a.yaml", [{"path": str(folder / sorted(p.name for p in folder.iterdir())[0])}]))
+    cluster.wait(first.batch_id)
+    second = cluster.submit(write_manifest(tmp_path / "b.yaml", [{"path": str(folder / "copy.txt")}]))
+    final = cluster.wait(second.batch_id)
+    assert final["skipped"] == 1
+    (document,) = service.batch_documents(cluster.database, None, second.batch_id)
+    assert "same content as document" in document["reason"]
+
+
+def test_high_priority_batch_submitted_later_finishes_first(batch_settings, start_worker, tmp_path):
+    """Given a low-priority batch already queued, When a high-priority batch is submitted later and
+    one worker of concurrency 1 starts, Then the high batch finishes first."""
+    cluster = connect(batch_settings)
+    low_docs = nef_copies(tmp_path / "low", 8)
+    high_docs = nef_copies(tmp_path / "high", 3, offset=20)
+    low = cluster.submit(write_manifest(tmp_path / "low.yaml", [{"glob": f"{low_docs}/*"}], name="low", priority="low"))
+    high = cluster.submit(write_manifest(tmp_path / "high.yaml", [{"glob": f"{high_docs}/*"}], name="high", priority="high"))
+    start_worker(concurrency=1)
+    high_final = cluster.wait(high.batch_id)
+    low_final = cluster.wait(low.batch_id)
+    assert high_final["succeeded"] == 3 and low_final["succeeded"] == 8
+    assert high_final["finished_at"] < low_final["finished_at"]
+    # Finish times of every document: at most the one low document already in flight precedes the high batch.
+    client = redis.Redis.from_url(batch_settings.redis_url_for("state"))
+    done = {int(d): t for d, t in client.zrange(cluster.state.keys.done_metrics, 0, -1, withscores=True)}
+    high_ids = set(cluster.state.documents(high.batch_id))
+    low_ids = set(cluster.state.documents(low.batch_id))
+    last_high = max(done[d] for d in high_ids)
+    assert sum(1 for d in low_ids if done[d] < last_high) <= 1
+
+
+def test_cancel_ends_pending_documents_cancelled(batch_settings, tmp_path):
+    """Given a batch with no worker to run it, When it is cancelled, Then every document ends
+    cancelled, the batch is cancelled in Redis and in the database, and later messages do nothing."""
+    cluster = connect(batch_settings)
+    folder = nef_copies(tmp_path / "docs", 5)
+    submitted = cluster.submit(write_manifest(tmp_path / "m.yaml", [{"glob": f"{folder}/*"}]))
+    result = service.cancel_batch(cluster.database, cluster.state, submitted.batch_id)
+    assert result["cancelled"] == 5 and result["status"] == "cancelled" and result["cancelled_now"] == 5
+    assert service.batch_status(cluster.database, None, submitted.batch_id)["status"] == "cancelled"
+    assert cluster.counts(submitted.batch_id)[0] == cluster.counts(submitted.batch_id)[1]
+    assert cluster.broker.depth("ocr") == 5  # the messages are still queued; their claims will fail
