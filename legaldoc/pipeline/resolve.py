@@ -102,6 +102,13 @@ def _fuzzy_reason(mention_type: EntityType, key: str, candidate: str, threshold:
     return None
 
 
+def _name_rank(entity_type: EntityType, name: str) -> tuple:
+    """Which spelling names an entity: the fullest for people and parties, then not all capitals,
+    then alphabetical. A total order, so the name and aliases do not depend on document order."""
+    fullest = -len(name) if entity_type in PERSON_TYPES | {EntityType.PARTY} else 0
+    return (fullest, name.isupper(), name)
+
+
 @dataclass
 class Resolution:
     """What resolve decided for one document: each mention's entity, and every entity touched."""
@@ -143,11 +150,13 @@ def resolve_mentions(
             target = key
             reason = "first mention"
         entity = by_type[target]
-        if mention.normalized != entity.name and mention.normalized not in entity.aliases:
-            entity.aliases[mention.normalized] = reason
-            if len(mention.normalized) > len(entity.name) and mention.type in PERSON_TYPES | {EntityType.PARTY}:
-                entity.aliases.setdefault(entity.name, "shorter form of " + mention.normalized)
+        if mention.normalized != entity.name:
+            if _name_rank(mention.type, mention.normalized) < _name_rank(mention.type, entity.name):
+                entity.aliases.setdefault(entity.name, f"other form of {mention.normalized}")
+                entity.aliases.pop(mention.normalized, None)
                 entity.name = mention.normalized
+            else:
+                entity.aliases.setdefault(mention.normalized, reason)
         resolution.entity_of_mention.append((mention.type, target))
         resolution.entities[(mention.type, target)] = entity
     return resolution

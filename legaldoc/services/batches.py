@@ -345,6 +345,7 @@ def sweep(settings: Settings, database: Database, state: BatchState | None, brok
             transition = claims.fail(session, document.id, stage, attempt, None, category=ErrorCategory.RESOURCE.value,
                                      message=message, retry=retry)  # fmt: skip
             if transition is not None:
+                repo.close_abandoned_runs(session, document.id)
                 changes.append((transition, stage, attempt, retry))
         priorities = _priorities(session, {t.batch_id for t, *_ in changes})
     for transition, stage, attempt, retry in changes:

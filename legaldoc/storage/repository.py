@@ -101,11 +101,22 @@ def reset_for_run(session: Session, document_ids: Sequence[int], *, batch_id: st
 
 
 def start_run(session: Session, document_id: int, stage: Stage, attempt: int, worker: str | None) -> StageRun:
-    """A stage_runs row for this attempt (the log of every attempt of every stage)."""
+    """A stage_runs row for this attempt (the log of every attempt of every stage).
+
+    The caller holds the document's claim, so any run of it still marked running was abandoned."""
+    close_abandoned_runs(session, document_id)
     run = StageRun(document_id=document_id, stage=stage.value, attempt=attempt, worker=worker, started_at=datetime.now(UTC))
     session.add(run)
     session.flush()
     return run
+
+
+def close_abandoned_runs(session: Session, document_id: int) -> None:
+    """Runs of a document whose process died (its claim was taken over) end as lost."""
+    session.execute(
+        update(StageRun).where(StageRun.document_id == document_id, StageRun.outcome == "running")
+        .values(outcome="lost", finished_at=datetime.now(UTC))
+    )  # fmt: skip
 
 
 def finish_run(session: Session, run_id: int, outcome: str, category: str | None = None,
@@ -245,7 +256,9 @@ def save_entities(session: Session, project_id: int, entities: Iterable[Canonica
                 ids[EntityRef(type=entity_type, key=key)] = entity_id
     for entity in entities:
         entity_id = ids[EntityRef(type=entity.type, key=entity.key)]
-        session.execute(update(Entity).where(Entity.id == entity_id, Entity.name != entity.name).values(name=entity.name))
+        renamed = session.execute(update(Entity).where(Entity.id == entity_id, Entity.name != entity.name).values(name=entity.name))
+        if renamed.rowcount:
+            session.execute(delete(EntityAlias).where(EntityAlias.entity_id == entity_id, EntityAlias.alias == entity.name[:1000]))
         _insert_ignore(
             session, EntityAlias,
             [{"entity_id": entity_id, "alias": alias[:1000], "reason": reason[:500]} for alias, reason in entity.aliases.items()],
