@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng libreoffice-writer-nogui
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng libreoffice-writer-nogui redis-server
 
 .PHONY: demo test lint system-deps samples bench clean
 
@@ -19,6 +19,7 @@ system-deps:
 	@missing=""; \
 	command -v tesseract >/dev/null || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
 	command -v soffice >/dev/null || missing="$$missing libreoffice-writer-nogui"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -29,7 +30,7 @@ system-deps:
 	fi
 
 demo: system-deps $(BIN)/legaldoc
-	$(BIN)/legaldoc process samples/ --project sample
+	$(BIN)/legaldoc run manifests/sample.yaml
 	$(BIN)/legaldoc entities --project sample --limit 40
 
 lint: $(BIN)/legaldoc

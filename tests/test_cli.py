@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import DOCUMENTS, NEF, SAMPLES
 
-COMMANDS = ["process", "show", "entities"]
+COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

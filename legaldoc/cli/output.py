@@ -14,6 +14,8 @@ from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.errors import LegaldocError, ServiceUnavailable, UsageError
 
 stdout = Console(highlight=False, soft_wrap=True)
+if not stdout.is_terminal:
+    stdout.width = 240  # piped tables keep one row per line for grep and logs
 stderr = Console(stderr=True, highlight=False)
 
 
@@ -25,7 +27,7 @@ def emit_json(value: Any) -> None:
 
 def fail(error: LegaldocError) -> NoReturn:
     """Print an expected error (no traceback) and exit with its code."""
-    stderr.print(Text.assemble(("error: ", "bold red"), str(error)))
+    stderr.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
     if isinstance(error, ServiceUnavailable):
         raise typer.Exit(ExitCode.UNAVAILABLE)
     if isinstance(error, UsageError):
@@ -36,4 +38,4 @@ def fail(error: LegaldocError) -> NoReturn:
 
 
 def note(message: str) -> None:
-    stderr.print(message, markup=False, highlight=False)
+    stderr.print(message, markup=False, highlight=False, soft_wrap=True)
