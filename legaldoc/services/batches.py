@@ -106,13 +106,18 @@ def _submit(settings: Settings, database: Database, state: BatchState, broker: B
                           options={**manifest.options.model_dump(), "skip_processed": skip},
                           manifest=str(loaded.path), created_at=created))  # fmt: skip
         session.flush()
-        rows = repo.ensure_documents(session, project_id, sources)
+        rows = repo.ensure_documents(session, project_id, sources, batch_id)
         running_batches = set(session.scalars(select(Batch.id).where(Batch.status.in_(RUNNING), Batch.id != batch_id)))
         now = datetime.now(UTC)
         queued: list[int] = []
+        reset: list[int] = []
         busy: dict[int, str] = {}
         versions: dict[int, tuple[int, str]] = {}
         for row in rows:
+            if row.batch_id == batch_id:  # created just now, already pending in this batch
+                queued.append(row.id)
+                versions[row.id] = (row.version, "pending")
+                continue
             reason = None
             if row.status in claims.ACTIVE:
                 lease = claims._aware(row.lease_expires_at)
@@ -125,9 +130,10 @@ def _submit(settings: Settings, database: Database, state: BatchState, broker: B
                 versions[row.id] = (row.version, "skipped")
             else:
                 queued.append(row.id)
+                reset.append(row.id)
                 versions[row.id] = (row.version + 1, "pending")
-        repo.reset_for_run(session, queued, batch_id=batch_id)
-        repo.release_from_other_batches(session, queued, batch_id)
+        repo.reset_for_run(session, reset, batch_id=batch_id)
+        repo.release_from_other_batches(session, reset, batch_id)
         if metadata:
             by_source = {row.source: row.id for row in rows}
             repo.set_user_metadata(session, {by_source[s]: m for s, m in metadata.items()})

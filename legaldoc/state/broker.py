@@ -9,6 +9,7 @@ Workers consume these messages exactly like ones Celery sent; the end-to-end tes
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -74,6 +75,7 @@ class _Template:
         pattern = re.compile("|".join(map(re.escape, escaped)))
         self.parts = pattern.split(text)
         self.order = [escaped[match] for match in pattern.findall(text)]
+        self.key = priority_keys(queue)[kombu_priority]
 
     def render(self, task_id: str, argsrepr: str, body: str) -> str:
         values = {_SENTINELS[0]: task_id, _SENTINELS[1]: json.dumps(argsrepr)[1:-1], _SENTINELS[2]: body}
@@ -84,8 +86,11 @@ class _Template:
         return "".join(pieces)
 
 
+_BODY_SUFFIX = ", {}, " + json.dumps(_EMBED) + "]"
+
+
 def _body(args: tuple[Any, ...]) -> str:
-    return base64.b64encode(json.dumps([list(args), {}, _EMBED]).encode()).decode()
+    return base64.b64encode(("[" + json.dumps(args) + _BODY_SUFFIX).encode()).decode()
 
 
 class Broker:
@@ -94,6 +99,13 @@ class Broker:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._templates: dict[tuple[str, str, int], _Template] = {}
+        self._ids: tuple[int, str, itertools.count] | None = None
+
+    def _task_id(self) -> str:
+        """A unique id in UUID form: a random 80-bit prefix per process and a counter (uuid4 is 10x slower)."""
+        if self._ids is None or self._ids[0] != os.getpid():
+            self._ids = (os.getpid(), str(uuid.uuid4())[:24], itertools.count())
+        return f"{self._ids[1]}{next(self._ids[2]):012x}"
 
     def _template(self, task: str, queue: str, kombu_priority: int) -> _Template:
         key = (task, queue, kombu_priority)
@@ -105,9 +117,12 @@ class Broker:
     def encode(self, message: Message) -> tuple[str, str]:
         """The Redis list and the serialized envelope of one message."""
         kombu_priority = broker_priority(message.priority)
-        task_id = str(uuid.uuid4())
+        task_id = self._task_id()
         argsrepr = repr(message.args)
         body = _body(message.args)
+        if message.eta is None:
+            template = self._template(message.task, message.queue, kombu_priority)
+            return template.key, template.render(task_id, argsrepr, body)
         key = priority_keys(message.queue)[kombu_priority]
         if message.eta is not None:
             envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body,
@@ -115,18 +130,30 @@ class Broker:
             return key, json.dumps(envelope)
         return key, self._template(message.task, message.queue, kombu_priority).render(task_id, argsrepr, body)
 
-    def publish(self, messages: Iterable[Message], *, chunk: int = 2000) -> int:
-        """Push messages in pipelined batches; returns how many were published."""
+    def publish(self, messages: Iterable[Message], *, chunk: int = 1000) -> int:
+        """Push messages in order, many values per LPUSH and many LPUSHes per round trip."""
         count = 0
         pipe = self.client.pipeline(transaction=False)
+        pending: dict[str, list[str]] = {}
+        buffered = 0
         for message in messages:
             key, payload = self.encode(message)
-            pipe.lpush(key, payload)
+            pending.setdefault(key, []).append(payload)
             count += 1
-            if count % chunk == 0:
-                pipe.execute()
-        pipe.execute()
+            buffered += 1
+            if buffered >= chunk * 5:
+                self._flush(pipe, pending, chunk)
+                buffered = 0
+        self._flush(pipe, pending, chunk)
         return count
+
+    @staticmethod
+    def _flush(pipe, pending: dict[str, list[str]], chunk: int) -> None:
+        for key, payloads in pending.items():
+            for offset in range(0, len(payloads), chunk):
+                pipe.lpush(key, *payloads[offset : offset + chunk])
+        pending.clear()
+        pipe.execute()
 
     def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None) -> int:
         """Publish (document id, stage, attempt) messages to each stage's queue."""

@@ -46,8 +46,8 @@ def _insert_ignore(session: Session, table, rows: list[dict[str, Any]], conflict
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(rows).on_conflict_do_nothing(index_elements=list(conflict))
-    session.execute(statement)
+    statement = insert(table.__table__).on_conflict_do_nothing(index_elements=list(conflict))
+    session.execute(statement, rows)  # executemany: compiled once, sent in batches
 
 
 def get_or_create_project(session: Session, name: str) -> Project:
@@ -312,23 +312,27 @@ def count_rows(session: Session, document_id: int) -> dict[str, int]:
             "entities": entities or 0}  # fmt: skip
 
 
-def ensure_documents(session: Session, project_id: int, sources: Sequence[str]) -> list[Document]:
-    """The document rows of these sources (created pending when new), in no particular order."""
+def ensure_documents(session: Session, project_id: int, sources: Sequence[str], batch_id: str | None = None) -> list[Document]:
+    """The document rows of these sources, in no particular order. New ones are created pending,
+    owned by `batch_id` at version 1; existing ones are returned as they are."""
     now = datetime.now(UTC)
-    for offset in range(0, len(sources), 1000):
-        _insert_ignore(
-            session, Document,
-            [{"project_id": project_id, "source": source, "status": "pending", "stage": Stage.EXTRACT.value,
-              "attempts": 1, "version": 0, "metadata": {}, "created_at": now, "updated_at": now}
-             for source in sources[offset : offset + 1000]],
-            ["project_id", "source"],
-        )  # fmt: skip
+    _insert_ignore(
+        session, Document,
+        [{"project_id": project_id, "source": source, "status": "pending", "stage": Stage.EXTRACT.value,
+          "attempts": 1, "version": 1, "batch_id": batch_id, "metadata": {}, "created_at": now, "updated_at": now}
+         for source in sources],
+        ["project_id", "source"],
+    )  # fmt: skip
+    columns = (Document.id, Document.source, Document.status, Document.batch_id, Document.version,
+               Document.lease_expires_at, Document.claimed_by)  # fmt: skip
     rows: list[Document] = []
-    for offset in range(0, len(sources), 500):
+    if batch_id is not None:  # the new rows in one query; only existing ones are looked up by source
+        rows.extend(session.execute(select(*columns).where(Document.batch_id == batch_id)).all())
+    found = {row.source for row in rows}
+    others = [source for source in sources if source not in found]
+    for offset in range(0, len(others), 500):
         rows.extend(session.execute(
-            select(Document.id, Document.source, Document.status, Document.batch_id, Document.version,
-                   Document.lease_expires_at, Document.claimed_by)
-            .where(Document.project_id == project_id, Document.source.in_(sources[offset : offset + 500]))
+            select(*columns).where(Document.project_id == project_id, Document.source.in_(others[offset : offset + 500]))
         ).all())  # fmt: skip
     return rows
 
@@ -355,4 +359,4 @@ def add_batch_documents(session: Session, batch_id: str, queued: Sequence[int], 
     rows = [{"batch_id": batch_id, "document_id": d, "outcome": None, "reason": None} for d in queued]
     rows += [{"batch_id": batch_id, "document_id": d, "outcome": "skipped", "reason": r[:500]} for d, r in skipped.items()]
     if rows:
-        session.execute(insert(BatchDocument), rows)
+        session.execute(insert(BatchDocument.__table__), rows)

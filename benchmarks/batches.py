@@ -1,0 +1,242 @@
+"""Batch machinery against bare baselines measured in the same run (ratios of medians).
+
+1. submit: a 10,000-document manifest, from the loaded manifest until every first-stage message
+   is in the broker (database rows, Redis state, messages), against a bare pipelined LPUSH of
+   10,000 messages of the same size. Celery's own apply_async loop is timed on 1,000 messages and
+   scaled, for reference.
+2. orchestration: small text documents (real court e-mails) through a real worker of 2 processes,
+   from submit to finished, against the same stage functions in a bare loop over 2 processes.
+3. Redis commands per document for the whole pipeline (INFO commandstats around one batch), and
+   the round trips of legaldoc's own bookkeeping (the state script) per stage.
+
+Usage: python benchmarks/batches.py [--documents 10000] [--small 300] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from legaldoc.config import load_settings  # noqa: E402
+from legaldoc.manifest import load_manifest  # noqa: E402
+from legaldoc.models import STAGES  # noqa: E402
+from legaldoc.services import batches as service  # noqa: E402
+from legaldoc.services.embedded import WorkerProcess  # noqa: E402
+from legaldoc.services.process import process_paths  # noqa: E402
+from legaldoc.state.batches import BatchState  # noqa: E402
+from legaldoc.state.broker import Broker, Message  # noqa: E402
+from legaldoc.state.keys import Keys  # noqa: E402
+from legaldoc.state.locks import Lock  # noqa: E402
+from legaldoc.storage.db import Database  # noqa: E402
+
+NEF = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "nef"
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                                "--dir", str(folder)], stdout=subprocess.DEVNULL)  # fmt: skip
+    url = f"redis://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    return process, url
+
+
+def cluster(settings):
+    database = Database(settings.resolved_database_url)
+    client = redis.Redis.from_url(settings.redis_url_for("state"))
+    keys = Keys(settings.redis_prefix)
+    return database, BatchState(client, keys), Broker(redis.Redis.from_url(settings.redis_url_for("broker"))), Lock(client, keys)
+
+
+def write_manifest(path: Path, folder: Path, name: str, skip: bool = False) -> Path:
+    path.write_text(f"name: {name}\nproject: bench\noptions: {{skip_processed: {str(skip).lower()}}}\n"
+                    f"documents:\n  - glob: '{folder}/*'\n")  # fmt: skip
+    return path
+
+
+# -- 1. submit ---------------------------------------------------------------------------------
+
+
+def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
+    folder = work / "many"
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"{index:06d}.txt").write_bytes(b"x")
+    client = redis.Redis.from_url(redis_url + "/0")
+    sample_key, sample = Broker(client).encode(Message("legaldoc.extract", (123456, "extract", 1), "ocr", 5))
+    submit_times, bare_times, publish_times = [], [], []
+    for round_index in range(rounds):
+        client.flushall()
+        started = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        for _ in range(count):
+            pipe.lpush("bare", sample)
+        pipe.execute()
+        bare_times.append(time.perf_counter() - started)
+        client.flushall()
+
+        started = time.perf_counter()
+        Broker(client).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
+        publish_times.append(time.perf_counter() - started)
+        client.flushall()
+
+        settings = load_settings(data_dir=work / f"submit-{round_index}" / ".legaldoc", redis_url=redis_url)
+        database, state, broker, lock = cluster(settings)
+        loaded = load_manifest(write_manifest(work / "many.yaml", folder, f"many-{round_index}"))
+        started = time.perf_counter()
+        service.submit_batch(settings, database, state, broker, lock, loaded)
+        submit_times.append(time.perf_counter() - started)
+        assert broker.depth("ocr") == count
+    client.flushall()
+    from celery import Celery
+
+    app = Celery("bench", broker=redis_url + "/0", set_as_current=False)
+    app.conf.broker_transport_options = {"priority_steps": list(range(10)), "sep": ":", "queue_order_strategy": "priority"}
+    app.conf.task_serializer = "json"
+    sample_size = min(count, 1000)
+    with app.producer_or_acquire() as producer:
+        started = time.perf_counter()
+        for index in range(sample_size):
+            app.send_task("legaldoc.extract", args=(index, "extract", 1), queue="ocr", priority=4, producer=producer)
+        celery_time = (time.perf_counter() - started) * count / sample_size
+    bare = statistics.median(bare_times)
+    return {
+        "documents": count, "message_bytes": len(sample), "bare_lpush_s": bare,
+        "legaldoc_publish_s": statistics.median(publish_times), "legaldoc_submit_s": statistics.median(submit_times),
+        "celery_apply_async_s": celery_time,
+        "publish_ratio": statistics.median(publish_times) / bare, "submit_ratio": statistics.median(submit_times) / bare,
+        "celery_ratio": celery_time / bare,
+    }  # fmt: skip
+
+
+# -- 2. orchestration and 3. commands -----------------------------------------------------------
+
+
+def _bare_worker(args: tuple[list[str], str, str]) -> int:
+    paths, data_dir, project = args
+    settings = load_settings(data_dir=Path(data_dir))
+    database = Database(settings.resolved_database_url)
+    return sum(1 for _ in process_paths([Path(p) for p in paths], project, settings, database))
+
+
+def bare_loop(files: list[Path], data_dir: Path) -> float:
+    """The same stage functions (StageRunner, same database writes) over 2 processes, no queue."""
+    Database(load_settings(data_dir=data_dir).resolved_database_url)  # migrate once, outside the timing
+    halves = [[str(p) for p in files[0::2]], [str(p) for p in files[1::2]]]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_bare_worker, [([halves[0][0]], str(data_dir), "warm"), ([halves[1][0]], str(data_dir), "warm")])
+        started = time.perf_counter()
+        pool.map(_bare_worker, [(h, str(data_dir), "bench") for h in halves])
+        return time.perf_counter() - started
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    return {name: int(stats["calls"]) for name, stats in client.info("commandstats").items()}
+
+
+def bench_orchestration(work: Path, redis_url: str, small: int, rounds: int) -> dict:
+    sources = sorted(NEF.glob("*.txt"))
+    ratios, worker_times, bare_times, per_doc, per_stage = [], [], [], [], []
+    for round_index in range(rounds):
+        folder = work / f"small-{round_index}"
+        folder.mkdir()
+        files = []
+        for index in range(small):
+            target = folder / f"{index:04d}-{sources[index % len(sources)].name}"
+            shutil.copyfile(sources[index % len(sources)], target)
+            files.append(target)
+        bare = bare_loop(files, work / f"bare-{round_index}" / ".legaldoc")
+
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()
+        settings = load_settings(data_dir=work / f"workers-{round_index}" / ".legaldoc", redis_url=redis_url)
+        database, state, broker, lock = cluster(settings)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEGALDOC_")},
+               "LEGALDOC_REDIS_URL": redis_url, "LEGALDOC_DATABASE_URL": settings.resolved_database_url}  # fmt: skip
+        worker = WorkerProcess(env, concurrency=2, log_path=work / "worker.log").start()
+        try:
+            warm = work / f"warm-{round_index}"
+            warm.mkdir()
+            shutil.copyfile(sources[0], warm / "warm.txt")
+            warm_id = service.submit_batch(settings, database, state, broker, lock,
+                                           load_manifest(write_manifest(work / "warm.yaml", warm, f"warm-{round_index}"))).batch_id  # fmt: skip
+            service.wait_for_batch(database, state, warm_id, timeout=120, poll=0.05)
+            before = commandstats(client)
+            started = time.perf_counter()
+            batch_id = service.submit_batch(settings, database, state, broker, lock,
+                                            load_manifest(write_manifest(work / "small.yaml", folder, f"small-{round_index}"))).batch_id  # fmt: skip
+            final = service.wait_for_batch(database, state, batch_id, timeout=600, poll=0.05)
+            elapsed = time.perf_counter() - started
+            after = commandstats(client)
+        finally:
+            worker.stop()
+        assert final["succeeded"] == small, final
+        calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        # The status polls of this benchmark (HGETALL) are not the pipeline's; leave them out.
+        pipeline_calls = sum(v for k, v in calls.items() if k not in ("cmdstat_hgetall", "cmdstat_info"))
+        per_doc.append(pipeline_calls / small)
+        per_stage.append(calls.get("cmdstat_evalsha", 0) / (small * len(STAGES)))
+        worker_times.append(elapsed)
+        bare_times.append(bare)
+        ratios.append(elapsed / bare)
+        top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "documents": small, "worker_s": statistics.median(worker_times), "bare_s": statistics.median(bare_times),
+        "ratio": statistics.median(ratios), "redis_commands_per_document": statistics.median(per_doc),
+        "bookkeeping_round_trips_per_stage": statistics.median(per_stage),
+        "top_commands_per_document": {k.removeprefix("cmdstat_"): round(v / small, 2) for k, v in top},
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--documents", type=int, default=10000)
+    parser.add_argument("--small", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["submit", "orchestration"], default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="legaldoc-bench-"))
+    process, url = start_redis(work)
+    try:
+        if args.only in (None, "submit"):
+            s = bench_submit(work, url, args.documents, args.rounds)
+            print(f"submit {s['documents']} documents ({s['message_bytes']} B messages), medians of {args.rounds}:")
+            print(f"  bare pipelined LPUSH   {s['bare_lpush_s'] * 1000:8.1f} ms")
+            print(f"  legaldoc publish only  {s['legaldoc_publish_s'] * 1000:8.1f} ms   ratio {s['publish_ratio']:.2f}")
+            print(f"  legaldoc submit        {s['legaldoc_submit_s'] * 1000:8.1f} ms   ratio {s['submit_ratio']:.2f}  (aim <= 5)")
+            print(f"  celery apply_async     {s['celery_apply_async_s'] * 1000:8.1f} ms   ratio {s['celery_ratio']:.1f}  (scaled from 1,000)")
+        if args.only in (None, "orchestration"):
+            o = bench_orchestration(work, url, args.small, args.rounds)
+            print(f"orchestration, {o['documents']} court e-mails, 2 processes, medians of {args.rounds}:")
+            print(f"  bare loop of the stage functions  {o['bare_s']:6.2f} s")
+            print(f"  through Redis and the workers     {o['worker_s']:6.2f} s   ratio {o['ratio']:.2f}  (aim <= 1.15)")
+            print(f"  Redis commands per document       {o['redis_commands_per_document']:6.1f}")
+            print(f"  bookkeeping round trips per stage {o['bookkeeping_round_trips_per_stage']:6.2f}  (aim <= 1)")
+            print(f"  most frequent commands per document: {o['top_commands_per_document']}")
+    finally:
+        process.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
