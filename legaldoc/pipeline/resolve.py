@@ -103,10 +103,9 @@ def _fuzzy_reason(mention_type: EntityType, key: str, candidate: str, threshold:
 
 
 def _name_rank(entity_type: EntityType, name: str) -> tuple:
-    """Which spelling names an entity: the fullest for people and parties, then not all capitals,
-    then alphabetical. A total order, so the name and aliases do not depend on document order."""
-    fullest = -len(name) if entity_type in PERSON_TYPES | {EntityType.PARTY} else 0
-    return (fullest, name.isupper(), name)
+    """Which spelling names an entity: the fullest, then not all capitals, then alphabetical.
+    A total order, so an entity's name and aliases do not depend on the order documents arrive in."""
+    return (-len(name), name.isupper(), name)
 
 
 @dataclass
@@ -152,7 +151,7 @@ def resolve_mentions(
         entity = by_type[target]
         if mention.normalized != entity.name:
             if _name_rank(mention.type, mention.normalized) < _name_rank(mention.type, entity.name):
-                entity.aliases.setdefault(entity.name, f"other form of {mention.normalized}")
+                entity.aliases.setdefault(entity.name, reason)
                 entity.aliases.pop(mention.normalized, None)
                 entity.name = mention.normalized
             else:
