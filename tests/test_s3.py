@@ -1,0 +1,63 @@
+"""Documents named by s3:// URIs are fetched by the worker through boto3, here from moto's S3 server."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+import requests
+
+from legaldoc.services.batches import batch_documents
+from legaldoc.services.queries import show_document
+from tests.batchkit import connect, write_manifest
+from tests.conftest import SAMPLES, _free_port
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path):
+    """moto's standalone S3 server on a free port (a local protocol peer for the real SDK)."""
+    port = _free_port()
+    binary = shutil.which("moto_server") or f"{sys.prefix}/bin/moto_server"
+    process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def test_s3_documents_are_fetched_by_the_worker(batch_settings, start_worker, tmp_path, s3_endpoint, monkeypatch):
+    """Given a manifest of s3:// URIs (one missing), When a worker runs it, Then the present one is
+    processed like a local file and the missing one fails as DATA naming its URI."""
+    credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="matters")
+    s3.put_object(Bucket="matters", Key="acme/complaint.pdf", Body=(SAMPLES / "complaint.pdf").read_bytes())
+    settings = batch_settings.model_copy(update={"s3_endpoint_url": s3_endpoint})
+    cluster = connect(settings)
+    manifest = write_manifest(tmp_path / "s3.yaml", [
+        {"uri": "s3://matters/acme/complaint.pdf", "metadata": {"custodian": "J. Doe"}},
+        {"uri": "s3://matters/acme/missing.pdf"},
+    ])  # fmt: skip
+    submitted = cluster.submit(manifest)
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id)
+    assert (final["succeeded"], final["failed"], final["errors_by_category"]) == (1, 1, {"DATA": 1})
+    documents = {d["source"]: d for d in batch_documents(cluster.database, None, submitted.batch_id)}
+    assert "does not exist" in documents["s3://matters/acme/missing.pdf"]["error"]["message"]
+    shown = show_document(cluster.database, next(d["document_id"] for s, d in documents.items() if s.endswith("complaint.pdf")))
+    assert shown["status"] == "done" and shown["kind"] == "pdf" and shown["mentions"]
