@@ -73,6 +73,21 @@ def _connect(settings: Settings) -> tuple[BatchState, Broker, Lock]:
     return state, Broker(client_for(settings, "broker")), Lock(state_client, keys)
 
 
+def _load(manifest: Path, settings: Settings):
+    try:
+        return load_manifest(manifest, max_mb=settings.manifest_max_mb)
+    except LegaldocError as error:
+        fail(error)
+
+
+def _submit(settings: Settings, database: Database, loaded, skip_processed: bool | None) -> tuple[BatchState, service.Submitted]:
+    state, broker, lock = _connect(settings)
+    try:
+        return state, service.submit_batch(settings, database, state, broker, lock, loaded, skip_processed=skip_processed)
+    except LegaldocError as error:
+        fail(error)
+
+
 def _exit_code(status: dict[str, Any]) -> ExitCode:
     if status["failed"] or status["cancelled"] or status["status"] == "cancelled":
         return ExitCode.DOCUMENTS_FAILED
@@ -150,16 +165,9 @@ def submit(
     """Submit a manifest as a batch to the workers; print its id."""
     settings = _settings(redis_url, database_url, data_dir)
     limit = parse_duration(timeout)
-    try:
-        loaded = load_manifest(manifest, max_mb=settings.manifest_max_mb)
-    except LegaldocError as error:
-        fail(error)
+    loaded = _load(manifest, settings)
     database = open_database(settings)
-    state, broker, lock = _connect(settings)
-    try:
-        submitted = service.submit_batch(settings, database, state, broker, lock, loaded, skip_processed=skip_processed)
-    except LegaldocError as error:
-        fail(error)
+    state, submitted = _submit(settings, database, loaded, skip_processed)
     if not wait:
         if json_output:
             emit_json(submitted.as_dict())
@@ -276,10 +284,7 @@ def run(
     """Process a manifest with a private Redis and workers started here; stop them after (main job)."""
     settings = settings_from(None, database_url, data_dir)
     limit = parse_duration(timeout)
-    try:
-        loaded = load_manifest(manifest, max_mb=settings.manifest_max_mb)
-    except LegaldocError as error:
-        fail(error)
+    loaded = _load(manifest, settings)
     database = open_database(settings)
     data = settings.data_dir.resolve()
     embedded = EmbeddedRedis(data)
@@ -297,11 +302,7 @@ def run(
                    LEGALDOC_DATABASE_URL=_absolute(settings.resolved_database_url))  # fmt: skip
         worker = WorkerProcess(env, concurrency=concurrency or settings.worker_concurrency or os.cpu_count(),
                                log_path=data / "run" / "worker.log").start()  # fmt: skip
-        state, broker, lock = _connect(settings)
-        try:
-            submitted = service.submit_batch(settings, database, state, broker, lock, loaded, skip_processed=skip_processed)
-        except LegaldocError as error:
-            fail(error)
+        state, submitted = _submit(settings, database, loaded, skip_processed)
         batch_id = submitted.batch_id
         if not json_output:
             note(f"batch {batch_id} ({submitted.name}): {submitted.total} documents, "

@@ -123,12 +123,8 @@ class Broker:
         if message.eta is None:
             template = self._template(message.task, message.queue, kombu_priority)
             return template.key, template.render(task_id, argsrepr, body)
-        key = priority_keys(message.queue)[kombu_priority]
-        if message.eta is not None:
-            envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body,
-                                 message.eta.isoformat())  # fmt: skip
-            return key, json.dumps(envelope)
-        return key, self._template(message.task, message.queue, kombu_priority).render(task_id, argsrepr, body)
+        envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body, message.eta.isoformat())
+        return priority_keys(message.queue)[kombu_priority], json.dumps(envelope)
 
     def publish(self, messages: Iterable[Message], *, chunk: int = 1000) -> int:
         """Push messages in order, many values per LPUSH and many LPUSHes per round trip."""

@@ -78,14 +78,10 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
+def aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _version(session: Session, document_id: int) -> int:
-    return session.scalar(select(Document.version).where(Document.id == document_id))
 
 
 def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker: str, lease: float) -> Claim:
@@ -101,7 +97,7 @@ def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker
     if current_stage != stage.value or attempts != attempt or status not in ACTIVE:
         return Claim(ClaimOutcome.STALE, held_by=holder)
     if status == "running":
-        expired = lease_end is None or _aware(lease_end) < now
+        expired = lease_end is None or aware(lease_end) < now
         if not expired and not _holder_is_dead(holder):
             return Claim(ClaimOutcome.DUPLICATE, held_by=holder)
     result = session.execute(
@@ -231,18 +227,6 @@ def cancel_pending(session: Session, batch_id: str) -> list[Transition]:
     ):
         transitions.append(Transition(document_id, batch_id, version, "cancelled"))
     return transitions
-
-
-@dataclass(frozen=True)
-class Requeue:
-    """A document whose message must be published again."""
-
-    document_id: int
-    batch_id: str | None
-    stage: Stage
-    attempt: int
-    priority: int
-    transition: Transition | None
 
 
 def expired_claims(session: Session, now: datetime, limit: int = 1000) -> Sequence[Document]:
