@@ -35,8 +35,17 @@ class Settings(BaseSettings):
     ocr_provider: Literal["local"] = "local"
     """OCR provider for pages without a usable text layer (``local`` = tesseract)."""
 
-    entity_provider: Literal["local"] = "local"
-    """Entity extraction provider (``local`` = eyecite, courts-db and rules)."""
+    entity_provider: Literal["local", "failing"] = "local"
+    """Entity extraction provider (``local`` = eyecite, courts-db and rules; ``failing`` is for tests)."""
+
+    failing_category: Literal["TRANSIENT", "RATE_LIMIT", "RESOURCE", "CONFIGURATION", "DATA", "PERMANENT"] = "TRANSIENT"
+    """Test-only ``failing`` provider: the kind of error it raises."""
+
+    failing_attempts: int = Field(1, ge=0)
+    """Test-only ``failing`` provider: how many first attempts per document fail before it answers."""
+
+    failing_retry_after: float = Field(1.0, ge=0)
+    """Test-only ``failing`` provider: the Retry-After its RATE_LIMIT errors carry."""
 
     tesseract_cmd: str = "tesseract"
     """The tesseract executable."""
@@ -133,6 +142,39 @@ class Settings(BaseSettings):
 
     retry_base_delay: float = Field(2.0, ge=0)
     """Base of the retry backoff in seconds (see the error categories in the README)."""
+
+    retry_max_delay: float = Field(600.0, ge=0)
+    """No retry waits longer than this, whatever a server's Retry-After says."""
+
+    heartbeat_interval: float = Field(5.0, ge=0.2)
+    """Seconds between a worker's heartbeats; a worker silent for 3 of them shows as offline."""
+
+    worker_purge_after: float = Field(3600.0, ge=1)
+    """Seconds after which an offline worker is removed from ``workers status``."""
+
+    worker_shutdown_timeout: float = Field(60.0, ge=0)
+    """On a cold shutdown (second SIGTERM), seconds running tasks get before they are re-queued."""
+
+    cache_ttl_days: float = Field(7.0, gt=0)
+    """Days a cache entry (extraction result, entity index) lives in Redis without being used."""
+
+    cache_compress_above: int = Field(1024, ge=0)
+    """Cache values larger than this many bytes are stored zlib-compressed."""
+
+    cache_inline_max_kb: int = Field(512, ge=1)
+    """Extraction results larger than this (compressed) are cached as a reference to the database row."""
+
+    provider_rate_limit: str = "20/second"
+    """Shared rate limit of each remote provider across all workers, in ``limits`` notation (``100/minute``)."""
+
+    rate_limit_max_wait: float = Field(30.0, ge=0)
+    """Seconds a call may wait for the shared rate limit before it fails as RATE_LIMIT (and is retried)."""
+
+    breaker_fail_max: int = Field(5, ge=1)
+    """Consecutive failures of a remote provider that open its shared circuit breaker."""
+
+    breaker_reset_timeout: float = Field(60.0, gt=0)
+    """Seconds an open circuit stays open before one trial call is let through."""
 
     worker_concurrency: int | None = Field(None, ge=1)
     """Processes per worker; default: the number of CPUs."""

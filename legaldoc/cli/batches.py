@@ -34,6 +34,7 @@ from legaldoc.state.broker import Broker
 from legaldoc.state.connection import client_for, ping
 from legaldoc.state.keys import Keys
 from legaldoc.state.locks import Lock
+from legaldoc.state.workers import WorkerRegistry
 from legaldoc.storage.db import Database
 
 RedisOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: LEGALDOC_REDIS_URL or redis://127.0.0.1:6379).")]
@@ -86,6 +87,17 @@ def _submit(settings: Settings, database: Database, loaded, skip_processed: bool
         return state, service.submit_batch(settings, database, state, broker, lock, loaded, skip_processed=skip_processed)
     except LegaldocError as error:
         fail(error)
+
+
+def _warn_unserved_queues(settings: Settings, state: BatchState, submitted: service.Submitted) -> None:
+    """A batch whose queues no live worker consumes would wait for ever: say so on stderr."""
+    if submitted.finished:
+        return
+    registry = WorkerRegistry(state.client, state.keys, purge_after=settings.worker_purge_after)
+    missing = registry.queues_without_workers(service.queues_needed(submitted.priority))
+    if missing:
+        note(f"warning: no live worker consumes {', '.join(missing)}; batch {submitted.batch_id} waits until one does "
+             f"(start one with: legaldoc workers start --queue {','.join(missing)})")  # fmt: skip
 
 
 def _exit_code(status: dict[str, Any]) -> ExitCode:
@@ -168,6 +180,7 @@ def submit(
     loaded = _load(manifest, settings)
     database = open_database(settings)
     state, submitted = _submit(settings, database, loaded, skip_processed)
+    _warn_unserved_queues(settings, state, submitted)
     if not wait:
         if json_output:
             emit_json(submitted.as_dict())

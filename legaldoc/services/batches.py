@@ -15,7 +15,7 @@ from legaldoc.config import Settings
 from legaldoc.errors import ErrorCategory, LegaldocError, UsageError
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
-from legaldoc.queues import STAGE_QUEUE, priority_name
+from legaldoc.queues import STAGE_QUEUE, batch_queue, priority_name
 from legaldoc.state.batches import COUNTERS, BatchState, StateChange
 from legaldoc.state.broker import Broker
 from legaldoc.state.locks import Lock
@@ -150,6 +150,12 @@ def _submit(settings: Settings, database: Database, state: BatchState, broker: B
         state.client.zrem(state.keys.active_batches, batch_id)
         submitted.finished = True
     return submitted
+
+
+def queues_needed(priority: int) -> list[str]:
+    """The queues a batch of this priority goes through: its stages' and its control queue."""
+    stage_queues = [STAGE_QUEUE[stage].value for stage in STAGES]
+    return list(dict.fromkeys([*stage_queues, batch_queue(priority).value]))
 
 
 def finalize_batch(database: Database, state: BatchState | None, batch_id: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
-from legaldoc.errors import LegaldocError, categorize, retry_delay
+from legaldoc.errors import RETRY_POLICIES, LegaldocError, categorize, retry_delay
 from legaldoc.models import EntityRef, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
@@ -146,14 +146,16 @@ class StageRunner:
                 priority: int, source: str | None) -> StageOutcome:  # fmt: skip
         category = categorize(exc)
         message = error_message(exc)
-        retry = self.retries and category.retryable and attempt < self.settings.max_attempts
+        policy = RETRY_POLICIES[category]
+        retry = self.retries and policy.retry and attempt < policy.max_attempts(self.settings.max_attempts)
         where = f"[document {document_id}: {source}, stage {stage.value}, attempt {attempt}]"
         log.warning("%s failed (%s)%s: %s", where, category.value, ", will retry" if retry else "", message)
+        trace = traceback.format_exc()
+        digest = repo.traceback_digest(trace)
         with self.database.session() as session:
             transition = claims.fail(session, document_id, stage, attempt, self.worker, category=category.value,
-                                     message=message, retry=retry)  # fmt: skip
-            repo.finish_run(session, run_id, "retry" if retry else "failed", category.value, f"{message} {where}",
-                            traceback.format_exc())  # fmt: skip
+                                     message=message, retry=retry, digest=digest)  # fmt: skip
+            repo.finish_run(session, run_id, "retry" if retry else "failed", category.value, f"{message} {where}", trace)
         if transition is None:
             return StageOutcome("lost")
         error = StageError(category=category, stage=stage, message=message)
@@ -164,11 +166,11 @@ class StageRunner:
                 stage_metric=f"{document_id}|{attempt}|{elapsed_ms}|{'retry' if retry else 'failed'}",
                 error_metric=f"{document_id}|{stage.value}|{attempt}",
                 error={"stage": stage.value, "category": category.value, "message": message, "attempt": attempt,
-                       "at": time.time(), "retrying": retry},
+                       "attempts": attempt, "digest": digest, "source": source, "at": time.time(), "retrying": retry},
             )  # fmt: skip
         if retry and self.broker:
-            self.broker.publish_stage([(document_id, stage, attempt + 1)], priority,
-                                      countdown=retry_delay(category, attempt, exc, self.settings.retry_base_delay))  # fmt: skip
+            delay = retry_delay(category, attempt, exc, self.settings.retry_base_delay, self.settings.retry_max_delay)
+            self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay)
         return StageOutcome("retry" if retry else "failed", error)
 
     def _mirror(self, transition: claims.Transition, finished_stage: Stage | None, *, priority: int = 5,

@@ -152,7 +152,7 @@ def advance(session: Session, document_id: int, stage: Stage, attempt: int, work
     values = dict(claimed_by=None, lease_expires_at=None, version=Document.version + 1, updated_at=now)
     if last:
         values.update(status="done", stage=None, attempts=0, error_category=None, error_stage=None, error_message=None,
-                      processed_sha256=Document.sha256)
+                      error_digest=None, processed_sha256=Document.sha256)
     else:
         values.update(status="queued", stage=STAGES[position + 1].value, attempts=1)
     result = session.execute(update(Document).where(_owned(document_id, stage, attempt, worker)).values(**values))
@@ -167,14 +167,14 @@ def advance(session: Session, document_id: int, stage: Stage, attempt: int, work
 
 
 def fail(session: Session, document_id: int, stage: Stage, attempt: int, worker: str | None, *, category: str,
-         message: str, retry: bool) -> Transition | None:  # fmt: skip
+         message: str, retry: bool, digest: str | None = None) -> Transition | None:  # fmt: skip
     """The stage failed: queue the next attempt (`retry`) or fail the document for good."""
     now = now_utc()
     condition = _owned(document_id, stage, attempt, worker) if worker else and_(
         Document.id == document_id, Document.stage == stage.value, Document.attempts == attempt,
         Document.status.in_(ACTIVE))  # fmt: skip
     values = dict(claimed_by=None, lease_expires_at=None, version=Document.version + 1, updated_at=now,
-                  error_category=category, error_stage=stage.value, error_message=message,
+                  error_category=category, error_stage=stage.value, error_message=message, error_digest=digest,
                   pipeline_version=PIPELINE_VERSION)  # fmt: skip
     if retry:
         values.update(status="queued", attempts=attempt + 1)
@@ -194,7 +194,7 @@ def skip(session: Session, document_id: int, attempt: int, worker: str, *, dupli
          reason: str) -> Transition:  # fmt: skip
     """Extraction found the same content already done in the project: nothing to run."""
     values = dict(claimed_by=None, lease_expires_at=None, version=Document.version + 1, updated_at=now_utc(),
-                  stage=None, attempts=0, error_category=None, error_stage=None, error_message=None,
+                  stage=None, attempts=0, error_category=None, error_stage=None, error_message=None, error_digest=None,
                   status="done" if duplicate_of is None else "skipped", duplicate_of=duplicate_of)  # fmt: skip
     result = session.execute(update(Document).where(_owned(document_id, Stage.EXTRACT, attempt, worker)).values(**values))
     if result.rowcount != 1:

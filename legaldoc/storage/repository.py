@@ -93,7 +93,7 @@ def reset_for_run(session: Session, document_ids: Sequence[int], *, batch_id: st
     """Put documents back at the first stage, owned by `batch_id` (None for in-process runs)."""
     now = datetime.now(UTC)
     values = dict(status="pending", stage=Stage.EXTRACT.value, attempts=1, batch_id=batch_id, claimed_by=None,
-                  lease_expires_at=None, error_category=None, error_stage=None, error_message=None,
+                  lease_expires_at=None, error_category=None, error_stage=None, error_message=None, error_digest=None,
                   duplicate_of=None, version=Document.version + 1, updated_at=now)  # fmt: skip
     ids = list(document_ids)
     for offset in range(0, len(ids), 500):
@@ -119,6 +119,15 @@ def close_abandoned_runs(session: Session, document_id: int) -> None:
     )  # fmt: skip
 
 
+def traceback_digest(traceback_text: str) -> str:
+    """A short digest of a traceback's frames and exception type (not its message, which names the
+    document), so failures with one cause share one digest."""
+    lines = [line for line in traceback_text.splitlines() if line.startswith("  File ")]
+    last = traceback_text.strip().splitlines()[-1:] or [""]
+    kind = last[0].split(":", 1)[0]
+    return hashlib.sha256("\n".join([*lines, kind]).encode()).hexdigest()[:16]
+
+
 def finish_run(session: Session, run_id: int, outcome: str, category: str | None = None,
                message: str | None = None, traceback_text: str | None = None) -> None:  # fmt: skip
     run = session.get(StageRun, run_id)
@@ -131,7 +140,7 @@ def finish_run(session: Session, run_id: int, outcome: str, category: str | None
     run.error_category = category
     run.error_message = message
     if traceback_text:
-        run.traceback_digest = hashlib.sha256(traceback_text.encode()).hexdigest()[:16]
+        run.traceback_digest = traceback_digest(traceback_text)
 
 
 def lock_project(session: Session, project_id: int) -> None:

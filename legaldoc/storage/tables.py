@@ -32,6 +32,8 @@ class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    entity_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped by every write of the project's canonical entities; the entity-index cache compares it."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -75,6 +77,7 @@ class Document(Base):
         Index("ix_documents_status", "status"),
         Index("ix_documents_batch_status", "batch_id", "status"),
         Index("ix_documents_project_processed", "project_id", "processed_sha256"),
+        Index("ix_documents_sha_extract", "sha256", "extract_key"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -90,7 +93,12 @@ class Document(Base):
     error_category: Mapped[str | None] = mapped_column(String(20))
     error_stage: Mapped[str | None] = mapped_column(String(20))
     error_message: Mapped[str | None] = mapped_column(Text)
+    error_digest: Mapped[str | None] = mapped_column(String(16))
+    """Digest of the final failure's traceback: failures with one digest share one cause."""
     pipeline_version: Mapped[str | None] = mapped_column(String(20))
+    extract_key: Mapped[str | None] = mapped_column(String(64))
+    """What extraction depended on besides the bytes (pipeline version, OCR settings); with sha256 the
+    extraction cache's key."""
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped by every state change; the Redis mirror applies a change only if it is newer."""

@@ -30,6 +30,7 @@ from legaldoc.queues import (
     broker_priority,
     stage_task,
 )
+from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import runtime
 
 register_category(SoftTimeLimitExceeded, ErrorCategory.RESOURCE)
@@ -80,6 +81,8 @@ def create_app(settings: Settings) -> Celery:
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,
         worker_hijack_root_logger=False,
+        worker_soft_shutdown_timeout=settings.worker_shutdown_timeout,
+        worker_enable_soft_shutdown_on_idle=True,
     )
     app.legaldoc_settings = settings
     _register(app, settings)
@@ -119,7 +122,10 @@ def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
     queue = STAGE_QUEUE[stage].value
 
     def run_stage(document_id: int, stage_name: str, attempt: int) -> str:
-        return runtime(settings).runner.execute(document_id, Stage(stage_name), attempt).status
+        status = runtime(settings).runner.execute(document_id, Stage(stage_name), attempt).status
+        if status in ("failed", "retry"):
+            stats.count_failure()
+        return status
 
     run_stage.__name__ = run_stage.__qualname__ = f"run_{stage.value}"
     app.task(name=stage_task(stage), queue=queue, **_limits(settings, queue))(run_stage)

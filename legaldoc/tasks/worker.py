@@ -1,26 +1,33 @@
 """A legaldoc worker process: `python -m legaldoc.tasks.worker [--queues Q,...] [--concurrency N]`.
 
-Besides Celery's consumer, the main process runs a small scheduler thread: every sweep interval it
-publishes one `sweep` task to the cleanup queue (a Redis lock makes that one per interval across all
-workers), and once an hour a `retention` task. No separate beat process is needed.
+`legaldoc workers start` runs this. Besides Celery's consumer, the main process runs two small
+threads: a heartbeat that writes what the worker is doing to the `workers` hash every
+`heartbeat_interval`, and a scheduler that publishes one `sweep` per sweep interval across all
+workers (a Redis lock picks the publisher) and a `retention` task once an hour, so no beat process
+is needed. SIGTERM is Celery's warm shutdown: running tasks finish, nothing new starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
 import threading
+import time
 
 from celery import signals
 
 from legaldoc.config import Settings, load_settings
 from legaldoc.queues import CONSUME_ORDER, MOST_URGENT, RETENTION_TASK, SWEEP_TASK, Queue
+from legaldoc.services.workers import parse_autoscale
 from legaldoc.state.broker import Broker, Message
 from legaldoc.state.connection import client_for
 from legaldoc.state.keys import Keys
 from legaldoc.state.locks import Lock
+from legaldoc.state.workers import Heartbeat, WorkerRegistry
+from legaldoc.tasks import stats
 from legaldoc.tasks.app import create_app
 
 log = logging.getLogger("legaldoc.worker")
@@ -50,11 +57,75 @@ class Scheduler(threading.Thread):
                 log.warning("could not publish the periodic cleanup tasks", exc_info=True)
 
 
+def resident_memory(pid: int) -> int:
+    """Resident bytes of a process and all its children (the pool)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+        return total
+    except psutil.Error:
+        return 0
+
+
+class Heartbeater(threading.Thread):
+    """Writes this worker's heartbeat every interval, from Celery's own bookkeeping."""
+
+    def __init__(self, settings: Settings, heartbeat: Heartbeat) -> None:
+        super().__init__(name="legaldoc-heartbeat", daemon=True)
+        self.registry = WorkerRegistry(client_for(settings, "state"), Keys(settings.redis_prefix),
+                                       purge_after=settings.worker_purge_after)  # fmt: skip
+        self.heartbeat = heartbeat
+        self.consumer = None
+        self.stopped = threading.Event()
+
+    def refresh(self) -> None:
+        from celery.worker import state
+
+        beat = self.heartbeat
+        consumer = self.consumer
+        if consumer is not None:
+            autoscaler = getattr(consumer.controller, "autoscaler", None)
+            if autoscaler is not None:
+                beat.autoscale = [autoscaler.max_concurrency, autoscaler.min_concurrency]
+            processes = getattr(consumer.pool, "num_processes", None)
+            if isinstance(processes, int):
+                beat.concurrency = processes
+        beat.active = len(state.active_requests)
+        beat.processed = int(state.all_total_count[0])
+        beat.failed = stats.failures()
+        beat.rss = resident_memory(beat.pid)
+
+    def beat_once(self) -> None:
+        try:
+            self.refresh()
+            self.registry.beat(self.heartbeat)
+        except Exception:
+            log.warning("could not write the heartbeat", exc_info=True)
+
+    def run(self) -> None:
+        self.beat_once()
+        while not self.stopped.wait(self.heartbeat.interval):
+            self.beat_once()
+
+    def stop(self) -> None:
+        """The last heartbeat says the worker stopped, so it shows offline at once."""
+        self.stopped.set()
+        self.heartbeat.stopped = True
+        self.heartbeat.active = 0
+        self.beat_once()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m legaldoc.tasks.worker", description=__doc__)
     parser.add_argument("--queues", default=",".join(q.value for q in CONSUME_ORDER),
                         help="comma-separated queues (default: all)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=None, help="processes (default: CPU count)")
+    parser.add_argument("--autoscale", default=None, help="MAX,MIN processes, grown and shrunk with the load")
     parser.add_argument("--name", default=None, help="worker name (default: legaldoc-PID@HOST)")
     parser.add_argument("--loglevel", default="WARNING")
     parser.add_argument("--pool", default="prefork")
@@ -66,22 +137,43 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [q for q in queues if q not in known]
     if unknown:
         parser.error(f"unknown queue(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    autoscale = None
+    if args.autoscale:
+        try:
+            autoscale = parse_autoscale(args.autoscale)
+        except ValueError as error:
+            parser.error(str(error))
     ordered = [q.value for q in CONSUME_ORDER if q.value in queues]
     concurrency = args.concurrency or settings.worker_concurrency or os.cpu_count() or 1
+    if autoscale:
+        concurrency = autoscale[0]
     name = args.name or f"legaldoc-{os.getpid()}@{socket.gethostname()}"
     scheduler = Scheduler(settings)
+    heartbeater = Heartbeater(settings, Heartbeat(
+        name=name, host=socket.gethostname(), pid=os.getpid(), queues=ordered,
+        concurrency=autoscale[1] if autoscale else concurrency, started=time.time(),
+        interval=settings.heartbeat_interval, autoscale=list(autoscale) if autoscale else None,
+    ))  # fmt: skip
+    stats.create()
 
     @signals.worker_ready.connect(weak=False)
-    def _start_scheduler(**_: object) -> None:
+    def _start_threads(sender=None, **_: object) -> None:
+        heartbeater.consumer = sender
+        heartbeater.start()
         scheduler.start()
 
     @signals.worker_shutting_down.connect(weak=False)
     def _stop_scheduler(**_: object) -> None:
         scheduler.stopped.set()
 
+    @signals.worker_shutdown.connect(weak=False)
+    def _last_heartbeat(**_: object) -> None:
+        heartbeater.stop()
+
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pool_size = ["--autoscale", f"{autoscale[0]},{autoscale[1]}"] if autoscale else ["--concurrency", str(concurrency)]
     app.worker_main([
-        "worker", "--queues", ",".join(ordered), "--concurrency", str(concurrency), "--hostname", name,
+        "worker", "--queues", ",".join(ordered), *pool_size, "--hostname", name,
         "--loglevel", args.loglevel, "--pool", args.pool, "--without-gossip", "--without-mingle",
         "--optimization", "fair", "--task-events",
     ])  # fmt: skip

@@ -66,4 +66,9 @@ class LocalEntityProvider:
 def entity_provider_from_settings(settings: Settings) -> EntityProvider:
     if settings.entity_provider == "local":
         return LocalEntityProvider()
+    if settings.entity_provider == "failing":
+        from legaldoc.pipeline.faults import FailingEntityProvider
+
+        return FailingEntityProvider(LocalEntityProvider(), settings.failing_category, settings.failing_attempts,
+                                     settings.failing_retry_after, settings.data_dir / "faults")  # fmt: skip
     raise ConfigurationError(f"unknown entity provider {settings.entity_provider!r}")

@@ -1,0 +1,93 @@
+"""Worker heartbeats: one JSON value per worker in the `workers` hash, written every few seconds.
+
+A worker is online while it has beaten within three of its own intervals and has not said it
+stopped; offline entries are purged after `purge_after` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from legaldoc.state.keys import Keys
+
+MISSED_BEATS = 3
+
+
+@dataclass
+class Heartbeat:
+    """What a worker says about itself."""
+
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    active: int = 0
+    processed: int = 0
+    failed: int = 0
+    rss: int = 0
+    started: float = 0.0
+    last_seen: float = 0.0
+    interval: float = 5.0
+    autoscale: list[int] | None = None
+    stopped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def online(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return not self.stopped and now - self.last_seen <= MISSED_BEATS * self.interval
+
+    def public(self, now: float | None = None) -> dict[str, Any]:
+        """The fields `workers status --json` prints."""
+        return {"name": self.name, "host": self.host, "pid": self.pid, "queues": self.queues,
+                "concurrency": self.concurrency, "active": self.active, "processed": self.processed,
+                "failed": self.failed, "rss": self.rss, "last_seen": self.last_seen,
+                "online": self.online(now), "autoscale": self.autoscale}  # fmt: skip
+
+
+class WorkerRegistry:
+    """Reads and writes the `workers` hash of the state database."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, purge_after: float = 3600.0) -> None:
+        self.client = client
+        self.keys = keys
+        self.purge_after = purge_after
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        heartbeat.last_seen = time.time()
+        self.client.hset(self.keys.workers, heartbeat.name, json.dumps(asdict(heartbeat)))
+
+    def workers(self, *, purge: bool = True) -> list[Heartbeat]:
+        """Every known worker, online first, by name; long-silent ones are purged on the way."""
+        now = time.time()
+        found: list[Heartbeat] = []
+        stale: list[bytes] = []
+        for name, value in self.client.hgetall(self.keys.workers).items():
+            try:
+                heartbeat = Heartbeat(**json.loads(value))
+            except (TypeError, ValueError):
+                stale.append(name)
+                continue
+            if purge and now - heartbeat.last_seen > self.purge_after:
+                stale.append(name)
+                continue
+            found.append(heartbeat)
+        if stale:
+            self.client.hdel(self.keys.workers, *stale)
+        return sorted(found, key=lambda h: (not h.online(now), h.name))
+
+    def online(self, queue: str | None = None) -> list[Heartbeat]:
+        return [h for h in self.workers() if h.online() and (queue is None or queue in h.queues)]
+
+    def queues_without_workers(self, queues: Iterable[str]) -> list[str]:
+        served = {queue for heartbeat in self.online() for queue in heartbeat.queues}
+        return [queue for queue in queues if queue not in served]
+
+    def forget(self, name: str) -> None:
+        self.client.hdel(self.keys.workers, name)
