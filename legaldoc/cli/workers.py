@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -241,8 +242,11 @@ def stop(
     finally:
         control.close()
     names = {w.name for w in chosen}
+    started = time.monotonic()
     service.wait_until(registry, lambda current: not any(w.name in names and w.online() for w in current), timeout)
-    still = [w.name for w in registry.online() if w.name in names]
+    local = {w.pid: w.name for w in chosen if w.host == socket.gethostname()}
+    lingering = service.wait_for_exit(list(local), max(1.0, timeout - (time.monotonic() - started)))
+    still = sorted({w.name for w in registry.online() if w.name in names} | {local[pid] for pid in lingering})
     stopped = sorted(names - set(still))
     if json_output:
         emit_json({"stopped": stopped, "still_running": still})

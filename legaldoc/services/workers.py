@@ -62,7 +62,10 @@ def start_detached(command: list[str], env: Mapping[str, str], log_folder: Path,
     return Detached(name, process.pid, log)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True while a process of this host runs (a zombie waiting to be reaped counts as gone)."""
+    import psutil
+
     try:
         finished, _ = os.waitpid(pid, os.WNOHANG)
         if finished == pid:
@@ -70,12 +73,21 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:
         return True
-    return True
+
+
+def wait_for_exit(pids: Sequence[int], timeout: float) -> list[int]:
+    """Wait until these local processes have exited; the ones still running when time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [pid for pid in pids if process_alive(pid)]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.1)
 
 
 def wait_for_heartbeat(registry: WorkerRegistry, detached: Detached, timeout: float = 60.0) -> Heartbeat:
@@ -85,7 +97,7 @@ def wait_for_heartbeat(registry: WorkerRegistry, detached: Detached, timeout: fl
         for heartbeat in registry.workers(purge=False):
             if heartbeat.name == detached.name and heartbeat.online() and heartbeat.pid == detached.pid:
                 return heartbeat
-        if not _alive(detached.pid):
+        if not process_alive(detached.pid):
             raise ServiceUnavailable(f"worker {detached.name} exited at start; its log ({detached.log}) ends with:\n"
                                      f"{tail(detached.log)}")  # fmt: skip
         time.sleep(0.2)
