@@ -1,0 +1,67 @@
+"""Each error category through its retry policy on a real worker: the test-only `failing` entity
+provider (selected through Settings) fails the first N attempts of every document with a chosen error."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from legaldoc.storage.tables import Document, StageRun
+from tests.batchkit import connect, nef_copies, write_manifest
+
+DOCS = 2
+
+
+def _run(batch_settings, start_worker, tmp_path, category: str, failures: int, **extra):
+    settings = batch_settings.model_copy(update={"entity_provider": "failing", "failing_category": category,
+                                                 "failing_attempts": failures, **extra})  # fmt: skip
+    cluster = connect(settings)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', DOCS)}/*"}])
+    submitted = cluster.submit(manifest)
+    start_worker(concurrency=2, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=120)
+    with cluster.database.read() as session:
+        documents = session.scalars(select(Document).where(Document.batch_id == submitted.batch_id)).all()
+        runs = {
+            d.id: session.execute(
+                select(StageRun.outcome, StageRun.error_category, StageRun.started_at, StageRun.finished_at)
+                .where(StageRun.document_id == d.id, StageRun.stage == "entities").order_by(StageRun.attempt)
+            ).all()
+            for d in documents
+        }  # fmt: skip
+    return cluster, submitted.batch_id, final, documents, runs
+
+
+@pytest.mark.parametrize(("category", "failures", "outcome", "attempts"), [
+    ("TRANSIENT", 2, "done", 3),          # retried at once, then with backoff; the third attempt answers
+    ("TRANSIENT", 9, "failed", 3),        # capped at max_attempts
+    ("RATE_LIMIT", 4, "done", 5),         # twice max_attempts for rate limits, each wait the Retry-After
+    ("RESOURCE", 9, "failed", 3),         # linear backoff, then fail
+    ("CONFIGURATION", 1, "failed", 1),    # never retried
+    ("DATA", 1, "failed", 1),
+    ("PERMANENT", 1, "failed", 1),
+])  # fmt: skip
+def test_category_follows_its_retry_policy(batch_settings, start_worker, tmp_path, category, failures, outcome, attempts):
+    extra = {"failing_retry_after": 0.6} if category == "RATE_LIMIT" else {}
+    cluster, batch_id, final, documents, runs = _run(batch_settings, start_worker, tmp_path, category, failures, **extra)
+    assert len(documents) == DOCS
+    expected_failed = DOCS if outcome == "failed" else 0
+    assert (final["succeeded"], final["failed"]) == (DOCS - expected_failed, expected_failed), final
+    for document in documents:
+        outcomes = [r.outcome for r in runs[document.id]]
+        assert outcomes == ["retry"] * (attempts - 1) + [outcome], outcomes
+        assert {r.error_category for r in runs[document.id][:-1]} <= {category}
+        if outcome == "failed":
+            assert (document.status, document.error_category, document.error_stage) == ("failed", category, "entities")
+            assert document.attempts == attempts and document.error_digest and "injected" in document.error_message
+            error = cluster.state.errors(batch_id)[document.id]
+            assert (error["category"], error["stage"], error["attempts"], error["digest"]) == (
+                category, "entities", attempts, document.error_digest)
+        else:
+            assert document.status == "done" and document.error_category is None
+        if category == "RATE_LIMIT":  # every retry waited at least the server's Retry-After
+            gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in zip(runs[document.id], runs[document.id][1:])]
+            assert min(gaps) >= 0.5, gaps
+    assert final["errors_by_category"] == ({category: DOCS} if expected_failed else {})
+    redis_counts, database_counts = cluster.counts(batch_id)
+    assert redis_counts == database_counts
