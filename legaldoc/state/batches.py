@@ -163,6 +163,35 @@ class BatchState:
         pipe.zadd(self.keys.active_batches, {batch_id: created})
         pipe.execute()
 
+    def rebuild(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, str, str, str]],
+                errors: Mapping[int, Mapping[str, Any]], *, finished: bool) -> None:
+        """Write a batch's live state again from the database (after Redis lost it or it expired)."""
+        counts = dict.fromkeys(COUNTERS, 0)
+        by_category: dict[str, int] = {}
+        for _, state, _, category in documents.values():
+            counts[state] += 1
+            if state == "failed" and category:
+                by_category[f"errors:{category}"] = by_category.get(f"errors:{category}", 0) + 1
+        created = float(fields["created_at"])
+        batch_key, docs_key, errors_key = self.keys.batch(batch_id), self.keys.batch_docs(batch_id), self.keys.batch_errors(batch_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(batch_key, docs_key, errors_key)
+        pipe.hset(batch_key, mapping={**{k: v for k, v in fields.items() if v is not None}, **counts, **by_category,
+                                      "total": len(documents)})  # fmt: skip
+        items = list(documents.items())
+        for offset in range(0, len(items), 10000):
+            pipe.hset(docs_key, mapping={str(d): f"{v}|{s}|{st}|{c}" for d, (v, s, st, c) in items[offset : offset + 10000]})
+        if errors:
+            pipe.hset(errors_key, mapping={str(d): json.dumps(e, default=str) for d, e in errors.items()})
+        pipe.zadd(self.keys.batches, {batch_id: created})
+        if finished:
+            pipe.zrem(self.keys.active_batches, batch_id)
+            for key in (batch_key, docs_key, errors_key):
+                pipe.expire(key, self.retention_seconds)
+        else:
+            pipe.zadd(self.keys.active_batches, {batch_id: created})
+        pipe.execute()
+
     def set_fields(self, batch_id: str, **fields: Any) -> None:
         self.client.hset(self.keys.batch(batch_id), mapping=fields)
 

@@ -266,3 +266,72 @@ def status_counts(session: Session, batch_id: str) -> dict[str, int]:
         else:
             counts["running"] += count
     return counts
+
+
+def failed_in_batch(session: Session, batch_id: str) -> Sequence:
+    """The batch's documents that ended failed in it and that it still owns, with their error."""
+    return session.execute(
+        select(Document.id, Document.source, Document.error_category, Document.error_stage, Document.error_message,
+               Document.error_digest, Document.attempts, Document.batch_id)
+        .join(BatchDocument, BatchDocument.document_id == Document.id)
+        .where(BatchDocument.batch_id == batch_id, BatchDocument.outcome == "failed", Document.status == "failed")
+        .order_by(Document.id)
+    ).all()  # fmt: skip
+
+
+def requeue_failed(session: Session, batch_id: str, document_ids: Sequence[int]) -> list[Transition]:
+    """Failed documents of the batch go back to the stage that failed, attempt 1. Conditional: a
+    document another recover already took (or that moved to another batch) is left alone, so only
+    the returned documents may be published."""
+    now = now_utc()
+    transitions: list[Transition] = []
+    for offset in range(0, len(document_ids), 500):
+        chunk = list(document_ids[offset : offset + 500])
+        rows = session.execute(
+            update(Document)
+            .where(Document.id.in_(chunk), Document.status == "failed", Document.batch_id == batch_id,
+                   Document.error_stage.is_not(None))
+            .values(status="queued", stage=Document.error_stage, attempts=1, claimed_by=None, lease_expires_at=None,
+                    error_category=None, error_stage=None, error_message=None, error_digest=None,
+                    version=Document.version + 1, updated_at=now)
+            .returning(Document.id, Document.version, Document.stage)
+        ).all()  # fmt: skip
+        taken = [row.id for row in rows]
+        if taken:
+            session.execute(
+                update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id.in_(taken))
+                .values(outcome=None, reason=None)
+            )  # fmt: skip
+        transitions.extend(Transition(row.id, batch_id, row.version, "running", row.stage) for row in rows)
+    return transitions
+
+
+def requeue_stuck(session: Session, now: datetime) -> list[tuple[Transition, int]]:
+    """Running stages whose lease expired (their worker is gone) are queued again with the next
+    attempt; returns each transition with that attempt."""
+    rows = session.execute(
+        update(Document)
+        .where(Document.status == "running", Document.lease_expires_at < now)
+        .values(status="queued", attempts=Document.attempts + 1, claimed_by=None, lease_expires_at=None,
+                version=Document.version + 1, updated_at=now)
+        .returning(Document.id, Document.batch_id, Document.version, Document.stage, Document.attempts)
+    ).all()  # fmt: skip
+    return [(Transition(row.id, row.batch_id, row.version, "running", row.stage), row.attempts) for row in rows]
+
+
+def batch_document_states(session: Session, batch_id: str) -> dict[int, tuple[int, str, str, str]]:
+    """Every document of the batch as the Redis mirror holds it: (version, state, stage, category)."""
+    result: dict[int, tuple[int, str, str, str]] = {}
+    for document_id, version, status, stage, category, outcome, owner in session.execute(
+        select(Document.id, Document.version, Document.status, Document.stage, Document.error_category,
+               BatchDocument.outcome, Document.batch_id)
+        .join(BatchDocument, BatchDocument.document_id == Document.id).where(BatchDocument.batch_id == batch_id)
+    ):  # fmt: skip
+        if outcome:
+            state = outcome
+        elif status == "pending" and owner == batch_id:
+            state = "pending"
+        else:
+            state = "running"
+        result[document_id] = (version, state, stage or "", category or "" if state == "failed" else "")
+    return result
