@@ -3,6 +3,8 @@ provider (selected through Settings) fails the first N attempts of every documen
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from sqlalchemy import select
 
@@ -60,7 +62,7 @@ def test_category_follows_its_retry_policy(batch_settings, start_worker, tmp_pat
         else:
             assert document.status == "done" and document.error_category is None
         if category == "RATE_LIMIT":  # every retry waited at least the server's Retry-After
-            gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in zip(runs[document.id], runs[document.id][1:])]
+            gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in pairwise(runs[document.id])]
             assert min(gaps) >= 0.5, gaps
     assert final["errors_by_category"] == ({category: DOCS} if expected_failed else {})
     redis_counts, database_counts = cluster.counts(batch_id)
