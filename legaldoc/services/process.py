@@ -86,7 +86,7 @@ def process_paths(
     paths: Iterable[Path], project: str, settings: Settings, database: Database, *, force: bool = False
 ) -> Iterator[DocumentReport]:
     """Every stage for every file, in this process. Unchanged documents already done are skipped."""
-    runner = StageRunner(settings, database, retries=False)
+    runner = StageRunner(settings, database, retries=False, use_cache=not force)
     with database.session() as session:
         project_id = repo.get_or_create_project(session, project).id
     for path in iter_files(paths):

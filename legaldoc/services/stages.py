@@ -30,9 +30,11 @@ from legaldoc.pipeline.extract import extract, ocr_provider_from_settings
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import FINALIZE_TASK, batch_queue
+from legaldoc.services.caching import StageCache, extract_key
 from legaldoc.services.sources import read_source
 from legaldoc.state.batches import BatchState, StateChange
 from legaldoc.state.broker import Broker, Message
+from legaldoc.state.cache import ResultCache
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -40,7 +42,16 @@ from legaldoc.storage.tables import Batch, Document
 
 log = logging.getLogger("legaldoc.stages")
 
-Writer = Callable[[Session], None]
+@dataclass(frozen=True)
+class Written:
+    """What a writer may return: an action to run once its transaction has committed, and the
+    outcome the stage metric records (``cached`` when the result came from the cache)."""
+
+    after_commit: Callable[[], None] | None = None
+    outcome: str = "done"
+
+
+Writer = Callable[[Session], Written | None]
 
 
 @dataclass(frozen=True)
@@ -93,9 +104,12 @@ class StageRunner:
     """Runs stages for documents: claims, pure stage functions, idempotent writes, state mirror."""
 
     def __init__(self, settings: Settings, database: Database, *, mirror: BatchState | None = None,
-                 broker: Broker | None = None, worker: str | None = None, retries: bool = True) -> None:  # fmt: skip
+                 broker: Broker | None = None, worker: str | None = None, retries: bool = True,
+                 cache: ResultCache | None = None, use_cache: bool = True) -> None:  # fmt: skip
         self.settings = settings
         self.database = database
+        self.cache = StageCache(settings, database, cache)
+        self.use_cache = use_cache
         self.mirror = mirror
         self.broker = broker
         self.retries = retries
@@ -120,14 +134,17 @@ class StageRunner:
         try:
             with _LeaseKeeper(self, document_id, stage, attempt):
                 work = getattr(self, f"_{stage.value}")(document_id, options)
+                written: Written | None = None
                 with self.database.session() as session:
                     if isinstance(work, Skip):
                         transition = claims.skip(session, document_id, attempt, self.worker,
                                                  duplicate_of=work.duplicate_of, reason=work.reason)  # fmt: skip
                     else:
-                        work(session)
+                        written = work(session)
                         transition = claims.advance(session, document_id, stage, attempt, self.worker)
                     repo.finish_run(session, run_id, "skipped" if isinstance(work, Skip) else "done")
+                if written is not None and written.after_commit is not None:
+                    written.after_commit()
         except claims.ClaimLost:
             with self.database.session() as session:
                 repo.finish_run(session, run_id, "lost")
@@ -136,7 +153,8 @@ class StageRunner:
             return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         if transition.batch_id:
-            metric = f"{document_id}|{attempt}|{elapsed_ms}|{'skipped' if isinstance(work, Skip) else 'done'}"
+            outcome = "skipped" if isinstance(work, Skip) else (written.outcome if written else "done")
+            metric = f"{document_id}|{attempt}|{elapsed_ms}|{outcome}"
             self._mirror(transition, stage, stage_metric=metric, priority=priority)
         if transition.state == "running" and transition.stage and self.broker:
             self.broker.publish_stage([(document_id, Stage(transition.stage), 1)], priority)
@@ -214,12 +232,18 @@ class StageRunner:
                 if same == document_id:
                     return Skip(None, "unchanged since it was processed")
                 return Skip(same, f"same content as document {same}")
-        extracted = extract(data, source, self.settings, self.ocr)
+        key = extract_key(self.settings, sha256)
+        cached = self.cache.extraction(key, sha256) if self.use_cache and not options.get("force") else None
+        extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
 
-        def write(session: Session) -> None:
+        def write(session: Session) -> Written:
             document = session.get(Document, document_id)
-            document.sha256, document.size = sha256, len(data)
+            document.sha256, document.size, document.extract_key = sha256, len(data), key
             repo.save_extraction(session, document, extracted, PIPELINE_VERSION)
+            if cached is not None:
+                log.info("document %s: extraction from the cache (%s)", document_id, cached.source)
+                return Written(outcome="cached")
+            return Written(after_commit=lambda: self.cache.remember_extraction(document_id, key, extracted))
 
         return write
 
@@ -240,7 +264,8 @@ class StageRunner:
 
         def write(session: Session) -> None:
             repo.lock_project(session, project_id)
-            repo.save_mentions(session, document_id, mentions, pages, chunk_indexes)
+            if repo.save_mentions(session, document_id, mentions, pages, chunk_indexes):
+                repo.bump_entity_generation(session, project_id)  # entities may have been removed
 
         return write
 
@@ -250,13 +275,18 @@ class StageRunner:
             project_id = document.project_id
             repo.lock_project(session, project_id)
             stored = repo.load_mentions(session, document_id)
-            index = repo.load_entity_index(session, project_id, {m.type for _, m in stored})
+            if not stored:
+                return
+            index, generation = self.cache.entity_index(session, project_id, {m.type for _, m in stored})
             resolution = resolve_mentions([m for _, m in stored], index, self.settings.fuzzy_threshold)
             ids = repo.save_entities(session, project_id, resolution.entities.values())
             repo.link_mentions(
                 session,
                 {mention_id: ids[EntityRef(type=t, key=k)] for (mention_id, _), (t, k) in zip(stored, resolution.entity_of_mention, strict=True)},
             )
+            for (entity_type, key), entity in resolution.entities.items():  # the index as now stored
+                index.setdefault(entity_type, {})[key] = entity
+            self.cache.entity_index_changed(session, project_id, generation, index)
 
         return write
 

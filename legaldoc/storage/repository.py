@@ -7,6 +7,7 @@ canonical entities and aliases are inserted with ON CONFLICT DO NOTHING on their
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -152,6 +153,31 @@ def lock_project(session: Session, project_id: int) -> None:
         session.execute(select(func.pg_advisory_xact_lock(0x1E6A1D0C, project_id)))
 
 
+def entity_generation(session: Session, project_id: int) -> int:
+    """The project's entity generation, read inside the transaction that holds its lock."""
+    return session.scalar(select(Project.entity_generation).where(Project.id == project_id)) or 0
+
+
+def bump_entity_generation(session: Session, project_id: int, current: int | None = None) -> int:
+    """Give the project's canonical entities a new generation (call under `lock_project`).
+
+    Generations are random, not counted: a cache entry written for a transaction that then rolled
+    back carries a number the database never commits, so it can never be taken for current."""
+    current = entity_generation(session, project_id) if current is None else current
+    new = current
+    while new == current:
+        new = secrets.randbelow(2**31 - 2) + 1
+    session.execute(update(Project).where(Project.id == project_id).values(entity_generation=new))
+    return new
+
+
+def find_extraction(session: Session, sha256: str, extract_key: str) -> int | None:
+    """A document whose stored extraction came from these bytes under these settings."""
+    return session.scalar(
+        select(Document.id).where(Document.sha256 == sha256, Document.extract_key == extract_key).limit(1)
+    )
+
+
 def save_extraction(session: Session, document: Document, extracted: ExtractedDocument, pipeline_version: str) -> None:
     session.execute(delete(Page).where(Page.document_id == document.id))
     session.add_all(
@@ -167,14 +193,17 @@ def save_extraction(session: Session, document: Document, extracted: ExtractedDo
     document.pipeline_version = pipeline_version
 
 
-def load_extracted(session: Session, document_id: int) -> ExtractedDocument:
+def load_extracted(session: Session, document_id: int, *, user_metadata: bool = True) -> ExtractedDocument:
     document = session.scalars(select(Document).options(undefer(Document.text)).where(Document.id == document_id)).one()
+    metadata = dict(document.doc_metadata or {})
+    if not user_metadata:
+        metadata.pop("user", None)
     pages = session.scalars(select(Page).where(Page.document_id == document_id).order_by(Page.number)).all()
     return ExtractedDocument(
         kind=document.kind or "text",
         text=document.text or "",
         pages=tuple(PageText(number=p.number, start=p.start, end=p.end, ocr=p.ocr, method=p.method) for p in pages),
-        metadata=document.doc_metadata or {},
+        metadata=metadata,
     )
 
 
@@ -194,8 +223,9 @@ def load_chunks(session: Session, document_id: int) -> list[Chunk]:
 
 
 def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention], pages: Sequence[int],
-                  chunk_indexes: Sequence[int]) -> None:  # fmt: skip
-    """Replace the document's mentions; canonical entities only its old mentions used are removed."""
+                  chunk_indexes: Sequence[int]) -> bool:  # fmt: skip
+    """Replace the document's mentions; canonical entities only its old mentions used are removed.
+    True when the document had linked mentions before, so the project's entities may have changed."""
     previous = set(session.scalars(
         select(MentionRow.entity_id).where(MentionRow.document_id == document_id, MentionRow.entity_id.is_not(None))
     ).all())  # fmt: skip
@@ -208,6 +238,7 @@ def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention
     if previous:
         session.flush()
         delete_orphan_entities(session, previous)
+    return bool(previous)
 
 
 def load_mentions(session: Session, document_id: int) -> list[tuple[int, Mention]]:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from legaldoc.config import Settings
+from legaldoc.services.caching import result_cache
 from legaldoc.services.stages import StageRunner
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker
@@ -30,7 +31,8 @@ def build_runtime(settings: Settings) -> Runtime:
     keys = Keys(settings.redis_prefix)
     state = BatchState(client_for(settings, "state"), keys, retention_seconds=int(settings.batch_retention_days * 86400))
     broker = Broker(client_for(settings, "broker"))
-    return Runtime(database, state, broker, StageRunner(settings, database, mirror=state, broker=broker))
+    runner = StageRunner(settings, database, mirror=state, broker=broker, cache=result_cache(settings))
+    return Runtime(database, state, broker, runner)
 
 
 def runtime(settings: Settings) -> Runtime:

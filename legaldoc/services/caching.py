@@ -1,0 +1,270 @@
+"""Use cases of the result cache: content-addressed extraction results, entity indexes, warm, clear.
+
+Extraction results are keyed by the *extract key*: a hash of the file's sha256, the pipeline
+version and every setting extraction depends on (OCR provider, language, resolution,
+thresholds). The same bytes under the same settings give the same text, so any project may reuse
+them: first from Redis (inline when small, else a reference to the document row holding them),
+then from the database (any document stored with that extract key), and only then by running
+extraction and OCR again.
+
+The Redis side is optional: without it (``legaldoc process``) the database lookup still applies.
+Every cache failure is logged and ignored; the database is the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from legaldoc import PIPELINE_VERSION
+from legaldoc.config import Settings
+from legaldoc.errors import UsageError
+from legaldoc.models import CanonicalEntity, EntityType, ExtractedDocument
+from legaldoc.state.cache import EXTRACT, ResultCache
+from legaldoc.state.connection import client_for
+from legaldoc.state.keys import Keys
+from legaldoc.storage import repository as repo
+from legaldoc.storage.db import Database
+from legaldoc.storage.tables import BatchDocument, Document
+
+log = logging.getLogger("legaldoc.cache")
+
+EntityIndex = dict[EntityType, dict[str, CanonicalEntity]]
+
+
+def result_cache(settings: Settings) -> ResultCache:
+    return ResultCache(client_for(settings, "cache"), Keys(settings.redis_prefix),
+                       ttl_seconds=settings.cache_ttl_days * 86400,
+                       compress_above=settings.cache_compress_above)  # fmt: skip
+
+
+def extraction_fingerprint(settings: Settings) -> str:
+    """Everything besides the bytes that the text of an extraction depends on."""
+    return json.dumps({
+        "pipeline": PIPELINE_VERSION, "ocr": settings.ocr_provider, "lang": settings.tesseract_lang,
+        "dpi": settings.ocr_dpi, "min_chars": settings.ocr_min_chars, "coverage": settings.ocr_image_coverage,
+    }, sort_keys=True)  # fmt: skip
+
+
+def extract_key(settings: Settings, sha256: str) -> str:
+    return hashlib.sha256(f"{extraction_fingerprint(settings)}\n{sha256}".encode()).hexdigest()
+
+
+# -- encodings ------------------------------------------------------------------------------------
+
+
+def encode_extraction(extracted: ExtractedDocument) -> bytes:
+    return extracted.model_dump_json().encode()
+
+
+def encode_index(entities: Mapping[str, CanonicalEntity]) -> bytes:
+    return json.dumps({key: [e.name, e.aliases] for key, e in entities.items()}, ensure_ascii=False,
+                      separators=(",", ":")).encode()  # fmt: skip
+
+
+def decode_index(entity_type: EntityType, blob: bytes) -> dict[str, CanonicalEntity]:
+    return {key: CanonicalEntity(type=entity_type, key=key, name=name, aliases=aliases)
+            for key, (name, aliases) in json.loads(blob).items()}  # fmt: skip
+
+
+# -- what the stages use --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedExtraction:
+    extracted: ExtractedDocument
+    source: str  # "redis" or "database"
+
+
+class StageCache:
+    """The cache as the stage runner sees it; `redis` None means database lookups only."""
+
+    def __init__(self, settings: Settings, database: Database, redis_cache: ResultCache | None) -> None:
+        self.settings = settings
+        self.database = database
+        self.redis = redis_cache
+
+    # extraction
+
+    def extraction(self, key: str, sha256: str) -> CachedExtraction | None:
+        if self.redis is not None:
+            try:
+                value = self.redis.get_extraction(key)
+            except Exception:
+                log.warning("extraction cache unavailable", exc_info=True)
+                value = None
+            if value is not None:
+                found = self._decode_extraction(value, key)
+                if found is not None:
+                    return CachedExtraction(found, "redis")
+        with self.database.read() as session:
+            document_id = repo.find_extraction(session, sha256, key)
+            extracted = repo.load_extracted(session, document_id, user_metadata=False) if document_id else None
+        if extracted is None:
+            return None
+        self._record(EXTRACT, database_hits=1)
+        self.remember_extraction(document_id, key, extracted)
+        return CachedExtraction(extracted, "database")
+
+    def _decode_extraction(self, value: bytes, key: str) -> ExtractedDocument | None:
+        data = json.loads(value)
+        if "ref" not in data:
+            return ExtractedDocument.model_validate(data)
+        with self.database.read() as session:
+            document = session.get(Document, int(data["ref"]))
+            if document is None or document.extract_key != key:
+                return None  # the row changed since; fall back to the database lookup
+            return repo.load_extracted(session, document.id, user_metadata=False)
+
+    def remember_extraction(self, document_id: int, key: str, extracted: ExtractedDocument) -> None:
+        """After the extraction is committed: inline when small, else by reference to its row."""
+        if self.redis is None:
+            return
+        value = encode_extraction(extracted)
+        if len(value) > self.settings.cache_inline_max_kb * 1024:
+            value = json.dumps({"ref": document_id}).encode()
+        try:
+            self.redis.put_extractions({key: value})
+        except Exception:
+            log.warning("could not cache the extraction of document %s", document_id, exc_info=True)
+
+    def _record(self, namespace: str, **counts: int) -> None:
+        if self.redis is not None:
+            try:
+                self.redis.record(namespace, **counts)
+            except Exception:
+                log.debug("cache counters unavailable", exc_info=True)
+
+    # entity indexes (called inside the transaction that holds the project's lock)
+
+    def entity_index(self, session: Session, project_id: int, types: Iterable[EntityType]) -> tuple[EntityIndex, int]:
+        """The project's index of these types, from the cache where it is current, and the
+        generation it is at."""
+        wanted = sorted(set(types), key=lambda t: t.value)
+        generation = repo.entity_generation(session, project_id)
+        index: EntityIndex = {}
+        if self.redis is not None and wanted:
+            try:
+                blobs = self.redis.get_index(project_id, generation, [t.value for t in wanted])
+            except Exception:
+                log.warning("entity-index cache unavailable", exc_info=True)
+                blobs = {}
+            for entity_type in wanted:
+                if entity_type.value in blobs:
+                    index[entity_type] = decode_index(entity_type, blobs[entity_type.value])
+        missing = [t for t in wanted if t not in index]
+        if missing:
+            loaded = repo.load_entity_index(session, project_id, missing)
+            for entity_type in missing:
+                index[entity_type] = loaded.get(entity_type, {})
+        return index, generation
+
+    def entity_index_changed(self, session: Session, project_id: int, base: int, index: EntityIndex) -> None:
+        """Give the project a new generation and write these types' index through to the cache,
+        still under the project's lock (a rollback leaves a generation nobody will match)."""
+        generation = repo.bump_entity_generation(session, project_id, base)
+        if self.redis is None:
+            return
+        try:
+            self.redis.put_index(project_id, base, generation,
+                                 {t.value: encode_index(entities) for t, entities in index.items()})  # fmt: skip
+        except Exception:
+            log.warning("could not cache the entity index of project %s", project_id, exc_info=True)
+
+
+# -- operator commands ----------------------------------------------------------------------------
+
+
+@dataclass
+class WarmReport:
+    project: str
+    entity_types: int = 0
+    entities: int = 0
+    documents: int = 0
+    extractions_inline: int = 0
+    extractions_by_reference: int = 0
+    seconds: float = 0.0
+
+    def public(self) -> dict[str, object]:
+        return {"project": self.project, "entity_types": self.entity_types, "entities": self.entities,
+                "documents": self.documents, "extractions_inline": self.extractions_inline,
+                "extractions_by_reference": self.extractions_by_reference, "seconds": round(self.seconds, 3)}  # fmt: skip
+
+
+def _project_id(session: Session, name: str) -> int:
+    project = repo.find_project(session, name)
+    if project is None:
+        raise UsageError(f"no project named {name!r}", hint="`legaldoc status` lists batches and their projects")
+    return project.id
+
+
+def _extracted_documents(session: Session, project_id: int, batch_id: str | None) -> list[tuple[int, str]]:
+    query = select(Document.id, Document.extract_key).where(Document.project_id == project_id,
+                                                             Document.extract_key.is_not(None))  # fmt: skip
+    if batch_id is not None:
+        query = query.join(BatchDocument, BatchDocument.document_id == Document.id).where(BatchDocument.batch_id == batch_id)
+    return [(i, k) for i, k in session.execute(query.order_by(Document.id)).all()]
+
+
+def warm_project(settings: Settings, database: Database, cache: ResultCache, project: str, *,
+                 batch_id: str | None = None, progress: Callable[[int, int], None] | None = None) -> WarmReport:  # fmt: skip
+    """Preload what resolution and the next batch read: the project's entity index (every type,
+    written under the project's lock at the current generation) and its documents' extraction
+    results (with their page maps and document metadata; large ones by reference)."""
+    started = time.monotonic()
+    report = WarmReport(project)
+    with database.session() as session:
+        project_id = _project_id(session, project)
+        if batch_id is not None and not session.scalar(
+            select(BatchDocument.document_id).where(BatchDocument.batch_id == batch_id).limit(1)
+        ):
+            raise UsageError(f"batch {batch_id} has no documents", hint="`legaldoc status` lists batches")
+        repo.lock_project(session, project_id)
+        generation = repo.entity_generation(session, project_id)
+        index = repo.load_entity_index(session, project_id, list(EntityType))
+        cache.put_index(project_id, None, generation,
+                        {t.value: encode_index(index.get(t, {})) for t in EntityType}, replace=True)  # fmt: skip
+        report.entity_types = len(EntityType)
+        report.entities = sum(len(v) for v in index.values())
+    with database.read() as session:
+        documents = _extracted_documents(session, project_id, batch_id)
+    report.documents = len(documents)
+    seen: set[str] = set()
+    for offset in range(0, len(documents), 100):
+        values: dict[str, bytes] = {}
+        with database.read() as session:
+            for document_id, key in documents[offset : offset + 100]:
+                if key in seen:
+                    continue
+                seen.add(key)
+                value = encode_extraction(repo.load_extracted(session, document_id, user_metadata=False))
+                if len(value) > settings.cache_inline_max_kb * 1024:
+                    value = json.dumps({"ref": document_id}).encode()
+                    report.extractions_by_reference += 1
+                else:
+                    report.extractions_inline += 1
+                values[key] = value
+        cache.put_extractions(values)
+        if progress:
+            progress(min(offset + 100, len(documents)), len(documents))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def clear_cache(settings: Settings, database: Database | None, cache: ResultCache, project: str | None) -> int:
+    """Remove every cache key, or only a project's entity index and its documents' extraction
+    results (shared by content, so another project holding the same bytes loses them too)."""
+    if project is None:
+        return cache.clear()
+    assert database is not None
+    with database.read() as session:
+        project_id = _project_id(session, project)
+        keys = [k for _, k in _extracted_documents(session, project_id, None)]
+    return cache.forget_index(project_id) + cache.forget_extractions(set(keys))

@@ -1,0 +1,228 @@
+"""The result cache in Redis: content-addressed extraction results and per-project entity indexes.
+
+Every value carries a one-byte header: ``z`` for zlib-compressed (values above `compress_above`
+bytes), ``r`` for raw. Every key has a TTL, refreshed when it is read, so what is used stays and
+what is not expires. Hits and misses per namespace are counted in the ``cache:stats`` hash in the
+same round trip as the read.
+
+Entity indexes are one hash per project: ``gen`` (the project's entity generation in the
+database when the hash was written) and one field per entity type. A reader uses the hash only
+when ``gen`` equals the database's generation, read in the same transaction that holds the
+project's lock, so a stale index is never used; writers replace or update it under that lock.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from legaldoc.state.keys import Keys
+
+EXTRACT = "extract"
+ENTITIES = "entities"
+NAMESPACES = (EXTRACT, ENTITIES)
+
+# GET a string key, refresh its TTL, count a hit or a miss: one round trip.
+_GET = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':hits', 1)
+else
+  redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':misses', 1)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return value
+"""
+
+# Entity index of a project: the wanted type fields when `gen` matches ARGV[3], else nothing.
+# Returns {gen, field values...}; a hit only when every wanted field is present.
+_GET_INDEX = """
+local gen = redis.call('HGET', KEYS[1], 'gen')
+if gen ~= ARGV[3] then
+  redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':misses', 1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  return {gen or false}
+end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+local values = {}
+local missing = 0
+if #fields > 0 then
+  values = redis.call('HMGET', KEYS[1], unpack(fields))
+  for i = 1, #values do if not values[i] then missing = missing + 1 end end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], ARGV[2] .. (missing == 0 and ':hits' or ':misses'), 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+local reply = {gen}
+for i = 1, #values do reply[#reply + 1] = values[i] end
+return reply
+"""
+
+# Write an entity index: an update of the fields when the hash is at generation ARGV[2] (the one
+# the writer read), else a replacement; either way the hash ends at generation ARGV[3].
+_PUT_INDEX = """
+if ARGV[4] == '1' or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[2] then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], 'gen', ARGV[3])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def encode(value: bytes, compress_above: int) -> bytes:
+    if len(value) > compress_above:
+        packed = zlib.compress(value, 6)
+        if len(packed) < len(value):
+            return b"z" + packed
+    return b"r" + value
+
+
+def decode(value: bytes) -> bytes:
+    if value[:1] == b"z":
+        return zlib.decompress(value[1:])
+    if value[:1] == b"r":
+        return value[1:]
+    raise ValueError("unknown cache value header")
+
+
+@dataclass(frozen=True)
+class NamespaceStats:
+    namespace: str
+    hits: int
+    misses: int
+    database_hits: int
+    keys: int
+    memory: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Lookups answered without recomputing: from Redis, or from the database after a Redis miss."""
+        total = self.hits + self.misses
+        return min(1.0, (self.hits + self.database_hits) / total) if total else None
+
+    def public(self) -> dict[str, object]:
+        return {"namespace": self.namespace, "hits": self.hits, "misses": self.misses,
+                "database_hits": self.database_hits,
+                "hit_rate": None if self.hit_rate is None else round(self.hit_rate, 4),
+                "keys": self.keys, "memory": self.memory}  # fmt: skip
+
+
+class ResultCache:
+    """Reads and writes the cache database of Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, ttl_seconds: float, compress_above: int = 1024) -> None:
+        self.client = client
+        self.keys = keys
+        self.ttl_ms = max(1000, int(ttl_seconds * 1000))
+        self.compress_above = compress_above
+        self._get = client.register_script(_GET)
+        self._get_index = client.register_script(_GET_INDEX)
+        self._put_index = client.register_script(_PUT_INDEX)
+
+    # -- key names --------------------------------------------------------------------------------
+
+    @property
+    def stats_key(self) -> str:
+        return self.keys.cache("stats")
+
+    def extract_key(self, extract_key: str) -> str:
+        return self.keys.cache(f"{EXTRACT}:{extract_key}")
+
+    def index_key(self, project_id: int) -> str:
+        return self.keys.cache(f"{ENTITIES}:{project_id}")
+
+    # -- extraction results -----------------------------------------------------------------------
+
+    def get_extraction(self, extract_key: str) -> bytes | None:
+        value = self._get(keys=[self.extract_key(extract_key), self.stats_key], args=[self.ttl_ms, EXTRACT])
+        return decode(value) if value is not None else None
+
+    def put_extractions(self, values: Mapping[str, bytes]) -> None:
+        """Store extraction results by their extract key, in one round trip."""
+        if not values:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for extract_key, value in values.items():
+            pipe.set(self.extract_key(extract_key), encode(value, self.compress_above), px=self.ttl_ms)
+        pipe.execute()
+
+    def record(self, namespace: str, **counts: int) -> None:
+        """Add to counters kept outside the read scripts (``database_hits``: a Redis miss the
+        database answered)."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, count in counts.items():
+            pipe.hincrby(self.stats_key, f"{namespace}:{name}", count)
+        pipe.pexpire(self.stats_key, self.ttl_ms)
+        pipe.execute()
+
+    def forget_extractions(self, extract_keys: Iterable[str]) -> int:
+        names = [self.extract_key(k) for k in extract_keys]
+        removed = 0
+        for offset in range(0, len(names), 1000):
+            removed += self.client.unlink(*names[offset : offset + 1000])
+        return removed
+
+    # -- entity indexes ---------------------------------------------------------------------------
+
+    def get_index(self, project_id: int, generation: int, types: Iterable[str]) -> dict[str, bytes]:
+        """The cached index blobs of these types, for the project at this generation; {} on a miss
+        of any of them (the caller then reads those from the database)."""
+        wanted = sorted(set(types))
+        reply = self._get_index(keys=[self.index_key(project_id), self.stats_key],
+                                args=[self.ttl_ms, ENTITIES, str(generation), *wanted])  # fmt: skip
+        if len(reply) <= 1:
+            return {}
+        return {t: decode(v) for t, v in zip(wanted, reply[1:], strict=True) if v is not None}
+
+    def put_index(self, project_id: int, base_generation: int | None, generation: int,
+                  blobs: Mapping[str, bytes], *, replace: bool = False) -> None:  # fmt: skip
+        """Write these type blobs at `generation`; other types stay only if the hash was at
+        `base_generation` (the generation the writer read them at) and `replace` is false."""
+        args: list[object] = [self.ttl_ms, "" if base_generation is None else str(base_generation), str(generation),
+                              "1" if replace else "0"]  # fmt: skip
+        for entity_type, blob in sorted(blobs.items()):
+            args += [entity_type, encode(blob, self.compress_above)]
+        self._put_index(keys=[self.index_key(project_id)], args=args)
+
+    def forget_index(self, project_id: int) -> int:
+        return self.client.unlink(self.index_key(project_id))
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def _scan(self, namespace: str) -> Iterable[bytes]:
+        return self.client.scan_iter(match=self.keys.cache(f"{namespace}:*"), count=1000)
+
+    def stats(self, *, memory: bool = True) -> list[NamespaceStats]:
+        """Hits and misses (since the counters last expired), keys and bytes per namespace.
+        Walks the keys with SCAN: an operator command, not for a dashboard's refresh loop."""
+        counters = {k.decode(): int(v) for k, v in self.client.hgetall(self.stats_key).items()}
+        found: list[NamespaceStats] = []
+        for namespace in NAMESPACES:
+            names = list(self._scan(namespace))
+            used = 0
+            if memory and names:
+                for offset in range(0, len(names), 500):
+                    pipe = self.client.pipeline(transaction=False)
+                    for name in names[offset : offset + 500]:
+                        pipe.memory_usage(name, samples=0)
+                    used += sum(v or 0 for v in pipe.execute())
+            found.append(NamespaceStats(namespace, counters.get(f"{namespace}:hits", 0),
+                                        counters.get(f"{namespace}:misses", 0),
+                                        counters.get(f"{namespace}:database_hits", 0), len(names), used))  # fmt: skip
+        return found
+
+    def clear(self) -> int:
+        """Remove every cache key, the counters included."""
+        removed = 0
+        for namespace in (*NAMESPACES, "stats"):
+            names = list(self._scan(namespace)) if namespace != "stats" else [self.stats_key.encode()]
+            for offset in range(0, len(names), 1000):
+                removed += self.client.unlink(*names[offset : offset + 1000])
+        return removed
