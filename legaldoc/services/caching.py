@@ -70,7 +70,8 @@ def encode_index(entities: Mapping[str, CanonicalEntity]) -> bytes:
 
 
 def decode_index(entity_type: EntityType, blob: bytes) -> dict[str, CanonicalEntity]:
-    return {key: CanonicalEntity(type=entity_type, key=key, name=name, aliases=aliases)
+    build = CanonicalEntity.model_construct  # the blob was written from validated entities
+    return {key: build(type=entity_type, key=key, name=name, aliases=aliases)
             for key, (name, aliases) in json.loads(blob).items()}  # fmt: skip
 
 
@@ -167,8 +168,9 @@ class StageCache:
         return index, generation
 
     def entity_index_changed(self, session: Session, project_id: int, base: int, index: EntityIndex) -> None:
-        """Give the project a new generation and write these types' index through to the cache,
-        still under the project's lock (a rollback leaves a generation nobody will match)."""
+        """Give the project a new generation and write the changed types' index through to the
+        cache, still under the project's lock (a rollback leaves a generation nobody will match);
+        the other types stay valid in the cache when it was at `base`."""
         generation = repo.bump_entity_generation(session, project_id, base)
         if self.redis is None:
             return

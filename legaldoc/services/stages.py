@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
 from legaldoc.errors import RETRY_POLICIES, LegaldocError, categorize, retry_delay
-from legaldoc.models import EntityRef, Stage, StageError
+from legaldoc.models import EntityRef, EntityType, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
 from legaldoc.pipeline.extract import extract, ocr_provider_from_settings
@@ -278,15 +278,20 @@ class StageRunner:
             if not stored:
                 return
             index, generation = self.cache.entity_index(session, project_id, {m.type for _, m in stored})
+            before = {(t, k): (e.name, len(e.aliases)) for t, entities in index.items() for k, e in entities.items()}
             resolution = resolve_mentions([m for _, m in stored], index, self.settings.fuzzy_threshold)
             ids = repo.save_entities(session, project_id, resolution.entities.values())
             repo.link_mentions(
                 session,
                 {mention_id: ids[EntityRef(type=t, key=k)] for (mention_id, _), (t, k) in zip(stored, resolution.entity_of_mention, strict=True)},
             )
-            for (entity_type, key), entity in resolution.entities.items():  # the index as now stored
-                index.setdefault(entity_type, {})[key] = entity
-            self.cache.entity_index_changed(session, project_id, generation, index)
+            changed: set[EntityType] = set()  # types with a new entity, a new name or a new alias
+            for (entity_type, key), entity in resolution.entities.items():
+                if before.get((entity_type, key)) != (entity.name, len(entity.aliases)):
+                    index.setdefault(entity_type, {})[key] = entity
+                    changed.add(entity_type)
+            if changed:
+                self.cache.entity_index_changed(session, project_id, generation, {t: index[t] for t in changed})
 
         return write
 

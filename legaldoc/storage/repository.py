@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
@@ -308,8 +308,13 @@ def save_entities(session: Session, project_id: int, entities: Iterable[Canonica
 
 
 def link_mentions(session: Session, mention_entity: Mapping[int, int]) -> None:
-    for mention_id, entity_id in mention_entity.items():
-        session.execute(update(MentionRow).where(MentionRow.id == mention_id).values(entity_id=entity_id))
+    """Point mentions at their canonical entities: one executemany, not a statement per mention."""
+    if mention_entity:
+        table = MentionRow.__table__
+        session.execute(
+            update(table).where(table.c.id == bindparam("mention_id")).values(entity_id=bindparam("entity_id")),
+            [{"mention_id": m, "entity_id": e} for m, e in mention_entity.items()],
+        )
 
 
 def delete_orphan_entities(session: Session, candidate_ids: Iterable[int]) -> None:
