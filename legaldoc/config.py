@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -166,6 +166,17 @@ class Settings(BaseSettings):
 
     provider_rate_limit: str = "20/second"
     """Shared rate limit of each remote provider across all workers, in ``limits`` notation (``100/minute``)."""
+
+    @field_validator("provider_rate_limit")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit; write it like 20/second or 500/minute") from None
+        return value
 
     rate_limit_max_wait: float = Field(30.0, ge=0)
     """Seconds a call may wait for the shared rate limit before it fails as RATE_LIMIT (and is retried)."""

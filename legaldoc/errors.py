@@ -45,6 +45,14 @@ class TransientError(LegaldocError):
     category = ErrorCategory.TRANSIENT
 
 
+class CircuitOpen(TransientError):
+    """Raised instead of calling a provider whose shared circuit breaker is open."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
 class RateLimitError(LegaldocError):
     """Raised when a provider says to slow down (429, throttling)."""
 
@@ -323,7 +331,7 @@ ADVICE: dict[ErrorCategory, str] = {
 def retry_delay(category: ErrorCategory, attempt: int, exc: BaseException | None = None, base: float = 2.0,
                 cap: float = 600.0) -> float:  # fmt: skip
     """Seconds to wait before attempt `attempt + 1`: exponential with jitter for TRANSIENT (the first
-    retry at once), the server's Retry-After (else exponential) for RATE_LIMIT, linear for RESOURCE."""
+    retry at once, never before an open circuit closes), the server's Retry-After (else exponential) for RATE_LIMIT, linear for RESOURCE."""
     policy = RETRY_POLICIES[category]
     if policy.backoff == "retry-after":
         retry_after = retry_after_of(exc)
@@ -332,6 +340,7 @@ def retry_delay(category: ErrorCategory, attempt: int, exc: BaseException | None
         delay = base * 5 * attempt
     elif policy.backoff == "exponential":
         delay = random.uniform(0, base / 4) if attempt <= 1 else base * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        delay = max(delay, retry_after_of(exc) or 0.0)  # an open circuit says when it lets a call through
     else:
         delay = 0.0
     return min(delay, cap)
