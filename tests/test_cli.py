@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import DOCUMENTS, NEF, SAMPLES
 
-COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel"]
+COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel", "recover", "workers", "workers start",
+            "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -22,7 +23,7 @@ def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Compl
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+@pytest.mark.parametrize("command", [[], *[c.split() for c in COMMANDS]])
 def test_every_command_has_help(command, tmp_path):
     result = legaldoc(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0
