@@ -21,10 +21,12 @@ from legaldoc.state.keys import Keys
 COUNTERS = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
 TERMINAL = ("succeeded", "failed", "skipped", "cancelled")
 EVENTS_MAXLEN = 20000
+RECENT_ERRORS = 200  # the capped list of the newest failures and retries, for the dashboard
 
 # Return codes: -1 unknown batch, 0 stale (already applied), 1 applied, 2 applied and batch finished.
 TRANSITION = """
-local batch, docs, errors, active, events, done, stage_metrics, error_metrics = unpack(KEYS)
+local RECENT_ERRORS = 200  -- RECENT_ERRORS
+local batch, docs, errors, active, events, done, stage_metrics, error_metrics, recent = unpack(KEYS)
 local doc, version, state, stage, category = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local err, stage_member, error_member, now = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 local retention, maxlen = tonumber(ARGV[10]), ARGV[11]
@@ -39,6 +41,10 @@ end
 if old_version >= version then return 0 end
 if stage_member ~= '' then redis.call('ZADD', stage_metrics, now, stage_member) end
 if error_member ~= '' then redis.call('ZADD', error_metrics, now, error_member) end
+if err ~= '' then
+  redis.call('LPUSH', recent, ARGV[12] .. '|' .. doc .. '|' .. err)
+  redis.call('LTRIM', recent, 0, RECENT_ERRORS - 1)
+end
 redis.call('HSET', docs, doc, version .. '|' .. state .. '|' .. stage .. '|' .. category)
 if old_state ~= state then
   if old_state then redis.call('HINCRBY', batch, old_state, -1) end
@@ -111,7 +117,7 @@ class BatchState:
         return [k.batch(change.batch_id), k.batch_docs(change.batch_id), k.batch_errors(change.batch_id),
                 k.active_batches, k.batch_events(change.batch_id), k.done_metrics,
                 k.stage_metrics(change.metric_stage or change.stage or "none"),
-                k.error_metrics(change.category or "none")]  # fmt: skip
+                k.error_metrics(change.category or "none"), k.recent_errors]  # fmt: skip
 
     def _args(self, change: StateChange, now: float) -> list[Any]:
         return [change.document_id, change.version, change.state, change.stage, change.category,

@@ -46,6 +46,11 @@ class Keys:
         return f"{self.prefix}metrics:errors:{category}"
 
     @property
+    def recent_errors(self) -> str:
+        """List (capped at 200): ``batch|doc|error JSON`` of the newest failures and retries, newest first."""
+        return f"{self.prefix}errors:recent"
+
+    @property
     def done_metrics(self) -> str:
         """Sorted set: completed document ids by finish time."""
         return f"{self.prefix}metrics:done"

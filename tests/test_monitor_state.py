@@ -1,0 +1,71 @@
+"""The dashboard's read path on a real redis-server holding 1,000 batches and 100,000 document
+states: one refresh is at most 3 round trips, never SCAN or KEYS, and reads the right numbers."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from legaldoc.errors import ErrorCategory
+from legaldoc.models import Stage
+from legaldoc.queues import Queue
+from legaldoc.state.batches import BatchState, StateChange
+from legaldoc.state.broker import Broker, Message
+from legaldoc.state.keys import Keys
+from legaldoc.state.monitor import MonitorReader
+from legaldoc.state.workers import Heartbeat, WorkerRegistry
+
+
+def _fill(client: redis.Redis, keys: Keys, batches: int, documents: int) -> BatchState:
+    state = BatchState(client, keys)
+    for n in range(batches):
+        fields = {"name": f"nightly-{n}", "project": "acme", "priority": 5, "status": "queued", "created_at": 1_000 + n}
+        state.init_batch(f"b{n:04d}", fields, {n * documents + d: (1, "pending") for d in range(documents)})
+    return state
+
+
+def test_one_refresh_is_two_round_trips_without_scan(redis_url, monkeypatch):
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys()
+    state = _fill(client, keys, 1000, 100)
+    now = time.time()
+    changes = []
+    for d in range(3):  # batch b0999: three documents succeed through extract, two fail
+        changes.append(StateChange(batch_id="b0999", document_id=99_900 + d, version=2, state="running", stage="chunk",
+                                   stage_metric=f"{99_900 + d}|1|{100 * (d + 1)}|done", metric_stage="extract"))  # fmt: skip
+    for d, category in ((3, "TRANSIENT"), (4, "DATA")):
+        changes.append(StateChange(
+            batch_id="b0999", document_id=99_900 + d, version=2, state="failed", stage="extract", category=category,
+            error={"stage": "extract", "category": category, "message": f"failure {d}", "at": now},
+            stage_metric=f"{99_900 + d}|1|50|failed", error_metric=f"{99_900 + d}|extract|1", metric_stage="extract",
+        ))  # fmt: skip
+    state.apply(changes)
+    WorkerRegistry(client, keys).beat(Heartbeat(name="w1", host="h", pid=1, queues=["ocr"], concurrency=2, interval=5))
+    Broker(client).publish([Message("legaldoc.extract", (1, "extract", 1), "ocr", 8)] * 3)
+
+    reader = MonitorReader(client, client, keys, categories=list(ErrorCategory), stages=[s.value for s in Stage],
+                           queues=list(Queue))  # fmt: skip
+    reader.snapshot()  # loads the script once
+    sent = []
+    original = redis.connection.Connection.send_packed_command
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command",
+                        lambda self, *a, **k: (sent.append(1), original(self, *a, **k))[1])  # fmt: skip
+    client.config_resetstat()
+    sent.clear()
+    snapshot = reader.snapshot(visible=50)
+    round_trips = len(sent)
+    stats = client.info("commandstats")
+    assert round_trips <= 3, round_trips
+    assert not {"cmdstat_scan", "cmdstat_keys", "cmdstat_hscan"} & set(stats), sorted(stats)
+
+    assert (snapshot.batch_count, snapshot.active_count) == (1000, 1000)  # queued batches are active too
+    assert snapshot.batches[0]["id"] == "b0999" and snapshot.batches[0]["status"] == "running"  # newest first
+    assert len(snapshot.batches) == 50 and snapshot.batches[1]["id"] == "b0998"
+    assert snapshot.errors_24h["TRANSIENT"] == 1 and snapshot.errors_24h["DATA"] == 1
+    assert [(e["batch_id"], e["document_id"], e["message"]) for e in snapshot.recent_errors] == [
+        ("b0999", 99_904, "failure 4"), ("b0999", 99_903, "failure 3")]  # fmt: skip
+    extract = next(s for s in snapshot.stages if s.stage == "extract")
+    assert (extract.count, extract.p50_ms, extract.p95_ms, extract.per_5_minutes[-1]) == (5, 100, 300, 5)
+    assert [w.name for w in snapshot.workers] == ["w1"] and snapshot.workers[0].online(now)
+    assert snapshot.queues["ocr"] == 3 and snapshot.memory > 1_000_000
