@@ -21,6 +21,7 @@ from legaldoc.errors import (
     retry_delay,
 )
 from legaldoc.services.guard import ProviderGuard
+from legaldoc.state.limits import seconds_until_closed
 from tests.conftest import REPO, settings_env
 
 # Runs in a fresh interpreter: its own connection pool, its own pybreaker and limits objects.
@@ -99,7 +100,9 @@ def test_the_circuit_breaker_is_shared_by_every_process(limit_settings):
     the circuit is open: the call fails TRANSIENT without reaching the provider, with a wait the
     retry policy honours; failures of bad documents never open it; after the reset timeout one
     trial call goes through and closes it for everyone."""
-    settings = limit_settings.model_copy(update={"provider_rate_limit": "1000/second"})
+    # pybreaker stores when the circuit opened in whole seconds, so it stays open between
+    # reset_timeout - 1 and reset_timeout seconds: 5 leaves room for the checks below.
+    settings = limit_settings.model_copy(update={"provider_rate_limit": "1000/second", "breaker_reset_timeout": 5.0})
     tripped = _in_another_process(settings, "fail", 3)
     assert tripped["outcomes"] == ["TRANSIENT:ConnectionResetError"] * 3 and tripped["state"] == "open"
 
@@ -108,12 +111,12 @@ def test_the_circuit_breaker_is_shared_by_every_process(limit_settings):
     with pytest.raises(CircuitOpen) as caught:
         guard.call(lambda: reached.append(1))
     assert not reached and categorize(caught.value) is ErrorCategory.TRANSIENT
-    assert 0 < caught.value.retry_after <= 1.0
+    assert 0 < caught.value.retry_after <= 5.0
     assert retry_delay(ErrorCategory.TRANSIENT, 1, caught.value, base=0.01) >= caught.value.retry_after
     blocked = _in_another_process(settings, "ok", 1)
     assert blocked == {"outcomes": ["TRANSIENT:CircuitOpen"], "calls": 0, "state": "open"}
 
-    time.sleep(1.1)
+    time.sleep(seconds_until_closed(guard.breaker) + 0.2)
     assert guard.call(lambda: "ok") == "ok" and guard.state == "closed"
     assert _in_another_process(settings, "ok", 1)["outcomes"] == ["ok"]
 
