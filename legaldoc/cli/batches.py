@@ -19,7 +19,9 @@ from legaldoc.cli.common import (
     DatabaseOption,
     DataDirOption,
     JsonOption,
+    RedisOption,
     open_database,
+    redis_settings,
     settings_from,
 )
 from legaldoc.cli.exit_codes import ExitCode
@@ -37,7 +39,6 @@ from legaldoc.state.locks import Lock
 from legaldoc.state.workers import WorkerRegistry
 from legaldoc.storage.db import Database
 
-RedisOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: LEGALDOC_REDIS_URL or redis://127.0.0.1:6379).")]
 TimeoutOption = Annotated[str | None, typer.Option("--timeout", help="Stop waiting after this long, e.g. 90s, 30m, 2h (exit 4).")]
 SkipOption = Annotated[bool | None, typer.Option("--skip-processed/--no-skip-processed",
                                                  help="Skip documents whose content is already done in the project (default: the manifest's option).")]  # fmt: skip
@@ -54,13 +55,6 @@ def parse_duration(text: str | None) -> float | None:
         fail(UsageError(f"invalid duration {text!r}", hint="use e.g. 90s, 30m, 2h or 1h30m"))
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def _settings(redis_url: str | None, database_url: str | None, data_dir: Path | None) -> Settings:
-    settings = settings_from(None, database_url, data_dir)
-    if redis_url:
-        settings = settings.model_copy(update={"redis_url": redis_url})
-    return settings
 
 
 def _connect(settings: Settings) -> tuple[BatchState, Broker, Lock]:
@@ -175,7 +169,7 @@ def submit(
     data_dir: DataDirOption = None,
 ) -> None:
     """Submit a manifest as a batch to the workers; print its id."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     limit = parse_duration(timeout)
     loaded = _load(manifest, settings)
     database = open_database(settings)
@@ -215,7 +209,7 @@ def status(
     data_dir: DataDirOption = None,
 ) -> None:
     """Batches with progress, rate and ETA; or one batch with errors by category (and --docs)."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     database = open_database(settings)
     state = _optional_state(settings)
     try:
@@ -271,7 +265,7 @@ def cancel(
     data_dir: DataDirOption = None,
 ) -> None:
     """Cancel a batch: documents not started end as cancelled; running ones finish."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     database = open_database(settings)
     state = _optional_state(settings)
     try:

@@ -8,8 +8,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from legaldoc.cli.batches import RedisOption, _settings
-from legaldoc.cli.common import DatabaseOption, DataDirOption, JsonOption, open_database
+from legaldoc.cli.common import (
+    DatabaseOption,
+    DataDirOption,
+    JsonOption,
+    RedisOption,
+    open_database,
+    redis_settings,
+)
 from legaldoc.cli.output import emit_json, fail, note, stderr, stdout
 from legaldoc.errors import LegaldocError, UsageError
 from legaldoc.services import caching as service
@@ -44,7 +50,7 @@ def warm(
     data_dir: DataDirOption = None,
 ) -> None:
     """Preload the project's canonical entity index and its documents' extraction results."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     cache = _cache(settings)
     database = open_database(settings)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -73,7 +79,7 @@ def stats(
     redis_url: RedisOption = None,
 ) -> None:
     """Hit rate, keys and memory per cache namespace (hits and misses since the counters last expired)."""
-    settings = _settings(redis_url, None, None)
+    settings = redis_settings(redis_url, None, None)
     found = _cache(settings).stats()
     if json_output:
         emit_json([entry.public() for entry in found])
@@ -96,7 +102,7 @@ def clear(
     data_dir: DataDirOption = None,
 ) -> None:
     """Remove cached results (the database keeps every result; only speed is lost)."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     if project is None and not yes:
         if not stderr.is_terminal:
             fail(UsageError("clearing the whole cache needs --yes (or --project P for one project)"))

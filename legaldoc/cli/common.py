@@ -16,6 +16,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout i
 ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project name (default: LEGALDOC_PROJECT or 'default').")]
 DatabaseOption = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite under --data-dir).", envvar=None)]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Folder for the SQLite database and runtime files.")]
+RedisOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: LEGALDOC_REDIS_URL or redis://127.0.0.1:6379).")]
 
 
 def open_database(settings: Settings) -> Database:
@@ -32,3 +33,11 @@ def settings_from(project: str | None = None, database_url: str | None = None, d
         from legaldoc.errors import UsageError
 
         fail(UsageError(f"invalid settings: {error}"))
+
+
+def redis_settings(redis_url: str | None, database_url: str | None = None, data_dir: Path | None = None) -> Settings:
+    """Settings of a command that talks to Redis: `--redis-url` overrides LEGALDOC_REDIS_URL."""
+    settings = settings_from(None, database_url, data_dir)
+    if redis_url:
+        settings = settings.model_copy(update={"redis_url": redis_url})
+    return settings

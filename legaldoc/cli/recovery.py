@@ -8,8 +8,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.batches import RedisOption, _connect, _settings
-from legaldoc.cli.common import DatabaseOption, DataDirOption, JsonOption, open_database
+from legaldoc.cli.batches import _connect
+from legaldoc.cli.common import (
+    DatabaseOption,
+    DataDirOption,
+    JsonOption,
+    RedisOption,
+    open_database,
+    redis_settings,
+)
 from legaldoc.cli.output import emit_json, fail, note, stdout
 from legaldoc.errors import LegaldocError, UsageError
 from legaldoc.services import recovery as service
@@ -28,7 +35,7 @@ def recover(
     data_dir: DataDirOption = None,
 ) -> None:
     """Re-run a batch's failed documents from the stage that failed; safe to run any number of times."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     if stuck and (batch_id or analyze):
         fail(UsageError("--stuck covers every batch: give no BATCH_ID and no --analyze"))
     if not stuck and not batch_id:

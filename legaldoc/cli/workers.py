@@ -13,7 +13,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.common import DatabaseOption, DataDirOption, JsonOption, settings_from
+from legaldoc.cli.common import (
+    DatabaseOption,
+    DataDirOption,
+    JsonOption,
+    RedisOption,
+    redis_settings,
+)
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, note, stdout
 from legaldoc.config import Settings
@@ -26,15 +32,7 @@ from legaldoc.state.workers import WorkerRegistry
 
 app = typer.Typer(help="Start, list, scale and stop workers (Celery) per queue.", no_args_is_help=True)
 
-RedisOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: LEGALDOC_REDIS_URL or redis://127.0.0.1:6379).")]
 QueueNames = ", ".join(q.value for q in CONSUME_ORDER)
-
-
-def _settings(redis_url: str | None, database_url: str | None, data_dir: Path | None) -> Settings:
-    settings = settings_from(None, database_url, data_dir)
-    if redis_url:
-        settings = settings.model_copy(update={"redis_url": redis_url})
-    return settings
 
 
 def _registry(settings: Settings) -> WorkerRegistry:
@@ -79,7 +77,7 @@ def start(
     data_dir: DataDirOption = None,
 ) -> None:
     """Start a worker on some queues with the per-queue time limits from the settings; SIGTERM stops it gracefully."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     queues = _queues(queue)
     if autoscale:
         try:
@@ -126,7 +124,7 @@ def status(
     redis_url: RedisOption = None,
 ) -> None:
     """Every worker from its heartbeats: queues, processes, active and processed tasks, memory, last seen."""
-    settings = _settings(redis_url, None, None)
+    settings = redis_settings(redis_url, None, None)
     workers = _registry(settings).workers()
     now = time.time()
     if json_output:
@@ -161,7 +159,7 @@ def scale(
     data_dir: DataDirOption = None,
 ) -> None:
     """Bring the total processes on a queue to COUNT: grow or shrink running pools, start or stop workers."""
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     (queue,) = _queues([queue]) or [None]
     if queue is None:
         fail(UsageError("--queue is required"))
@@ -224,7 +222,7 @@ def stop(
     """Stop workers gracefully: running tasks finish, nothing new starts."""
     if not (queue or name or all_workers):
         fail(UsageError("say which workers to stop: --queue Q, --name NAME or --all"))
-    settings = _settings(redis_url, database_url, data_dir)
+    settings = redis_settings(redis_url, database_url, data_dir)
     if queue:
         _queues([queue])
     registry = _registry(settings)
