@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import DOCUMENTS, NEF, SAMPLES
 
 COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel", "recover", "workers", "workers start",
-            "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear"]
+            "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear", "monitor"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

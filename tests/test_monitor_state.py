@@ -60,8 +60,8 @@ def test_one_refresh_is_two_round_trips_without_scan(redis_url, monkeypatch):
     assert not {"cmdstat_scan", "cmdstat_keys", "cmdstat_hscan"} & set(stats), sorted(stats)
 
     assert (snapshot.batch_count, snapshot.active_count) == (1000, 1000)  # queued batches are active too
-    assert snapshot.batches[0]["id"] == "b0999" and snapshot.batches[0]["status"] == "running"  # newest first
-    assert len(snapshot.batches) == 50 and snapshot.batches[1]["id"] == "b0998"
+    assert snapshot.batches[0][0] == "b0999" and snapshot.batches[0][1]["status"] == "running"  # newest first
+    assert len(snapshot.batches) == 50 and snapshot.batches[1][0] == "b0998"
     assert snapshot.errors_24h["TRANSIENT"] == 1 and snapshot.errors_24h["DATA"] == 1
     assert [(e["batch_id"], e["document_id"], e["message"]) for e in snapshot.recent_errors] == [
         ("b0999", 99_904, "failure 4"), ("b0999", 99_903, "failure 3")]  # fmt: skip
@@ -69,3 +69,4 @@ def test_one_refresh_is_two_round_trips_without_scan(redis_url, monkeypatch):
     assert (extract.count, extract.p50_ms, extract.p95_ms, extract.per_5_minutes[-1]) == (5, 100, 300, 5)
     assert [w.name for w in snapshot.workers] == ["w1"] and snapshot.workers[0].online(now)
     assert snapshot.queues["ocr"] == 3 and snapshot.memory > 1_000_000
+    assert now - 60 < snapshot.oldest_message["ocr"] <= time.time() and snapshot.oldest_message["text"] is None

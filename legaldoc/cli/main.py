@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from legaldoc import __version__
-from legaldoc.cli import batches, cache, documents, recovery, workers
+from legaldoc.cli import batches, cache, documents, monitor, recovery, workers
 from legaldoc.cli.exit_codes import ExitCode
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("submit")(batches.submit)
 app.command("status")(batches.status)
 app.command("cancel")(batches.cancel)
 app.command("recover")(recovery.recover)
+app.command("monitor")(monitor.monitor)
 app.add_typer(workers.app, name="workers")
 app.add_typer(cache.app, name="cache")
 

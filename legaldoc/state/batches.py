@@ -26,7 +26,7 @@ RECENT_ERRORS = 200  # the capped list of the newest failures and retries, for t
 # Return codes: -1 unknown batch, 0 stale (already applied), 1 applied, 2 applied and batch finished.
 TRANSITION = """
 local RECENT_ERRORS = 200  -- RECENT_ERRORS
-local batch, docs, errors, active, events, done, stage_metrics, error_metrics, recent = unpack(KEYS)
+local batch, docs, errors, active, events, done, stage_metrics, error_metrics, recent, failed_set = unpack(KEYS)
 local doc, version, state, stage, category = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local err, stage_member, error_member, now = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 local retention, maxlen = tonumber(ARGV[10]), ARGV[11]
@@ -51,9 +51,11 @@ if old_state ~= state then
   redis.call('HINCRBY', batch, state, 1)
 end
 if old_state == 'failed' and old_category ~= '' then redis.call('HINCRBY', batch, 'errors:' .. old_category, -1) end
+if old_state == 'failed' then redis.call('ZREM', failed_set, ARGV[12] .. '|' .. doc .. '|' .. old_category) end
 if state == 'failed' then
   redis.call('HINCRBY', batch, 'errors:' .. category, 1)
   redis.call('HSET', errors, doc, err)
+  redis.call('ZADD', failed_set, now, ARGV[12] .. '|' .. doc .. '|' .. category)
 elseif old_state == 'failed' then
   redis.call('HDEL', errors, doc)
 end
@@ -117,7 +119,7 @@ class BatchState:
         return [k.batch(change.batch_id), k.batch_docs(change.batch_id), k.batch_errors(change.batch_id),
                 k.active_batches, k.batch_events(change.batch_id), k.done_metrics,
                 k.stage_metrics(change.metric_stage or change.stage or "none"),
-                k.error_metrics(change.category or "none"), k.recent_errors]  # fmt: skip
+                k.error_metrics(change.category or "none"), k.recent_errors, k.failed_metrics]  # fmt: skip
 
     def _args(self, change: StateChange, now: float) -> list[Any]:
         return [change.document_id, change.version, change.state, change.stage, change.category,
@@ -125,11 +127,12 @@ class BatchState:
                 change.error_metric, now, self.retention_seconds, EVENTS_MAXLEN, change.batch_id,
                 change.metric_stage]  # fmt: skip
 
-    def apply(self, changes: Sequence[StateChange]) -> list[int]:
-        """Apply changes in one round trip; returns each script result (2 = its batch just finished)."""
+    def apply(self, changes: Sequence[StateChange], *, now: float | None = None) -> list[int]:
+        """Apply changes in one round trip; returns each script result (2 = its batch just finished).
+        `now` (default: the clock) stamps the metrics and timestamps the changes write."""
         if not changes:
             return []
-        now = time.time()
+        now = time.time() if now is None else now
         if len(changes) == 1:
             change = changes[0]
             return [int(self._script(keys=self._key_list(change), args=self._args(change, now)))]
@@ -223,6 +226,26 @@ class BatchState:
             result[int(doc)] = {"version": int(version), "state": state, "stage": stage or None, "category": category or None}
         return result
 
+    def detail(self, batch_id: str) -> tuple[dict[str, str] | None, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+        """The batch hash, every document's state and the failures, in one round trip (for the
+        dashboard's batch screen; the main screen never reads per-document state)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.batch(batch_id))
+        pipe.hgetall(self.keys.batch_docs(batch_id))
+        pipe.hgetall(self.keys.batch_errors(batch_id))
+        fields, docs, errors = pipe.execute()
+        documents = {}
+        for doc, value in docs.items():
+            version, state, stage, category = (value.decode().split("|") + ["", "", ""])[:4]
+            documents[int(doc)] = {"version": int(version), "state": state, "stage": stage or None, "category": category or None}
+        failures = {}
+        for doc, value in errors.items():
+            try:
+                failures[int(doc)] = json.loads(value)
+            except ValueError:
+                continue
+        return ({k.decode(): v.decode() for k, v in fields.items()} or None), documents, failures
+
     def errors(self, batch_id: str) -> dict[int, dict[str, Any]]:
         return {int(d): json.loads(v) for d, v in self.client.hgetall(self.keys.batch_errors(batch_id)).items()}
 
@@ -237,6 +260,6 @@ class BatchState:
     def trim_metrics(self, before: float, stages: Iterable[str], categories: Iterable[str]) -> int:
         """Drop metrics older than `before` (epoch seconds)."""
         pipe = self.client.pipeline(transaction=False)
-        for key in [self.keys.done_metrics, *map(self.keys.stage_metrics, stages), *map(self.keys.error_metrics, categories)]:
+        for key in [self.keys.done_metrics, self.keys.failed_metrics, *map(self.keys.stage_metrics, stages), *map(self.keys.error_metrics, categories)]:
             pipe.zremrangebyscore(key, "-inf", before)
         return sum(pipe.execute())

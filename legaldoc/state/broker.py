@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import redis
 
 from legaldoc.models import Stage
 from legaldoc.queues import (
+    PRIORITY_STEPS,
     STAGE_QUEUE,
     Queue,
     broker_priority,
@@ -34,7 +36,29 @@ from legaldoc.queues import (
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _REPLY_TO = str(uuid.uuid5(uuid.NAMESPACE_DNS, "legaldoc.invalid"))
-_SENTINELS = ("\x00ID\x00", "\x00ARGSREPR\x00", "\x00BODY\x00")
+_SENTINELS = ("\x00ID\x00", "\x00ARGSREPR\x00", "\x00BODY\x00", "\x00SENT\x00")
+SENT_HEADER = "legaldoc_sent"  # epoch seconds of publishing: the dashboard's oldest-message age
+
+# Per queue: the length of each priority list, and the publishing time of the oldest message of
+# each (kombu pushes on the left and pops on the right, so the oldest is at index -1). The time is
+# matched out of the envelope, so only numbers cross the wire.
+QUEUE_STATS = """
+local lists = tonumber(ARGV[1])
+local result = {}
+for q = 1, #KEYS / lists do
+  local depth, oldest = 0, ''
+  for i = (q - 1) * lists + 1, q * lists do
+    local n = redis.call('LLEN', KEYS[i])
+    if n > 0 then
+      depth = depth + n
+      local sent = string.match(redis.call('LINDEX', KEYS[i], -1), '"legaldoc_sent": "([%d.]+)"')
+      if sent and (oldest == '' or tonumber(sent) < tonumber(oldest)) then oldest = sent end
+    end
+  end
+  result[q] = {depth, oldest}
+end
+return result
+"""
 
 
 @dataclass(frozen=True)
@@ -47,7 +71,7 @@ class Message:
 
 
 def _envelope(task: str, queue: str, kombu_priority: int, task_id: str, argsrepr: str, body: str,
-              eta: str | None) -> dict[str, Any]:  # fmt: skip
+              sent: str, eta: str | None) -> dict[str, Any]:  # fmt: skip
     return {
         "body": body,
         "content-encoding": "utf-8",
@@ -57,6 +81,7 @@ def _envelope(task: str, queue: str, kombu_priority: int, task_id: str, argsrepr
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
             "parent_id": None, "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": _ORIGIN,
             "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+            SENT_HEADER: sent,
         },
         "properties": {
             "correlation_id": task_id, "reply_to": _REPLY_TO, "delivery_mode": 2,
@@ -77,8 +102,9 @@ class _Template:
         self.order = [escaped[match] for match in pattern.findall(text)]
         self.key = priority_keys(queue)[kombu_priority]
 
-    def render(self, task_id: str, argsrepr: str, body: str) -> str:
-        values = {_SENTINELS[0]: task_id, _SENTINELS[1]: json.dumps(argsrepr)[1:-1], _SENTINELS[2]: body}
+    def render(self, task_id: str, argsrepr: str, body: str, sent: str) -> str:
+        values = {_SENTINELS[0]: task_id, _SENTINELS[1]: json.dumps(argsrepr)[1:-1], _SENTINELS[2]: body,
+                  _SENTINELS[3]: sent}  # fmt: skip
         pieces = [self.parts[0]]
         for sentinel, part in zip(self.order, self.parts[1:], strict=True):
             pieces.append(values[sentinel])
@@ -100,6 +126,7 @@ class Broker:
         self.client = client
         self._templates: dict[tuple[str, str, int], _Template] = {}
         self._ids: tuple[int, str, itertools.count] | None = None
+        self._stats_script = None
 
     def _task_id(self) -> str:
         """A unique id in UUID form: a random 80-bit prefix per process and a counter (uuid4 is 10x slower)."""
@@ -114,16 +141,18 @@ class Broker:
             template = self._templates[key] = _Template(task, queue, kombu_priority)
         return template
 
-    def encode(self, message: Message) -> tuple[str, str]:
+    def encode(self, message: Message, sent: str | None = None) -> tuple[str, str]:
         """The Redis list and the serialized envelope of one message."""
+        sent = sent or f"{time.time():.3f}"
         kombu_priority = broker_priority(message.priority)
         task_id = self._task_id()
         argsrepr = repr(message.args)
         body = _body(message.args)
         if message.eta is None:
             template = self._template(message.task, message.queue, kombu_priority)
-            return template.key, template.render(task_id, argsrepr, body)
-        envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body, message.eta.isoformat())
+            return template.key, template.render(task_id, argsrepr, body, sent)
+        envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body, sent,
+                             message.eta.isoformat())  # fmt: skip
         return priority_keys(message.queue)[kombu_priority], json.dumps(envelope)
 
     def publish(self, messages: Iterable[Message], *, chunk: int = 1000) -> int:
@@ -132,8 +161,9 @@ class Broker:
         pipe = self.client.pipeline(transaction=False)
         pending: dict[str, list[str]] = {}
         buffered = 0
+        sent = f"{time.time():.3f}"
         for message in messages:
-            key, payload = self.encode(message)
+            key, payload = self.encode(message, sent)
             pending.setdefault(key, []).append(payload)
             count += 1
             buffered += 1
@@ -171,3 +201,17 @@ class Broker:
                 pipe.llen(key)
         sizes = pipe.execute()
         return {queue: sum(sizes[i * 10 : i * 10 + 10]) for i, queue in enumerate(queues)}
+
+    def queue_stats(self, queues: Iterable[str] = tuple(Queue)) -> dict[str, tuple[int, float | None]]:
+        """Queue -> (depth over all its priority lists, publishing time of its oldest message or None),
+        in one script call: LLEN and LINDEX -1 of every priority list."""
+        queues = list(queues)
+        if self._stats_script is None:
+            self._stats_script = self.client.register_script(QUEUE_STATS)
+        keys = [key for queue in queues for key in priority_keys(queue)]
+        reply = self._stats_script(keys=keys, args=[len(PRIORITY_STEPS)])
+        result = {}
+        for queue, (depth, oldest) in zip(queues, reply, strict=True):
+            oldest = oldest.decode() if isinstance(oldest, bytes) else oldest
+            result[queue] = (int(depth), float(oldest) if oldest else None)
+        return result

@@ -16,6 +16,17 @@ def _client(url: str, pid: int) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
 
 
+@cache
+def _interactive(url: str, pid: int) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, retry_on_timeout=False)
+
+
+def interactive_client(settings: Settings, role: str) -> redis.Redis:
+    """A client with short timeouts for screens: a lost server is noticed within seconds, and the
+    next command connects again by itself."""
+    return _interactive(settings.redis_url_for(role), os.getpid())
+
+
 def client_for(settings: Settings, role: str) -> redis.Redis:
     """A client of the Redis database that plays `role` (broker, result, cache, ratelimit, state)."""
     return _client(settings.redis_url_for(role), os.getpid())

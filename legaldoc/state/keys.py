@@ -56,6 +56,12 @@ class Keys:
         return f"{self.prefix}metrics:done"
 
     @property
+    def failed_metrics(self) -> str:
+        """Sorted set: ``batch|doc|category`` of documents that failed for good, by failure time;
+        removed when the document leaves the failed state (recovered)."""
+        return f"{self.prefix}metrics:failed"
+
+    @property
     def workers(self) -> str:
         """Hash: worker name -> JSON heartbeat."""
         return f"{self.prefix}workers"

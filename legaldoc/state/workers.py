@@ -59,8 +59,8 @@ class WorkerRegistry:
         self.keys = keys
         self.purge_after = purge_after
 
-    def beat(self, heartbeat: Heartbeat) -> None:
-        heartbeat.last_seen = time.time()
+    def beat(self, heartbeat: Heartbeat, *, now: float | None = None) -> None:
+        heartbeat.last_seen = time.time() if now is None else now
         self.client.hset(self.keys.workers, heartbeat.name, json.dumps(asdict(heartbeat)))
 
     def workers(self, *, purge: bool = True) -> list[Heartbeat]:

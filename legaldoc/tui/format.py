@@ -1,0 +1,114 @@
+"""How figures look on the dashboard: bars, sparklines, sizes and durations (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+SPARKS = "▁▂▃▄▅▆▇█"
+CATEGORY_STYLE = {
+    "TRANSIENT": "yellow", "RATE_LIMIT": "magenta", "RESOURCE": "bright_red", "CONFIGURATION": "cyan",
+    "DATA": "red", "PERMANENT": "bold red",
+}  # fmt: skip
+STATUS_STYLE = {
+    "queued": "dim", "running": "bold green", "cancelling": "yellow", "finished": "", "cancelled": "dim",
+    "pending": "dim", "succeeded": "green", "failed": "red", "skipped": "cyan", "moved": "dim",
+}  # fmt: skip
+
+
+def size(count: int | float) -> str:
+    """Bytes as B, kB, MB, GB (powers of 1024)."""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as '45s', '3m 20s', '2h 05m', '3d 04h'; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def milliseconds(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
+def rate(per_minute: float | None) -> str:
+    if not per_minute:
+        return "-"
+    return f"{per_minute:.1f}" if per_minute < 100 else f"{per_minute:.0f}"
+
+
+def progress(parts: Sequence[tuple[int, str]], total: int, width: int = 20,
+             in_flight: tuple[int, str] | None = None) -> Text:  # fmt: skip
+    """A bar of `width` cells: each finished (count, style) part in turn, then the in-flight part
+    (drawn lighter, not counted in the percentage), the rest empty, then the finished percentage."""
+    text = Text()
+    used = 0
+    shown = 0
+    drawn = [(count, style, "█") for count, style in parts]
+    if in_flight:
+        drawn.append((in_flight[0], in_flight[1], "▒"))
+    for count, style, mark in drawn:
+        shown += count
+        cells = min(width, round(shown / total * width)) - used if total else 0
+        if cells > 0:
+            text.append(mark * cells, style=style)
+            used += cells
+    text.append("░" * (width - used), style="grey37")
+    done = sum(c for c, _ in parts)
+    text.append(f" {done / total * 100:3.0f}%" if total else "    -")
+    return text
+
+
+def sparkline(values: Sequence[int]) -> Text:
+    """One character per value, scaled to the largest; zeros show as the lowest mark, dimmed."""
+    top = max(values, default=0)
+    text = Text()
+    for value in values:
+        if not value:
+            text.append(SPARKS[0], style="grey37")
+        else:
+            text.append(SPARKS[min(len(SPARKS) - 1, (value * (len(SPARKS) - 1) + top - 1) // top)], style="green")
+    return text
+
+
+def count_bar(value: int, largest: int, width: int = 20, style: str = "red") -> Text:
+    cells = 0 if not largest else max(1 if value else 0, round(value / largest * width))
+    return Text.assemble(("█" * cells, style), ("░" * (width - cells), "grey23"))
+
+
+def category(name: str | None) -> Text:
+    return Text(name or "", style=CATEGORY_STYLE.get(name or "", ""))
+
+
+def status(name: str | None) -> Text:
+    return Text(name or "", style=STATUS_STYLE.get(name or "", ""))
+
+
+def clip(message: str | None, width: int = 80) -> str:
+    text = " ".join((message or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def clip_path(path: str | None, width: int = 60) -> str:
+    """A path shortened from the left, so the file name stays visible."""
+    text = path or ""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
