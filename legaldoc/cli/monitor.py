@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from legaldoc.cli.common import DatabaseOption, DataDirOption, RedisOption, redis_settings
 from legaldoc.cli.output import fail
 from legaldoc.errors import UsageError
+from legaldoc.services.embedded import running_embedded
 
 
 def monitor(
@@ -21,12 +23,19 @@ def monitor(
 ) -> None:
     """Full-screen dashboard: batches, queues, workers, errors and stage timings, live.
 
+    Watches the Redis of --redis-url / LEGALDOC_REDIS_URL; when neither is given and a `legaldoc run`
+    is working in this data folder, its private Redis.
+
     Keys: ? help, q quit, Tab next panel, / filter, Enter open a batch, Esc back; on a batch:
     s state filter, r recover, c cancel (each asks first). For a one-off report use `legaldoc status`.
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         fail(UsageError("legaldoc monitor needs a terminal", hint="for a report in a script, use: legaldoc status --json"))
     settings = redis_settings(redis_url, database_url, data_dir)
+    if redis_url is None and "LEGALDOC_REDIS_URL" not in os.environ:
+        embedded = running_embedded(settings.data_dir)
+        if embedded:  # a `legaldoc run` is working here: watch its private Redis
+            settings = settings.model_copy(update={"redis_url": embedded})
     from legaldoc.services.monitor import Monitor
     from legaldoc.tui.app import MonitorApp
 

@@ -50,6 +50,21 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def running_embedded(data_dir: Path) -> str | None:
+    """The Redis URL of a `legaldoc run` in progress under `data_dir`, if its server answers."""
+    try:
+        url = (data_dir / "run" / "redis.url").resolve().read_text().strip()
+    except OSError:
+        return None
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+    except (redis.RedisError, ValueError):
+        return None
+    return url
+
+
 class EmbeddedRedis:
     """A throwaway redis-server on a private unix socket."""
 
@@ -62,6 +77,11 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
+
+    @property
+    def url_file(self) -> Path:
+        """Where a running `legaldoc run` leaves its Redis URL, for `legaldoc monitor` to find."""
+        return self.run_dir / "redis.url"
 
     def start(self) -> str:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +106,7 @@ class EmbeddedRedis:
             if socket_path.exists():
                 try:
                     redis.Redis(unix_socket_path=str(socket_path)).ping()
+                    self.url_file.write_text(self.url + "\n")
                     return self.url
                 except redis.RedisError:
                     pass
@@ -94,6 +115,9 @@ class EmbeddedRedis:
         raise ServiceUnavailable(f"the embedded redis-server did not start within 20 s:\n{_tail(log)}")
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.url_file.read_text().strip() == self.url:
+                self.url_file.unlink()
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

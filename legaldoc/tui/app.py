@@ -32,6 +32,7 @@ HELP = """\
   Tab        next panel (Shift+Tab: previous)
   /          filter the batches (or the documents) by any text shown
   Esc        close the filter, this help, or go back
+  Ctrl+S     save an SVG screenshot in the current folder
 
 [b]Main screen[/b]
   ↑ ↓        choose a batch
@@ -450,6 +451,7 @@ class MonitorApp(App):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
         Binding("tab", "focus_next", "Next panel", show=False),
+        Binding("ctrl+s", "screenshot", "Screenshot", show=False),
     ]
 
     def __init__(self, monitor: Monitor, *, refresh: float = 2.0, read_only: bool = False) -> None:
