@@ -70,3 +70,24 @@ def test_one_refresh_is_two_round_trips_without_scan(redis_url, monkeypatch):
     assert [w.name for w in snapshot.workers] == ["w1"] and snapshot.workers[0].online(now)
     assert snapshot.queues["ocr"] == 3 and snapshot.memory > 1_000_000
     assert now - 60 < snapshot.oldest_message["ocr"] <= time.time() and snapshot.oldest_message["text"] is None
+
+
+def test_documents_per_minute_counts_the_last_five_minutes_or_since_work_began(redis_url):
+    """Completions per minute: over 5 minutes once work has run that long; since the first
+    completion before that (never over less than a minute); older completions do not count."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys()
+    state = _fill(client, keys, 1, 40)
+    now = time.time()
+    reader = MonitorReader(client, client, keys, categories=list(ErrorCategory), stages=[], queues=[])
+    state.apply([StateChange("b0000", d, 2, "succeeded") for d in range(10)], now=now - 120)
+    snapshot = reader.snapshot(now=now)
+    assert (snapshot.done_last_5_minutes, round(snapshot.docs_per_minute, 3)) == (10, 5.0)  # 10 over 2 minutes
+    state.apply([StateChange("b0000", d, 2, "succeeded") for d in range(10, 20)], now=now - 20)
+    assert round(reader.snapshot(now=now).docs_per_minute, 3) == 10.0  # 20 over 2 minutes
+    state.apply([StateChange("b0000", d, 2, "succeeded") for d in range(20, 40)], now=now - 1000)
+    later = reader.snapshot(now=now)
+    assert later.done_last_5_minutes == 20 and round(later.docs_per_minute, 3) == 10.0
+    fresh = reader.snapshot(now=now + 90)  # the earliest of the window is now 210 s old
+    assert round(fresh.docs_per_minute, 3) == round(20 / 210 * 60, 3)
+    assert reader.snapshot(now=now + 600).docs_per_minute == 0

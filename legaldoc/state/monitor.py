@@ -73,7 +73,10 @@ for i = 1, nstage do
 end
 local memory = string.match(redis.call('INFO', 'memory'), 'used_memory:(%d+)')
 -- one JSON document: a single bulk string parses far faster than thousands of RESP elements
-return cjson.encode({ids, hashes, redis.call('HGETALL', workers), redis.call('ZCOUNT', done, now - 300, now),
+local first_done = redis.call('ZRANGEBYSCORE', done, now - 300, now, 'WITHSCORES', 'LIMIT', 0, 1)
+local done_since = now - 300
+if #first_done > 0 then done_since = tonumber(first_done[2]) end
+return cjson.encode({ids, hashes, redis.call('HGETALL', workers), {redis.call('ZCOUNT', done, now - 300, now), done_since},
         errors, redis.call('LRANGE', recent, 0, tonumber(ARGV[6]) - 1), stages,
         redis.call('ZCARD', batches), redis.call('ZCARD', active), tonumber(memory or 0), failed_by})
 """
@@ -106,9 +109,15 @@ class Snapshot:
     oldest_message: dict[str, float | None] = field(default_factory=dict)  # publishing time, epoch seconds
     memory: int = 0
 
+    done_since: float = 0.0  # the first completion of those 5 minutes
+
     @property
     def docs_per_minute(self) -> float:
-        return self.done_last_5_minutes / 5.0
+        """Completions per minute over the last 5 minutes, or over the time since the first of them
+        when work started less than 5 minutes ago (at least a minute, so one early burst is not
+        extrapolated)."""
+        span = min(300.0, max(60.0, self.at - self.done_since))
+        return self.done_last_5_minutes / span * 60
 
 
 class MonitorReader:
@@ -131,7 +140,7 @@ class MonitorReader:
         # cjson writes an empty Lua table as {}: `or []` makes every list a list
         ids, hashes, workers, done, errors, recent_errors, stages, batch_count, active_count, memory, failed = json.loads(reply)
         snapshot = Snapshot(at=now, batch_count=int(batch_count), active_count=int(active_count),
-                            done_last_5_minutes=int(done), memory=int(memory))  # fmt: skip
+                            done_last_5_minutes=int(done[0]), done_since=float(done[1]), memory=int(memory))  # fmt: skip
         for batch_id, flat in zip(ids or [], hashes or [], strict=True):
             if flat:
                 snapshot.batches.append((batch_id, dict(zip(flat[::2], flat[1::2], strict=True))))

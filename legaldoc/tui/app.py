@@ -123,21 +123,21 @@ class DashboardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header("connecting…", id="header")
         yield FilterInput(placeholder="filter batches: any text in the row (Esc clears)", id="filter")
-        yield DataTable(id="batches", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="batches", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable")
         with Grid(id="panels"):
             with Vertical(classes="panel", id="queues-panel"):
                 yield Label("Queues", classes="title")
-                yield DataTable(id="queues", cursor_type="row")
+                yield DataTable(id="queues", cursor_type="row", cursor_foreground_priority="renderable")
             with Vertical(classes="panel", id="workers-panel"):
                 yield Label("Workers", classes="title")
-                yield DataTable(id="workers", cursor_type="row")
+                yield DataTable(id="workers", cursor_type="row", cursor_foreground_priority="renderable")
             with Vertical(classes="panel", id="errors-panel"):
                 yield Label("Errors by category, 24 h: failed attempts, documents failed for good", classes="title")
                 yield Static(id="error-bars")
-                yield DataTable(id="errors", cursor_type="row")
+                yield DataTable(id="errors", cursor_type="row", cursor_foreground_priority="renderable")
             with Vertical(classes="panel", id="stages-panel"):
                 yield Label("Stages (last hour)", classes="title")
-                yield DataTable(id="stages", cursor_type="row")
+                yield DataTable(id="stages", cursor_type="row", cursor_foreground_priority="renderable")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -303,10 +303,10 @@ class BatchScreen(Screen):
         with Horizontal(id="batch-body"):
             with Vertical(classes="panel", id="documents-panel"):
                 yield Label("Documents", classes="title", id="documents-title")
-                yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
+                yield DataTable(id="documents", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable")
             with Vertical(classes="panel", id="groups-panel"):
                 yield Label("Failures by category", classes="title")
-                yield DataTable(id="groups", cursor_type="row")
+                yield DataTable(id="groups", cursor_type="row", cursor_foreground_priority="renderable")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -513,10 +513,9 @@ class MonitorApp(App):
         if d is None:
             return text.append("connecting…", style="yellow")
         text.append("● connected ", style="bold green")
-        text.append(f"{self.monitor.where}  ", style="grey62")
         for label, value, style in (
             ("active batches", str(d.active_count), "bold"),
-            ("docs/min (5 min)", f"{d.docs_per_minute:.1f}", "bold"),
+            ("docs/min", f"{d.docs_per_minute:.1f}", "bold"),
             ("failed docs 24h", str(d.failures_24h), "bold red" if d.failures_24h else "bold"),
             ("errors", str(d.attempts_failed_24h), "bold"),
             ("workers", f"{d.workers_alive}/{len(d.workers)}", "bold" if d.workers_alive else "bold red"),
@@ -524,7 +523,17 @@ class MonitorApp(App):
         ):
             text.append(f"│ {label} ", style="grey62")
             text.append(f"{value} ", style=style)
+        text.append(f"│ {fmt.clip_path(self.monitor.where, 40)}", style="grey62")
         return text
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Ctrl+S: an SVG of the screen in the current folder (Textual's default is ~/Downloads)."""
+        try:
+            saved = self.save_screenshot(filename, path or "./")
+        except OSError as error:
+            self.notify(f"could not save the screenshot: {error}", severity="error")
+            return
+        self.notify(f"saved {saved}", title="screenshot")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
