@@ -438,7 +438,8 @@ class WaitTimedOut(LegaldocError):
 
 def wait_for_batch(database: Database, state: BatchState | None, batch_id: str, *, timeout: float | None,
                    on_update=None, poll: float = 0.5, alive=None) -> dict[str, Any]:  # fmt: skip
-    """Poll the batch until it is finished or cancelled; `on_update(status)` sees every poll.
+    """Poll the batch until it is finished or cancelled, and see the database row finalized;
+    `on_update(status)` sees every poll.
 
     `alive()`, when given, is checked each poll; returning a message stops the wait with that error.
     """
@@ -448,6 +449,10 @@ def wait_for_batch(database: Database, state: BatchState | None, batch_id: str, 
         if on_update:
             on_update(status)
         if status["status"] in ("finished", "cancelled"):
+            # the live state moves first; the finalize task may not have written the batch row yet.
+            # Finalizing here (idempotent) means a submit of the same manifest right after a wait
+            # never finds the batch "still running" (cron: `submit --wait` twice in a row).
+            finalize_batch(database, state, batch_id)
             return status
         if alive is not None and (problem := alive()):
             raise LegaldocError(problem)
