@@ -205,7 +205,7 @@ def _ts(moment: datetime | None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def summary_from_redis(batch_id: str, live: dict[str, str]) -> dict[str, Any]:
+def _summary_from_redis(batch_id: str, live: dict[str, str]) -> dict[str, Any]:
     def number(key: str) -> int:
         return int(float(live.get(key) or 0))
 
@@ -222,16 +222,24 @@ def summary_from_redis(batch_id: str, live: dict[str, str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def with_rate(summary: dict[str, Any], now: float) -> dict[str, Any]:
+def rate_and_eta(finished: int, total: int, start: float | None, finished_at: float | None,
+                 now: float) -> tuple[float | None, float | None]:  # fmt: skip
+    """Documents per minute over the batch's own finished documents (from `start`, until it
+    finished or now), and the seconds left at that rate; None where unknown."""
+    end = finished_at or now
+    rate = finished / (end - start) * 60 if start and end > start and finished else None
+    remaining = total - finished
+    eta = remaining / rate * 60 if rate and remaining and not finished_at else None
+    return (round(rate, 2) if rate else None), (round(eta, 1) if eta else None)
+
+
+def _with_rate(summary: dict[str, Any], now: float) -> dict[str, Any]:
     finished = summary["succeeded"] + summary["failed"] + summary["skipped"] + summary["cancelled"]
     start = summary.get("started_at") or summary.get("created_at")
-    end = summary.get("finished_at") or now
-    rate = finished / (end - start) * 60 if start and end > start and finished else None
-    remaining = summary["total"] - finished
     summary["done"] = finished
     summary["priority_name"] = priority_name(summary["priority"])
-    summary["rate_per_minute"] = round(rate, 2) if rate else None
-    summary["eta_seconds"] = round(remaining / rate * 60, 1) if rate and remaining and not summary.get("finished_at") else None
+    summary["rate_per_minute"], summary["eta_seconds"] = rate_and_eta(finished, summary["total"], start,
+                                                                      summary.get("finished_at"), now)  # fmt: skip
     return summary
 
 
@@ -244,7 +252,7 @@ def batch_status(database: Database, state: BatchState | None, batch_id: str) ->
         except Exception:
             log.warning("Redis unavailable; reading batch %s from the database", batch_id)
     if live:
-        return with_rate(summary_from_redis(batch_id, live), time.time())
+        return _with_rate(_summary_from_redis(batch_id, live), time.time())
     with database.read() as session:
         batch = session.get(Batch, batch_id)
         if batch is None:
@@ -252,7 +260,7 @@ def batch_status(database: Database, state: BatchState | None, batch_id: str) ->
         project = session.get(Project, batch.project_id).name
         counts = claims.status_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
-        return with_rate(_summary_from_db(batch, project, counts, errors), time.time())
+        return _with_rate(_summary_from_db(batch, project, counts, errors), time.time())
 
 
 def list_batches(database: Database, state: BatchState | None, *, limit: int = 50) -> list[dict[str, Any]]:
@@ -272,14 +280,14 @@ def list_batches(database: Database, state: BatchState | None, *, limit: int = 5
     result = []
     for (batch, project), live in zip(stored, lives, strict=True):
         if live:
-            result.append(with_rate(summary_from_redis(batch.id, live), now))
+            result.append(_with_rate(_summary_from_redis(batch.id, live), now))
         else:
             counts = {k: getattr(batch, k, 0) or 0 for k in ("succeeded", "failed", "skipped", "cancelled")}
             counts.update(pending=0, running=0)
             if batch.status in RUNNING:
                 with database.read() as session:
                     counts = claims.status_counts(session, batch.id)
-            result.append(with_rate(_summary_from_db(batch, project, counts, batch.errors_by_category or {}), now))
+            result.append(_with_rate(_summary_from_db(batch, project, counts, batch.errors_by_category or {}), now))
     return result
 
 

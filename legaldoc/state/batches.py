@@ -105,6 +105,12 @@ class StateChange:
     metric_stage: str = ""
 
 
+def _document_state(value: bytes) -> dict[str, Any]:
+    """A `batch_docs` value, ``version|state|stage|category``, as a dict."""
+    version, state, stage, category = (value.decode().split("|") + ["", "", ""])[:4]
+    return {"version": int(version), "state": state, "stage": stage or None, "category": category or None}
+
+
 class BatchState:
     """Reads and writes of batch state in the state database."""
 
@@ -220,11 +226,8 @@ class BatchState:
 
     def documents(self, batch_id: str) -> dict[int, dict[str, Any]]:
         """Document id -> {version, state, stage, category}."""
-        result = {}
-        for doc, value in self.client.hscan_iter(self.keys.batch_docs(batch_id), count=1000):
-            version, state, stage, category = (value.decode().split("|") + ["", "", ""])[:4]
-            result[int(doc)] = {"version": int(version), "state": state, "stage": stage or None, "category": category or None}
-        return result
+        return {int(doc): _document_state(value)
+                for doc, value in self.client.hscan_iter(self.keys.batch_docs(batch_id), count=1000)}  # fmt: skip
 
     def detail(self, batch_id: str) -> tuple[dict[str, str] | None, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
         """The batch hash, every document's state and the failures, in one round trip (for the
@@ -234,10 +237,7 @@ class BatchState:
         pipe.hgetall(self.keys.batch_docs(batch_id))
         pipe.hgetall(self.keys.batch_errors(batch_id))
         fields, docs, errors = pipe.execute()
-        documents = {}
-        for doc, value in docs.items():
-            version, state, stage, category = (value.decode().split("|") + ["", "", ""])[:4]
-            documents[int(doc)] = {"version": int(version), "state": state, "stage": stage or None, "category": category or None}
+        documents = {int(doc): _document_state(value) for doc, value in docs.items()}
         failures = {}
         for doc, value in errors.items():
             try:

@@ -17,7 +17,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
-from legaldoc.errors import LegaldocError
+from legaldoc.errors import LegaldocError, ServiceUnavailable
 from legaldoc.services.monitor import DOCUMENT_STATES, BatchDetail, BatchRow, Dashboard, Monitor
 from legaldoc.tui import format as fmt
 
@@ -115,7 +115,6 @@ class Header(Static):
 
 class DashboardScreen(Screen):
     BINDINGS = [
-        Binding("enter", "open_batch", "Open batch", show=True, priority=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -170,6 +169,7 @@ class DashboardScreen(Screen):
         _fill(table, [(r.id, self._batch_cells(r, dashboard.at)) for r in rows])
         shown = f"{len(rows)} shown" + (f" matching {needle!r}" if needle else "")
         table.border_title = f"Batches: {dashboard.active_count} active, {dashboard.batch_count} in Redis, {shown}"
+        table.border_subtitle = "Enter: open the batch"
         self._queues(dashboard)
         self._workers(dashboard)
         self._errors(dashboard)
@@ -228,13 +228,6 @@ class DashboardScreen(Screen):
         _fill(self.query_one("#stages", DataTable), rows)
 
     # -- actions ---------------------------------------------------------------------------------
-
-    def action_open_batch(self) -> None:
-        table = self.query_one("#batches", DataTable)
-        if self.focused is not table or not table.row_count:
-            return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        self.app.push_screen(BatchScreen(key))
 
     @on(DataTable.RowSelected, "#batches")
     def selected(self, event: DataTable.RowSelected) -> None:
@@ -295,6 +288,7 @@ class BatchScreen(Screen):
         self.detail: BatchDetail | None = None
         self.state_filter: str | None = None
         self.refreshes = 0
+        self.problem: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header("loading…", id="header")
@@ -327,13 +321,19 @@ class BatchScreen(Screen):
         app: MonitorApp = self.app  # type: ignore[assignment]
         try:
             detail = app.monitor.batch(self.batch_id)
-        except LegaldocError as error:
+        except ServiceUnavailable as error:
             app.call_from_thread(app.disconnected, error)
             app.call_from_thread(self.show)
+            return
+        except LegaldocError as error:  # e.g. the batch is gone from Redis and the database
+            if not self.problem:
+                app.call_from_thread(app.notify, str(error), title=f"batch {self.batch_id}", severity="error")
+            self.problem = str(error)
             return
         except Exception as error:  # never a traceback on the screen
             app.call_from_thread(app.disconnected, error)
             return
+        self.problem = None
         app.call_from_thread(app.connected_again)
         app.call_from_thread(self.show, detail)
 
