@@ -36,6 +36,7 @@ demo: system-deps $(BIN)/legaldoc
 lint: $(BIN)/legaldoc
 	$(BIN)/ruff check legaldoc tests benchmarks scripts
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: system-deps $(BIN)/legaldoc lint
 	$(BIN)/pytest

@@ -36,10 +36,8 @@ from legaldoc.models import STAGES  # noqa: E402
 from legaldoc.services import batches as service  # noqa: E402
 from legaldoc.services.embedded import WorkerProcess  # noqa: E402
 from legaldoc.services.process import process_paths  # noqa: E402
-from legaldoc.state.batches import BatchState  # noqa: E402
+from legaldoc.services.wiring import Runtime  # noqa: E402
 from legaldoc.state.broker import Broker, Message  # noqa: E402
-from legaldoc.state.keys import Keys  # noqa: E402
-from legaldoc.state.locks import Lock  # noqa: E402
 from legaldoc.storage.db import Database  # noqa: E402
 
 NEF = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "nef"
@@ -61,11 +59,10 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def cluster(settings):
-    database = Database(settings.resolved_database_url)
-    client = redis.Redis.from_url(settings.redis_url_for("state"))
-    keys = Keys(settings.redis_prefix)
-    return database, BatchState(client, keys), Broker(redis.Redis.from_url(settings.redis_url_for("broker"))), Lock(client, keys)
+def cluster(settings) -> Runtime:
+    rt = Runtime(settings).open_database()
+    rt.require()
+    return rt
 
 
 def write_manifest(path: Path, folder: Path, name: str, skip: bool = False) -> Path:
@@ -101,12 +98,12 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
         client.flushall()
 
         settings = load_settings(data_dir=work / f"submit-{round_index}" / ".legaldoc", redis_url=redis_url)
-        database, state, broker, lock = cluster(settings)
+        rt = cluster(settings)
         loaded = load_manifest(write_manifest(work / "many.yaml", folder, f"many-{round_index}"))
         started = time.perf_counter()
-        service.submit_batch(settings, database, state, broker, lock, loaded)
+        service.submit_batch(rt, loaded)
         submit_times.append(time.perf_counter() - started)
-        assert broker.depth("ocr") == count
+        assert rt.broker.depth("ocr") == count
     client.flushall()
     from celery import Celery
 
@@ -170,7 +167,7 @@ def bench_orchestration(work: Path, redis_url: str, small: int, rounds: int) -> 
         client = redis.Redis.from_url(redis_url)
         client.flushall()
         settings = load_settings(data_dir=work / f"workers-{round_index}" / ".legaldoc", redis_url=redis_url)
-        database, state, broker, lock = cluster(settings)
+        rt = cluster(settings)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEGALDOC_")},
                "LEGALDOC_REDIS_URL": redis_url, "LEGALDOC_DATABASE_URL": settings.resolved_database_url}  # fmt: skip
         worker = WorkerProcess(env, concurrency=2, log_path=work / "worker.log").start()
@@ -178,19 +175,17 @@ def bench_orchestration(work: Path, redis_url: str, small: int, rounds: int) -> 
             warm = work / f"warm-{round_index}"
             warm.mkdir()
             shutil.copyfile(sources[0], warm / "warm.txt")
-            warm_id = service.submit_batch(settings, database, state, broker, lock,
-                                           load_manifest(write_manifest(work / "warm.yaml", warm, f"warm-{round_index}"))).batch_id  # fmt: skip
-            service.wait_for_batch(database, state, warm_id, timeout=120, poll=0.05)
+            warm_id = service.submit_batch(rt, load_manifest(write_manifest(work / "warm.yaml", warm, f"warm-{round_index}"))).batch_id
+            service.wait_for_batch(rt, warm_id, timeout=120, poll=0.05)
             before = commandstats(client)
             started = time.perf_counter()
-            batch_id = service.submit_batch(settings, database, state, broker, lock,
-                                            load_manifest(write_manifest(work / "small.yaml", folder, f"small-{round_index}"))).batch_id  # fmt: skip
-            final = service.wait_for_batch(database, state, batch_id, timeout=600, poll=0.05)
+            batch_id = service.submit_batch(rt, load_manifest(write_manifest(work / "small.yaml", folder, f"small-{round_index}"))).batch_id
+            final = service.wait_for_batch(rt, batch_id, timeout=600, poll=0.05)
             elapsed = time.perf_counter() - started
             after = commandstats(client)
         finally:
             worker.stop()
-        assert final["succeeded"] == small, final
+        assert final.succeeded == small, final
         calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         # The status polls of this benchmark (HGETALL) are not the pipeline's; leave them out.
         pipeline_calls = sum(v for k, v in calls.items() if k not in ("cmdstat_hgetall", "cmdstat_info"))

@@ -37,9 +37,10 @@ from sqlalchemy import create_engine, event  # noqa: E402
 from benchmarks.batches import start_redis  # noqa: E402
 from legaldoc.config import load_settings  # noqa: E402
 from legaldoc.models import Stage  # noqa: E402
-from legaldoc.services.caching import result_cache, warm_project  # noqa: E402
+from legaldoc.services.caching import warm_project  # noqa: E402
 from legaldoc.services.process import process_paths, sha256_file  # noqa: E402
 from legaldoc.services.stages import StageRunner  # noqa: E402
+from legaldoc.services.wiring import Runtime  # noqa: E402
 from legaldoc.storage import repository as repo  # noqa: E402
 from legaldoc.storage.db import Database, get_engine  # noqa: E402
 from legaldoc.storage.tables import Entity, EntityAlias  # noqa: E402
@@ -160,12 +161,13 @@ def prepare(store: Store, folder: Path, redis_url: str) -> tuple[list[int], obje
 
 def run(mode: str, store: Store, pending: list[int], settings, round_: int) -> dict:
     name = f"{mode.replace(' ', '_')}_{round_}"
-    database = Database(store.copy(name))
-    cache = result_cache(settings) if mode != "no cache" else None
+    rt = Runtime(settings.model_copy(update={"database_url": store.copy(name)}))
+    database = rt.database
+    cache = rt.cache if mode != "no cache" else None
     if cache is not None:
         cache.clear()
     if mode == "warmed":
-        warm_project(settings, database, cache, "acme")
+        warm_project(rt, "acme")
     counter = instrument(database)
     runner = StageRunner(settings, database, retries=False, cache=cache)
     counter["on"] = 1

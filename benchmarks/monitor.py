@@ -34,10 +34,18 @@ import redis  # noqa: E402
 from benchmarks.batches import start_redis  # noqa: E402
 from legaldoc.config import load_settings  # noqa: E402
 from legaldoc.errors import ErrorCategory  # noqa: E402
+from legaldoc.lifecycle import (  # noqa: E402
+    Attempt,
+    AttemptOutcome,
+    BatchStatus,
+    Failure,
+    MirrorState,
+    Transition,
+)
 from legaldoc.models import Stage  # noqa: E402
 from legaldoc.queues import Queue  # noqa: E402
 from legaldoc.services.monitor import Monitor  # noqa: E402
-from legaldoc.state.batches import BatchState, StateChange  # noqa: E402
+from legaldoc.state.batches import BatchState  # noqa: E402
 from legaldoc.state.broker import Broker, Message  # noqa: E402
 from legaldoc.state.keys import Keys  # noqa: E402
 from legaldoc.state.workers import Heartbeat, WorkerRegistry  # noqa: E402
@@ -48,22 +56,25 @@ BATCHES, DOCUMENTS, RUNNING = 1000, 100, 20
 def fill(settings, now: float) -> None:
     client = redis.Redis.from_url(settings.redis_url_for("state"))
     keys = Keys(settings.redis_prefix)
-    state = BatchState(client, keys)
+    state = BatchState(client, keys, retention_seconds=30 * 86400)
+    reset = Attempt(Stage.ENTITIES, 3, AttemptOutcome.FAILED, failure=Failure(ErrorCategory.TRANSIENT, "reset"))
     for n in range(BATCHES):
         batch_id = f"2027011{n // 100}-{n:06d}-bench"
-        fields = {"name": f"nightly-{n}", "project": f"matter-{n % 17}", "priority": 5, "status": "queued",
-                  "created_at": now - (BATCHES - n) * 60}  # fmt: skip
-        state.init_batch(batch_id, fields, {n * DOCUMENTS + d: (1, "pending") for d in range(DOCUMENTS)})
+        created = now - (BATCHES - n) * 60
+        fields = {"name": f"nightly-{n}", "project": f"matter-{n % 17}", "priority": 5, "status": BatchStatus.RUNNING,
+                  "created_at": created}  # fmt: skip
+        state.init_batch(batch_id, fields, {n * DOCUMENTS + d: (1, MirrorState.PENDING) for d in range(DOCUMENTS)})
         finished = n < BATCHES - RUNNING
         changes = []
         for d in range(DOCUMENTS if finished else DOCUMENTS // 2):
             doc = n * DOCUMENTS + d
             if d % 50 == 7:
-                changes.append(StateChange(batch_id, doc, 3, "failed", "entities", "TRANSIENT",
-                                           error={"stage": "entities", "category": "TRANSIENT", "message": "reset", "at": now}))  # fmt: skip
+                changes.append(Transition(doc, batch_id, 3, MirrorState.FAILED, Stage.ENTITIES, reset))
             else:
-                changes.append(StateChange(batch_id, doc, 3, "succeeded"))
-        state.apply(changes, now=now - (BATCHES - n) * 30)
+                changes.append(Transition(doc, batch_id, 3, MirrorState.SUCCEEDED))
+        state.apply_transitions(changes, now=now - (BATCHES - n) * 30)
+        if finished:
+            state.settle(batch_id, BatchStatus.FINISHED, created_at=created, finished_at=now - (BATCHES - n) * 30)
     pipe = client.pipeline(transaction=False)
     for stage in Stage:  # a busy hour: 20,000 runs per stage
         members = {f"{i}|1|{20 + i % 900}|done": now - 3600 + i * 0.18 for i in range(20000)}

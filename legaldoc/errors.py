@@ -11,7 +11,7 @@ from enum import StrEnum
 
 
 class ErrorCategory(StrEnum):
-    """How a failure is retried (see DESIGN.md, Errors)."""
+    """How a failure is retried: `RETRY_POLICIES` below."""
 
     TRANSIENT = "TRANSIENT"
     RATE_LIMIT = "RATE_LIMIT"
@@ -19,10 +19,6 @@ class ErrorCategory(StrEnum):
     CONFIGURATION = "CONFIGURATION"
     DATA = "DATA"
     PERMANENT = "PERMANENT"
-
-    @property
-    def retryable(self) -> bool:
-        return self in (ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.RESOURCE)
 
 
 class LegaldocError(Exception):
@@ -111,6 +107,28 @@ class ServiceUnavailable(LegaldocError):
     category = ErrorCategory.TRANSIENT
 
 
+class NoSuchBatch(UsageError):
+    """Raised when a batch id is unknown."""
+
+
+class BatchBusy(LegaldocError):
+    """Raised when a batch of the same manifest, or a recover of the same batch, is still running."""
+
+    category = ErrorCategory.CONFIGURATION
+
+
+class WaitTimedOut(LegaldocError):
+    """Raised when a batch did not finish within the time given to wait for it."""
+
+    category = ErrorCategory.RESOURCE
+
+
+class ClaimLost(LegaldocError):
+    """Raised when a stage finished after its claim was taken over; its writes are rolled back."""
+
+    category = ErrorCategory.TRANSIENT
+
+
 _REGISTERED: dict[type[BaseException], ErrorCategory] = {}
 
 
@@ -122,48 +140,21 @@ def register_category(exc_type: type[BaseException], category: ErrorCategory) ->
 # Exceptions of libraries the pure layers may not import, known by class name (anywhere in the MRO).
 _BY_NAME: dict[str, ErrorCategory] = {
     # documents that cannot be read: pypdfium2, pypdf, python-docx, zip, XML, Pillow
-    "PdfiumError": ErrorCategory.DATA,
-    "PdfReadError": ErrorCategory.DATA,
-    "PdfStreamError": ErrorCategory.DATA,
-    "FileNotDecryptedError": ErrorCategory.DATA,
-    "WrongPasswordError": ErrorCategory.DATA,
-    "EmptyFileError": ErrorCategory.DATA,
-    "PackageNotFoundError": ErrorCategory.DATA,
-    "InvalidXmlError": ErrorCategory.DATA,
-    "XMLSyntaxError": ErrorCategory.DATA,
-    "BadZipFile": ErrorCategory.DATA,
-    "LargeZipFile": ErrorCategory.DATA,
-    "UnidentifiedImageError": ErrorCategory.DATA,
-    "DecompressionBombError": ErrorCategory.DATA,
+    **dict.fromkeys(("PdfiumError", "PdfReadError", "PdfStreamError", "FileNotDecryptedError",
+                     "WrongPasswordError", "EmptyFileError", "PackageNotFoundError", "InvalidXmlError",
+                     "XMLSyntaxError", "BadZipFile", "LargeZipFile", "UnidentifiedImageError",
+                     "DecompressionBombError"), ErrorCategory.DATA),
     # worker budgets: Celery, billiard, subprocess
-    "SoftTimeLimitExceeded": ErrorCategory.RESOURCE,
-    "TimeLimitExceeded": ErrorCategory.RESOURCE,
-    "WorkerLostError": ErrorCategory.RESOURCE,
-    "TimeoutExpired": ErrorCategory.RESOURCE,
+    **dict.fromkeys(("SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError", "TimeoutExpired"), ErrorCategory.RESOURCE),
     # networks and services: redis, SQLAlchemy drivers, httpx/requests/urllib3, openai, botocore
-    "BusyLoadingError": ErrorCategory.TRANSIENT,
-    "OperationalError": ErrorCategory.TRANSIENT,
-    "DisconnectionError": ErrorCategory.TRANSIENT,
-    "InterfaceError": ErrorCategory.TRANSIENT,
-    "APIConnectionError": ErrorCategory.TRANSIENT,
-    "APITimeoutError": ErrorCategory.TRANSIENT,
-    "InternalServerError": ErrorCategory.TRANSIENT,
-    "ConnectError": ErrorCategory.TRANSIENT,
-    "ConnectTimeout": ErrorCategory.TRANSIENT,
-    "ReadTimeout": ErrorCategory.TRANSIENT,
-    "ReadTimeoutError": ErrorCategory.TRANSIENT,
-    "RemoteProtocolError": ErrorCategory.TRANSIENT,
-    "ProtocolError": ErrorCategory.TRANSIENT,
-    "EndpointConnectionError": ErrorCategory.TRANSIENT,
-    "ConnectionClosedError": ErrorCategory.TRANSIENT,
-    "IncompleteReadError": ErrorCategory.TRANSIENT,
-    "CircuitBreakerError": ErrorCategory.TRANSIENT,
-    "NoCredentialsError": ErrorCategory.CONFIGURATION,
-    "PartialCredentialsError": ErrorCategory.CONFIGURATION,
-    "NoRegionError": ErrorCategory.CONFIGURATION,
-    "AuthenticationError": ErrorCategory.CONFIGURATION,
-    "PermissionDeniedError": ErrorCategory.CONFIGURATION,
-}
+    **dict.fromkeys(("BusyLoadingError", "OperationalError", "DisconnectionError", "InterfaceError",
+                     "APIConnectionError", "APITimeoutError", "InternalServerError", "ConnectError",
+                     "ConnectTimeout", "ReadTimeout", "ReadTimeoutError", "RemoteProtocolError",
+                     "ProtocolError", "EndpointConnectionError", "ConnectionClosedError",
+                     "IncompleteReadError", "CircuitBreakerError"), ErrorCategory.TRANSIENT),
+    **dict.fromkeys(("NoCredentialsError", "PartialCredentialsError", "NoRegionError", "AuthenticationError",
+                     "PermissionDeniedError"), ErrorCategory.CONFIGURATION),
+}  # fmt: skip
 
 # Error codes of AWS services (botocore ClientError) and of JSON APIs.
 _CODES: dict[str, ErrorCategory] = {

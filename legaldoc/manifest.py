@@ -139,6 +139,7 @@ def _expand(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]
         if not path.is_file():
             raise UsageError(f"{manifest_path}: document {entry.path!r} does not exist (looked for {path})")
         return [DocumentSpec(source=str(path), metadata=entry.metadata)]
+    assert entry.glob, "Entry._exactly_one guarantees path, glob or uri"
     pattern = entry.glob if Path(entry.glob).is_absolute() else str(base / entry.glob)
     matches = sorted(Path(p).resolve() for p in globlib.glob(pattern, recursive=True))
     files = [p for p in matches if p.is_file() and not p.name.startswith(".")]

@@ -10,17 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from legaldoc.errors import ErrorCategory
 
 
-class DocumentStatus(StrEnum):
-    """Where a document is in its lifecycle."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
 class Stage(StrEnum):
     """Pipeline stages, in order."""
 

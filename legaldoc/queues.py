@@ -45,6 +45,7 @@ SWEEP_TASK = "legaldoc.sweep"
 RETENTION_TASK = "legaldoc.retention"
 
 PRIORITY_NAMES: dict[str, int] = {"high": 8, "normal": 5, "low": 2}
+DEFAULT_PRIORITY = PRIORITY_NAMES["normal"]
 MOST_URGENT = 9
 PRIORITY_STEPS = list(range(10))
 QUEUE_SEP = ":"

@@ -7,17 +7,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 import yaml
 from sqlalchemy import func, select
 
 from legaldoc.config import Settings
+from legaldoc.lifecycle import MirrorState
 from legaldoc.manifest import load_manifest
 from legaldoc.services import batches as service
-from legaldoc.state.batches import BatchState
+from legaldoc.services.wiring import Runtime
+from legaldoc.state.batches import BatchState, DocumentState, ErrorNote
 from legaldoc.state.broker import Broker
-from legaldoc.state.keys import Keys
-from legaldoc.state.locks import Lock
+from legaldoc.storage import claims
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import (
     ChunkRow,
@@ -36,37 +36,63 @@ OUTPUT_TABLES = [Project, Document, Page, ChunkRow, MentionRow, Entity, EntityAl
 
 @dataclass
 class Cluster:
-    settings: Settings
-    database: Database
-    state: BatchState
-    broker: Broker
-    lock: Lock
+    rt: Runtime
+
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
+
+    @property
+    def database(self) -> Database:
+        return self.rt.database
+
+    @property
+    def state(self) -> BatchState:
+        return self.rt.state
+
+    @property
+    def broker(self) -> Broker:
+        return self.rt.broker
 
     def submit(self, manifest: Path, **kwargs) -> service.Submitted:
-        loaded = load_manifest(manifest)
-        return service.submit_batch(self.settings, self.database, self.state, self.broker, self.lock, loaded, **kwargs)
+        return service.submit_batch(self.rt, load_manifest(manifest), **kwargs)
 
     def wait(self, batch_id: str, timeout: float = 240) -> dict:
-        return service.wait_for_batch(self.database, self.state, batch_id, timeout=timeout, poll=0.2)
+        """The batch's `--json` summary once it has settled."""
+        return service.wait_for_batch(self.rt, batch_id, timeout=timeout, poll=0.2).as_json()
 
     def wait_until(self, batch_id: str, predicate, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while True:
-            status = service.batch_status(self.database, self.state, batch_id)
+            status = service.batch_status(self.rt, batch_id).as_json()
             if predicate(status):
                 return status
             assert time.monotonic() < deadline, f"condition not reached: {status}"
             time.sleep(0.1)
 
     def counts(self, batch_id: str) -> tuple[dict[str, int], dict[str, int]]:
-        return service.counts_match(self.database, self.state, batch_id)
+        """(Redis counters, database counts) of a batch."""
+        live = self.state.read(batch_id) or {}
+        with self.database.read() as session:
+            stored = claims.state_counts(session, batch_id)
+        return {s.value: int(live.get(s, 0)) for s in MirrorState}, {s.value: n for s, n in stored.items()}
+
+    def stored(self, batch_id: str) -> dict:
+        """The batch's summary from the database alone."""
+        return service.batch_status(self.rt, batch_id, live=False).as_json()
+
+    def documents(self, batch_id: str) -> list[dict]:
+        """`status --docs --json` rows."""
+        return [d.as_json() for d in service.batch_documents(self.rt, batch_id)]
+
+    def live(self, batch_id: str) -> tuple[dict[int, DocumentState], dict[int, ErrorNote]]:
+        """Every document's state and the failures, as the mirror holds them."""
+        _, states, errors = self.state.detail(batch_id)
+        return states, errors
 
 
 def connect(settings: Settings) -> Cluster:
-    client = redis.Redis.from_url(settings.redis_url_for("state"))
-    keys = Keys(settings.redis_prefix)
-    return Cluster(settings, Database(settings.resolved_database_url), BatchState(client, keys),
-                   Broker(redis.Redis.from_url(settings.redis_url_for("broker"))), Lock(client, keys))  # fmt: skip
+    return Cluster(Runtime(settings))
 
 
 def write_manifest(path: Path, entries: list[dict], *, name: str | None = None, project: str = "acme",

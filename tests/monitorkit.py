@@ -8,14 +8,24 @@ from __future__ import annotations
 import redis
 
 from legaldoc.config import Settings
+from legaldoc.errors import ErrorCategory
+from legaldoc.lifecycle import (
+    Attempt,
+    AttemptOutcome,
+    BatchStatus,
+    Failure,
+    MirrorState,
+    Transition,
+)
+from legaldoc.models import Stage
 from legaldoc.services.monitor import Dashboard, Monitor
-from legaldoc.state.batches import BatchState, StateChange
+from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
 from legaldoc.state.keys import Keys
 from legaldoc.state.workers import Heartbeat, WorkerRegistry
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
-STAGES = ("extract", "chunk", "entities", "resolve", "relate")
+STAGES = list(Stage)
 FAILURES = [
     ("DATA", "extract", "PDF has no pages: the file is empty or truncated; re-export it from the source system"),
     ("DATA", "extract", "PDF has no pages: the file is empty or truncated; re-export it from the source system"),
@@ -40,46 +50,44 @@ class FixedMemory(Monitor):
         return dashboard
 
 
-def _documents(first: int, count: int) -> dict[int, tuple[int, str]]:
-    return {first + i: (1, "pending") for i in range(count)}
+def _documents(first: int, count: int) -> dict[int, tuple[int, MirrorState]]:
+    return {first + i: (1, MirrorState.PENDING) for i in range(count)}
 
 
 def fill_scene(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url_for("state"))
     keys = Keys(settings.redis_prefix)
-    state = BatchState(client, keys)
-    fields = {"project": "acme", "status": "queued"}
+    state = BatchState(client, keys, retention_seconds=30 * 86400)
+    fields = {"project": "acme", "status": BatchStatus.RUNNING}
 
     # finished two hours ago: 28 succeeded, 2 skipped as duplicates
-    state.init_batch("20270115-053000-9f8e7d", {**fields, "name": "intake-2027-01-14", "priority": 5,
-                                                "created_at": NOW - 9000}, _documents(1, 30))  # fmt: skip
-    changes = [StateChange("20270115-053000-9f8e7d", 1 + i, 2, "succeeded") for i in range(28)]
-    changes += [StateChange("20270115-053000-9f8e7d", 29 + i, 2, "skipped") for i in range(2)]
-    state.apply([StateChange("20270115-053000-9f8e7d", 1, 1, "running")], now=NOW - 8990)
-    state.apply(changes, now=NOW - 7200)
+    done = "20270115-053000-9f8e7d"
+    state.init_batch(done, {**fields, "name": "intake-2027-01-14", "priority": 5, "created_at": NOW - 9000},
+                     _documents(1, 30))  # fmt: skip
+    state.apply_transitions([Transition(1, done, 1, MirrorState.RUNNING)], now=NOW - 8990)
+    state.apply_transitions([Transition(1 + i, done, 2, MirrorState.SUCCEEDED) for i in range(28)]
+                            + [Transition(29 + i, done, 2, MirrorState.SKIPPED) for i in range(2)], now=NOW - 7200)  # fmt: skip
+    state.settle(done, BatchStatus.FINISHED, created_at=NOW - 9000, finished_at=NOW - 7200)
 
     # running: 120 documents, 70 succeeded, 6 failed, 4 running, 40 pending
     running = "20270115-075000-a1b2c3"
     state.init_batch(running, {**fields, "name": "nightly acme v. globex", "priority": 5, "created_at": NOW - 600},
                      _documents(100, 120))  # fmt: skip
-    state.apply([StateChange(running, 100, 2, "running", "extract")], now=NOW - 590)
+    state.apply_transitions([Transition(100, running, 2, MirrorState.RUNNING, Stage.EXTRACT)], now=NOW - 590)
     changes = []
     for i in range(70):
-        stage = STAGES[i % 5]
-        changes.append(StateChange(running, 100 + i, 3, "succeeded", metric_stage=stage,
-                                   stage_metric=f"{100 + i}|1|{40 * (i % 5 + 1) + i}|done"))  # fmt: skip
-    for i, (category, stage, message) in enumerate(FAILURES):
-        doc = 170 + i
-        changes.append(StateChange(running, doc, 3, "failed", stage, category, metric_stage=stage,
-                                   error={"stage": stage, "category": category, "message": message, "attempt": 3,
-                                          "at": NOW - 30 * (i + 1)},
-                                   stage_metric=f"{doc}|3|{900 + i}|failed", error_metric=f"{doc}|{stage}|3"))  # fmt: skip
+        ran = Attempt(STAGES[i % 5], 1, AttemptOutcome.DONE, 40 * (i % 5 + 1) + i)
+        changes.append(Transition(100 + i, running, 3, MirrorState.SUCCEEDED, attempt=ran))
     for i in range(4):
-        changes.append(StateChange(running, 176 + i, 2, "running", "entities"))
+        changes.append(Transition(176 + i, running, 2, MirrorState.RUNNING, Stage.ENTITIES))
     for offset in range(0, len(changes), 10):  # spread over the last hour for the sparklines
-        state.apply(changes[offset : offset + 10], now=NOW - 3000 + offset * 35)
+        state.apply_transitions(changes[offset : offset + 10], now=NOW - 3000 + offset * 35)
+    for i, (category, stage, message) in enumerate(FAILURES):  # the newest errors, the last 3 minutes
+        failed = Attempt(Stage(stage), 3, AttemptOutcome.FAILED, 900 + i, Failure(ErrorCategory(category), message))
+        state.apply_transitions([Transition(170 + i, running, 3, MirrorState.FAILED, Stage(stage), failed)],
+                                now=NOW - 30 * (len(FAILURES) - i))  # fmt: skip
 
-    # queued at high priority, nothing started
+    # at high priority, nothing started
     state.init_batch("20270115-075900-d4e5f6", {**fields, "name": "urgent production set 7", "priority": 8,
                                                 "project": "initech", "created_at": NOW - 60}, _documents(300, 50))  # fmt: skip
 

@@ -33,20 +33,20 @@ def test_corpus_batch_counters_equal_database_and_replay_changes_nothing(batch_s
             service.select(claims.Document.id, claims.Document.status, claims.Document.error_category)
             .where(claims.Document.batch_id == submitted.batch_id)
         ).all()  # fmt: skip
-    live = cluster.state.documents(submitted.batch_id)
+    live, errors = cluster.live(submitted.batch_id)
     assert len(live) == len(rows)
     expected_categories: dict[str, int] = {}
     for document_id, status, category in rows:
-        assert live[document_id]["state"] == {"done": "succeeded", "failed": "failed"}[status]
+        assert live[document_id].state == {"done": "succeeded", "failed": "failed"}[status]
         if status == "failed":
             expected_categories[category] = expected_categories.get(category, 0) + 1
-            assert cluster.state.errors(submitted.batch_id)[document_id]["category"] == category
+            assert errors[document_id].category == category
     assert final["errors_by_category"] == expected_categories
-    empty = next(d for d in service.batch_documents(cluster.database, None, submitted.batch_id) if d["source"].endswith("empty.pdf"))
+    empty = next(d for d in cluster.documents(submitted.batch_id) if d["source"].endswith("empty.pdf"))
     assert empty["state"] == "failed" and empty["error"]["category"] == "DATA"
 
     # The batch summary written by finalize_batch agrees.
-    stored = service.batch_status(cluster.database, None, submitted.batch_id)
+    stored = cluster.stored(submitted.batch_id)
     assert stored["status"] == "finished" and stored["succeeded"] == final["succeeded"] and stored["failed"] == final["failed"]
 
     batch_hash = cluster.state.read(submitted.batch_id)
@@ -56,7 +56,7 @@ def test_corpus_batch_counters_equal_database_and_replay_changes_nothing(batch_s
     results = [cluster.state.replay(event, submitted.batch_id) for event in events]
     assert set(results) == {0}
     assert cluster.state.read(submitted.batch_id) == batch_hash
-    assert cluster.state.documents(submitted.batch_id) == live
+    assert cluster.live(submitted.batch_id)[0] == live
 
 
 def test_same_manifest_twice_skips_every_document(batch_settings, start_worker, tmp_path):
@@ -71,7 +71,7 @@ def test_same_manifest_twice_skips_every_document(batch_settings, start_worker, 
     second = cluster.submit(manifest)
     final = cluster.wait(second.batch_id)
     assert (final["skipped"], final["succeeded"], final["failed"]) == (4, 0, 0)
-    assert {d["state"] for d in service.batch_documents(cluster.database, None, second.batch_id)} == {"skipped"}
+    assert {d["state"] for d in cluster.documents(second.batch_id)} == {"skipped"}
     assert cluster.counts(second.batch_id)[0] == cluster.counts(second.batch_id)[1]
     with cluster.database.read() as session:
         runs = session.scalars(service.select(claims.Document.status)).all()
@@ -88,7 +88,7 @@ def test_same_content_under_another_name_is_skipped_as_duplicate(batch_settings,
     second = cluster.submit(write_manifest(tmp_path / "b.yaml", [{"path": str(folder / "copy.txt")}]))
     final = cluster.wait(second.batch_id)
     assert final["skipped"] == 1
-    (document,) = service.batch_documents(cluster.database, None, second.batch_id)
+    (document,) = cluster.documents(second.batch_id)
     assert "same content as document" in document["reason"]
 
 
@@ -108,8 +108,8 @@ def test_high_priority_batch_submitted_later_finishes_first(batch_settings, star
     # Finish times of every document: at most the one low document already in flight precedes the high batch.
     client = redis.Redis.from_url(batch_settings.redis_url_for("state"))
     done = {int(d): t for d, t in client.zrange(cluster.state.keys.done_metrics, 0, -1, withscores=True)}
-    high_ids = set(cluster.state.documents(high.batch_id))
-    low_ids = set(cluster.state.documents(low.batch_id))
+    high_ids = set(cluster.live(high.batch_id)[0])
+    low_ids = set(cluster.live(low.batch_id)[0])
     last_high = max(done[d] for d in high_ids)
     assert sum(1 for d in low_ids if done[d] < last_high) <= 1
 
@@ -120,8 +120,8 @@ def test_cancel_ends_pending_documents_cancelled(batch_settings, tmp_path):
     cluster = connect(batch_settings)
     folder = nef_copies(tmp_path / "docs", 5)
     submitted = cluster.submit(write_manifest(tmp_path / "m.yaml", [{"glob": f"{folder}/*"}]))
-    result = service.cancel_batch(cluster.database, cluster.state, submitted.batch_id)
+    result = service.cancel_batch(cluster.rt, submitted.batch_id).as_json()
     assert result["cancelled"] == 5 and result["status"] == "cancelled" and result["cancelled_now"] == 5
-    assert service.batch_status(cluster.database, None, submitted.batch_id)["status"] == "cancelled"
+    assert cluster.stored(submitted.batch_id)["status"] == "cancelled"
     assert cluster.counts(submitted.batch_id)[0] == cluster.counts(submitted.batch_id)[1]
     assert cluster.broker.depth("ocr") == 5  # the messages are still queued; their claims will fail

@@ -11,9 +11,9 @@ import redis
 from sqlalchemy import select
 
 from legaldoc.models import Stage
-from legaldoc.services.caching import result_cache
 from legaldoc.services.process import sha256_file
 from legaldoc.services.stages import StageRunner
+from legaldoc.services.wiring import Runtime
 from legaldoc.state.keys import Keys
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -123,7 +123,7 @@ def test_cached_entity_indexes_resolve_exactly_like_the_database(batch_settings,
     cache served most lookups; a generation changed behind the cache's back (another writer) makes
     the next lookup a miss, not a stale read."""
     files = sorted(nef_copies(tmp_path / "docs", 12).iterdir())
-    cache = result_cache(batch_settings)
+    cache = Runtime(batch_settings).cache
     cached_db = Database(f"sqlite:///{tmp_path / 'cached.db'}")
     plain_db = Database(f"sqlite:///{tmp_path / 'plain.db'}")
     _process(cached_db, batch_settings, files, cache)

@@ -56,8 +56,8 @@ def test_category_follows_its_retry_policy(batch_settings, start_worker, tmp_pat
         if outcome == "failed":
             assert (document.status, document.error_category, document.error_stage) == ("failed", category, "entities")
             assert document.attempts == attempts and document.error_digest and "injected" in document.error_message
-            error = cluster.state.errors(batch_id)[document.id]
-            assert (error["category"], error["stage"], error["attempts"], error["digest"]) == (
+            error = cluster.live(batch_id)[1][document.id]
+            assert (error.category, error.stage, error.attempt, error.digest) == (
                 category, "entities", attempts, document.error_digest)
         else:
             assert document.status == "done" and document.error_category is None

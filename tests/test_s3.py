@@ -11,7 +11,6 @@ import boto3
 import pytest
 import requests
 
-from legaldoc.services.batches import batch_documents
 from legaldoc.services.queries import show_document
 from tests.batchkit import connect, write_manifest
 from tests.conftest import SAMPLES, _free_port
@@ -57,7 +56,7 @@ def test_s3_documents_are_fetched_by_the_worker(batch_settings, start_worker, tm
     start_worker(concurrency=1, settings=settings)
     final = cluster.wait(submitted.batch_id)
     assert (final["succeeded"], final["failed"], final["errors_by_category"]) == (1, 1, {"DATA": 1})
-    documents = {d["source"]: d for d in batch_documents(cluster.database, None, submitted.batch_id)}
+    documents = {d["source"]: d for d in cluster.documents(submitted.batch_id)}
     assert "does not exist" in documents["s3://matters/acme/missing.pdf"]["error"]["message"]
     shown = show_document(cluster.database, next(d["document_id"] for s, d in documents.items() if s.endswith("complaint.pdf")))
     assert shown["status"] == "done" and shown["kind"] == "pdf" and shown["mentions"]

@@ -8,51 +8,27 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from legaldoc.cli.common import (
-    DatabaseOption,
-    DataDirOption,
-    JsonOption,
-    RedisOption,
-    open_database,
-    redis_settings,
-)
-from legaldoc.cli.output import emit_json, fail, note, stderr, stdout
-from legaldoc.errors import LegaldocError, UsageError
+from legaldoc.cli.common import JsonOption, connected
+from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
+from legaldoc.errors import UsageError
 from legaldoc.services import caching as service
-from legaldoc.state.connection import ping
+from legaldoc.services.wiring import Runtime
+from legaldoc.tui import format as fmt
 
 app = typer.Typer(help="The result cache: warm it for a project, see its hit rates, clear it.", no_args_is_help=True)
 
 
-def _cache(settings):
-    try:
-        ping(settings, "cache")
-    except LegaldocError as error:
-        fail(error)
-    return service.result_cache(settings)
-
-
-def _size(value: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(value)
-
-
 @app.command()
+@connected("redis", "database")
 def warm(
+    rt: Runtime,
     project: Annotated[str, typer.Option("--project", "-p", help="The project to warm.")],
     batch: Annotated[str | None, typer.Option("--batch", "-b", help="Only the extraction results of this batch's documents.")] = None,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Preload the project's canonical entity index and its documents' extraction results."""
-    settings = redis_settings(redis_url, database_url, data_dir)
-    cache = _cache(settings)
-    database = open_database(settings)
+    with handled():
+        rt.require("cache").open_database()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=stderr, disable=json_output or not stderr.is_terminal)  # fmt: skip
     with progress:
@@ -61,10 +37,8 @@ def warm(
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        try:
-            report = service.warm_project(settings, database, cache, project, batch_id=batch, progress=advance)
-        except LegaldocError as error:
-            fail(error)
+        with handled():
+            report = service.warm_project(rt, project, batch_id=batch, progress=advance)
     if json_output:
         emit_json(report.public())
         return
@@ -74,13 +48,14 @@ def warm(
 
 
 @app.command()
+@connected("redis")
 def stats(
+    rt: Runtime,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
 ) -> None:
     """Hit rate, keys and memory per cache namespace (hits and misses since the counters last expired)."""
-    settings = redis_settings(redis_url, None, None)
-    found = _cache(settings).stats()
+    with handled():
+        found = rt.require("cache").cache.stats()
     if json_output:
         emit_json([entry.public() for entry in found])
         return
@@ -88,31 +63,26 @@ def stats(
     for entry in found:
         rate = "-" if entry.hit_rate is None else f"{entry.hit_rate:.1%}"
         table.add_row(entry.namespace, str(entry.hits), str(entry.misses), str(entry.database_hits), rate,
-                      str(entry.keys), _size(entry.memory))  # fmt: skip
+                      str(entry.keys), fmt.size(entry.memory))  # fmt: skip
     stdout.print(table)
 
 
 @app.command()
+@connected("redis", "database")
 def clear(
+    rt: Runtime,
     project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project's entity index and its documents' extraction results.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Clear the whole cache without asking.")] = False,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Remove cached results (the database keeps every result; only speed is lost)."""
-    settings = redis_settings(redis_url, database_url, data_dir)
     if project is None and not yes:
         if not stderr.is_terminal:
             fail(UsageError("clearing the whole cache needs --yes (or --project P for one project)"))
         if not typer.confirm("Clear the whole result cache?", err=True):
             raise typer.Exit(0)
-    cache = _cache(settings)
-    try:
-        removed = service.clear_cache(settings, open_database(settings) if project else None, cache, project)
-    except LegaldocError as error:
-        fail(error)
+    with handled():
+        removed = service.clear_cache(rt.require("cache"), project)
     if json_output:
         emit_json({"project": project, "removed": removed})
         return

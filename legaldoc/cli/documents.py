@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -11,39 +12,35 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.common import (
-    DatabaseOption,
-    DataDirOption,
-    JsonOption,
-    ProjectOption,
-    open_database,
-    settings_from,
-)
+from legaldoc.cli.common import JsonOption, ProjectOption, connected
 from legaldoc.cli.exit_codes import ExitCode
-from legaldoc.cli.output import emit_json, fail, note, stderr, stdout
-from legaldoc.errors import LegaldocError, UsageError
+from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
+from legaldoc.errors import UsageError
+from legaldoc.lifecycle import DocumentStatus
 from legaldoc.services.process import iter_files, process_paths
 from legaldoc.services.queries import list_entities, show_document
+from legaldoc.services.wiring import Runtime
 
 
+@connected("database")
 def process(
+    rt: Runtime,
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to process (folders are searched recursively).")],
     project: ProjectOption = None,
     json_output: JsonOption = False,
     force: Annotated[bool, typer.Option("--force", help="Re-run documents that are already done and unchanged.")] = False,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Run every stage on PATHS in this process and store the results (no Redis needed)."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         fail(UsageError(f"no such file or folder: {', '.join(missing)}"))
-    settings = settings_from(project, database_url, data_dir)
-    database = open_database(settings)
+    settings = rt.settings
+    with handled():
+        database = rt.open_database().database
     files = list(iter_files(paths))
     if not files:
         fail(UsageError("no supported documents found", hint="supported: PDF, DOCX, DOC, WPD, EML, TXT, HTML, PNG, JPEG, TIFF"))
-    counts = {"done": 0, "failed": 0, "skipped": 0}
+    counts = Counter[DocumentStatus]()
     show_progress = not json_output and stderr.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=stderr, disable=not show_progress)  # fmt: skip
@@ -61,24 +58,22 @@ def process(
                           str(report.chunks), str(len(report.mentions)), str(report.entities), detail)  # fmt: skip
     if not json_output:
         stdout.print(table)
-        note(f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped (project {settings.project})")
-    if counts["failed"]:
+        note(", ".join(f"{counts[s]} {s}" for s in (DocumentStatus.DONE, DocumentStatus.FAILED, DocumentStatus.SKIPPED))
+             + f" (project {settings.project})")
+    if counts[DocumentStatus.FAILED]:
         raise typer.Exit(ExitCode.DOCUMENTS_FAILED)
 
 
+@connected("database")
 def show(
+    rt: Runtime,
     document_id: Annotated[int, typer.Argument(help="Document id, as printed by process.")],
     text: Annotated[bool, typer.Option("--text", help="Include the full text and chunks.")] = False,
     json_output: JsonOption = False,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Show one document: status, pages, stage runs and its mentions."""
-    database = open_database(settings_from(None, database_url, data_dir))
-    try:
-        detail = show_document(database, document_id, include_text=text)
-    except LegaldocError as error:
-        fail(error)
+    with handled():
+        detail = show_document(rt.database, document_id, include_text=text)
     if json_output:
         emit_json(detail)
         return
@@ -86,8 +81,8 @@ def show(
     stdout.print(f"status {detail['status']}  kind {detail['kind']}  pages {len(detail['pages'])}  ocr {detail['ocr_pages']}  "
                  f"chunks {detail['chunks']}  entities {detail['entities']}  relationships {detail['relationships']}")  # fmt: skip
     if detail["error"]:
-        error = detail["error"]
-        stdout.print(Text.assemble((error["category"], "red"), f" in {error['stage']}: {error['message']}"))
+        failure = detail["error"]
+        stdout.print(Text.assemble((failure["category"], "red"), f" in {failure['stage']}: {failure['message']}"))
     table = Table("type", "text", "normalized", "page", "offsets", box=None)
     for mention in detail["mentions"]:
         table.add_row(mention["type"], " ".join(mention["text"].split())[:60], mention["normalized"][:60], str(mention["page"]),
@@ -97,25 +92,21 @@ def show(
         sys.stdout.write(detail["text"] + "\n")
 
 
+@connected("database")
 def entities(
+    rt: Runtime,
     project: ProjectOption = None,
     entity_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this entity type, e.g. COURT.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many entities.")] = None,
     json_output: JsonOption = False,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """List a project's canonical entities with their aliases and mention counts."""
     from legaldoc.models import EntityType
 
     if entity_type and entity_type.upper() not in EntityType.__members__:
         fail(UsageError(f"unknown entity type {entity_type!r}", hint=f"one of: {', '.join(EntityType.__members__)}"))
-    settings = settings_from(project, database_url, data_dir)
-    database = open_database(settings)
-    try:
-        rows = list_entities(database, settings.project, entity_type.upper() if entity_type else None, limit)
-    except LegaldocError as error:
-        fail(error)
+    with handled():
+        rows = list_entities(rt.database, rt.settings.project, entity_type.upper() if entity_type else None, limit)
     if json_output:
         emit_json(rows)
         return

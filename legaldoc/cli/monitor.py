@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from legaldoc.cli.common import DatabaseOption, DataDirOption, RedisOption, redis_settings
+from legaldoc.cli.common import DatabaseOption, DataDirOption, RedisOption, settings_from
 from legaldoc.cli.output import fail
 from legaldoc.errors import UsageError
 from legaldoc.services.embedded import running_embedded
@@ -31,7 +31,7 @@ def monitor(
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         fail(UsageError("legaldoc monitor needs a terminal", hint="for a report in a script, use: legaldoc status --json"))
-    settings = redis_settings(redis_url, database_url, data_dir)
+    settings = settings_from(None, database_url, data_dir, redis_url)
     if redis_url is None and "LEGALDOC_REDIS_URL" not in os.environ:
         embedded = running_embedded(settings.data_dir)
         if embedded:  # a `legaldoc run` is working here: watch its private Redis

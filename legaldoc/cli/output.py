@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -11,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from legaldoc.cli.exit_codes import ExitCode
-from legaldoc.errors import LegaldocError, ServiceUnavailable, UsageError
+from legaldoc.errors import BatchBusy, LegaldocError, ServiceUnavailable, UsageError
 
 stdout = Console(highlight=False, soft_wrap=True)
 if not stdout.is_terminal:
@@ -32,9 +34,18 @@ def fail(error: LegaldocError) -> NoReturn:
         raise typer.Exit(ExitCode.UNAVAILABLE)
     if isinstance(error, UsageError):
         raise typer.Exit(ExitCode.USAGE)
-    if type(error).__name__ == "BatchBusy":
+    if isinstance(error, BatchBusy):
         raise typer.Exit(ExitCode.BUSY)
     raise typer.Exit(ExitCode.DOCUMENTS_FAILED)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """An expected error (LegaldocError) raised inside ends the command through `fail`."""
+    try:
+        yield
+    except LegaldocError as error:
+        fail(error)
 
 
 def note(message: str) -> None:

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.batches import _connect
-from legaldoc.cli.common import (
-    DatabaseOption,
-    DataDirOption,
-    JsonOption,
-    RedisOption,
-    open_database,
-    redis_settings,
-)
-from legaldoc.cli.output import emit_json, fail, note, stdout
-from legaldoc.errors import LegaldocError, UsageError
+from legaldoc.cli.common import JsonOption, connected
+from legaldoc.cli.output import emit_json, fail, handled, note, stdout
+from legaldoc.errors import UsageError
+from legaldoc.lifecycle import MirrorState
 from legaldoc.services import recovery as service
+from legaldoc.services.wiring import Runtime
 
 
+@connected("redis", "database")
 def recover(
+    rt: Runtime,
     batch_id: Annotated[str | None, typer.Argument(help="The batch whose failed documents to re-run.")] = None,
     category: Annotated[list[str] | None, typer.Option("--category", "-C", help="Re-run failures of this category (repeatable). Default: TRANSIENT, RATE_LIMIT, RESOURCE, PERMANENT.")] = None,
     all_categories: Annotated[bool, typer.Option("--all", help="Re-run failures of every category, DATA and CONFIGURATION included.")] = False,
@@ -30,30 +26,23 @@ def recover(
     analyze: Annotated[bool, typer.Option("--analyze", help="Instead: show failures by category and stage, the most common messages and what to do.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be re-queued; change nothing.")] = False,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Re-run a batch's failed documents from the stage that failed; safe to run any number of times."""
-    settings = redis_settings(redis_url, database_url, data_dir)
     if stuck and (batch_id or analyze):
         fail(UsageError("--stuck covers every batch: give no BATCH_ID and no --analyze"))
     if not stuck and not batch_id:
         fail(UsageError("name a batch (legaldoc status lists them), or use --stuck"))
-    database = open_database(settings)
-    try:
-        if analyze:
-            _print_analysis(service.analyze_failures(database, batch_id), json_output)
+    with handled():
+        rt.open_database()
+        if batch_id is None:
+            result = service.recover_stuck(rt.require(), dry_run=dry_run)
+        elif analyze:
+            _print_analysis(service.analyze_failures(rt, batch_id), json_output)
             return
-        categories = service.chosen_categories(category, all_categories)
-        state, broker, lock = _connect(settings)
-        if stuck:
-            result = service.recover_stuck(database, state, broker, dry_run=dry_run)
         else:
-            result = service.recover_batch(database, state, broker, lock, batch_id, categories=categories, dry_run=dry_run)
-    except LegaldocError as error:
-        fail(error)
-    report = result.as_dict()
+            categories = service.chosen_categories(category, all_categories)
+            result = service.recover_batch(rt.require(), batch_id, categories=categories, dry_run=dry_run)
+    report = result.as_json()
     if json_output:
         emit_json(report)
         return
@@ -64,7 +53,7 @@ def recover(
         return
     table = Table("id", "stage", "category", "source", box=None)
     for entry in result.documents:
-        table.add_row(str(entry["document_id"]), entry["stage"] or "", entry["category"] or "", Text(entry.get("source") or ""))
+        table.add_row(str(entry.document_id), entry.stage or "", entry.category or "", Text(entry.source or ""))
     stdout.print(table)
     note(f"{where}: {verb} {len(result.documents)} documents"
          + (f" ({_counts(report['by_category'])})" if report["by_category"] and batch_id else "")
@@ -75,18 +64,18 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _print_analysis(analysis: dict, json_output: bool) -> None:
+def _print_analysis(analysis: dict[str, Any], json_output: bool) -> None:
     if json_output:
         emit_json(analysis)
         return
-    if not analysis["failed"]:
+    if not analysis[MirrorState.FAILED]:
         note(f"batch {analysis['batch_id']}: no failed documents")
         return
     stages = sorted({s for row in analysis["by_category_stage"].values() for s in row})
     table = Table("category", *stages, "total", box=None)
     for category, row in analysis["by_category_stage"].items():
         table.add_row(category, *[str(row.get(s, "")) for s in stages], str(sum(row.values())))
-    stdout.print(Text(f"batch {analysis['batch_id']}: {analysis['failed']} failed", style="bold"))
+    stdout.print(Text(f"batch {analysis['batch_id']}: {analysis[MirrorState.FAILED]} failed", style="bold"))
     stdout.print(table)
     stdout.print(Text("\nmost common messages", style="bold"))
     messages = Table("count", "category", "stage", "message (e.g. document)", box=None)

@@ -6,41 +6,36 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.common import (
-    DatabaseOption,
-    DataDirOption,
-    JsonOption,
-    RedisOption,
-    redis_settings,
-)
+from legaldoc.cli.common import JsonOption, connected
 from legaldoc.cli.exit_codes import ExitCode
-from legaldoc.cli.output import emit_json, fail, note, stdout
+from legaldoc.cli.output import emit_json, fail, handled, note, stdout
 from legaldoc.config import Settings
 from legaldoc.errors import LegaldocError, UsageError
 from legaldoc.queues import CONSUME_ORDER, Queue
 from legaldoc.services import workers as service
-from legaldoc.state.connection import ping
-from legaldoc.state.keys import Keys
-from legaldoc.state.workers import WorkerRegistry
+from legaldoc.services.wiring import Runtime
+from legaldoc.state.workers import Heartbeat, WorkerRegistry
+from legaldoc.tui import format as fmt
+
+if TYPE_CHECKING:
+    from legaldoc.tasks.control import WorkerControl
 
 app = typer.Typer(help="Start, list, scale and stop workers (Celery) per queue.", no_args_is_help=True)
 
 QueueNames = ", ".join(q.value for q in CONSUME_ORDER)
 
 
-def _registry(settings: Settings) -> WorkerRegistry:
+def _registry(rt: Runtime) -> WorkerRegistry:
     try:
-        client = ping(settings, "state")
+        return rt.require("state").registry
     except LegaldocError as error:
         fail(error)
-    return WorkerRegistry(client, Keys(settings.redis_prefix), purge_after=settings.worker_purge_after)
 
 
 def _queues(queue: list[str] | None) -> list[str]:
@@ -52,19 +47,15 @@ def _queues(queue: list[str] | None) -> list[str]:
     return names
 
 
-def _environment(settings: Settings, redis_url: str | None, database_url: str | None, data_dir: Path | None) -> dict[str, str]:
-    """The worker's environment: ours, plus the settings given as flags."""
-    env = dict(os.environ)
-    if redis_url:
-        env["LEGALDOC_REDIS_URL"] = redis_url
-    if data_dir:
-        env["LEGALDOC_DATA_DIR"] = str(Path(data_dir).resolve())
-    if database_url or data_dir:
-        env["LEGALDOC_DATABASE_URL"] = settings.resolved_database_url
-    return env
+def _environment(settings: Settings) -> dict[str, str]:
+    """The worker's environment: ours, with this command's Redis and database made explicit."""
+    return {**os.environ, "LEGALDOC_REDIS_URL": settings.redis_url, "LEGALDOC_DATA_DIR": str(settings.data_dir.resolve()),
+            "LEGALDOC_DATABASE_URL": settings.resolved_database_url}  # fmt: skip
 
 
+@connected("redis", "database")
 def start(
+    rt: Runtime,
     queue: Annotated[list[str] | None, typer.Option("--queue", "-Q", help=f"Queue to consume (repeat or comma-separate; default: all): {QueueNames}.")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1, help="Worker processes (default: LEGALDOC_WORKER_CONCURRENCY or CPU count).")] = None,
     autoscale: Annotated[str | None, typer.Option("--autoscale", help="MAX,MIN processes, grown and shrunk with the load.")] = None,
@@ -72,12 +63,9 @@ def start(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; print its name and pid once its first heartbeat arrives.")] = False,
     loglevel: Annotated[str, typer.Option("--loglevel", help="Log level of the worker.")] = "WARNING",
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Start a worker on some queues with the per-queue time limits from the settings; SIGTERM stops it gracefully."""
-    settings = redis_settings(redis_url, database_url, data_dir)
+    settings = rt.settings
     queues = _queues(queue)
     if autoscale:
         try:
@@ -87,18 +75,16 @@ def start(
     full_name = service.worker_name(name)
     command = service.worker_command(queues=queues, concurrency=concurrency, autoscale=autoscale, name=full_name,
                                      loglevel=loglevel)  # fmt: skip
-    env = _environment(settings, redis_url, database_url, data_dir)
-    registry = _registry(settings)
+    env = _environment(settings)
+    registry = _registry(rt)
     if any(w.name == full_name and w.online() for w in registry.workers()):
         fail(UsageError(f"a worker named {full_name} is already running", hint="choose another --name"))
     if not detach:
         sys.stdout.flush()
         os.execvpe(command[0], command, env)
     detached = service.start_detached(command, env, settings.data_dir.resolve() / "workers", full_name)
-    try:
+    with handled():
         heartbeat = service.wait_for_heartbeat(registry, detached)
-    except LegaldocError as error:
-        fail(error)
     if json_output:
         emit_json(heartbeat.public() | {"log": str(detached.log)})
         return
@@ -107,25 +93,13 @@ def start(
          f"{heartbeat.concurrency} processes; log: {detached.log}")  # fmt: skip
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m ago"
-    return f"{seconds / 3600:.1f}h ago"
-
-
-def _megabytes(size: int) -> str:
-    return f"{size / 1048576:.0f} MB"
-
-
+@connected("redis")
 def status(
+    rt: Runtime,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
 ) -> None:
     """Every worker from its heartbeats: queues, processes, active and processed tasks, memory, last seen."""
-    settings = redis_settings(redis_url, None, None)
-    workers = _registry(settings).workers()
+    workers = _registry(rt).workers()
     now = time.time()
     if json_output:
         emit_json([w.public(now) for w in workers])
@@ -133,37 +107,36 @@ def status(
     if not workers:
         note("no workers have sent a heartbeat; start one with: legaldoc workers start")
         return
-    table = Table("name", "host", "pid", "queues", "procs", "active", "processed", "failed", "rss", "last seen", "state", box=None)
+    table = Table("name", "host", "pid", "queues", "procs", "active", "processed", "failures", "rss", "last seen", "state", box=None)
     for w in workers:
         online = w.online(now)
         procs = f"{w.concurrency} ({w.autoscale[1]}-{w.autoscale[0]})" if w.autoscale else str(w.concurrency)
         row = [w.name, w.host, str(w.pid), ",".join(w.queues), procs, str(w.active), str(w.processed), str(w.failed),
-               _megabytes(w.rss), _ago(now - w.last_seen), "online" if online else ("stopped" if w.stopped else "offline")]  # fmt: skip
+               fmt.size(w.rss), f"{fmt.duration(now - w.last_seen)} ago", "online" if online else ("stopped" if w.stopped else "offline")]  # fmt: skip
         table.add_row(*[Text(cell, style="" if online else "dim") for cell in row])
     stdout.print(table)
 
 
-def _control(settings: Settings):
+def _control(settings: Settings) -> WorkerControl:
     from legaldoc.tasks.control import WorkerControl
 
     return WorkerControl(settings)
 
 
+@connected("redis", "database")
 def scale(
+    rt: Runtime,
     count: Annotated[int, typer.Argument(min=0, help="Total worker processes wanted on the queue.")],
     queue: Annotated[str, typer.Option("--queue", "-Q", help="The queue to scale.")],
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the workers to report the change.")] = 60.0,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Bring the total processes on a queue to COUNT: grow or shrink running pools, start or stop workers."""
-    settings = redis_settings(redis_url, database_url, data_dir)
-    (queue,) = _queues([queue]) or [None]
-    if queue is None:
+    settings = rt.settings
+    (queue,) = _queues([queue]) or [""]
+    if not queue:
         fail(UsageError("--queue is required"))
-    registry = _registry(settings)
+    registry = _registry(rt)
     workers = registry.workers()
     actions = service.plan_scale(workers, queue, count)
     done: list[str] = []
@@ -173,17 +146,19 @@ def scale(
             if action.kind == "start":
                 full_name = service.worker_name(None)
                 command = service.worker_command(queues=[queue], concurrency=action.after, name=full_name)
-                detached = service.start_detached(command, _environment(settings, redis_url, database_url, data_dir),
+                detached = service.start_detached(command, _environment(settings),
                                                   settings.data_dir.resolve() / "workers", full_name)  # fmt: skip
                 service.wait_for_heartbeat(registry, detached, timeout=timeout)
-            elif action.kind == "grow":
-                control.grow(action.worker, action.count)
-            elif action.kind == "shrink":
-                control.shrink(action.worker, action.count)
-            elif action.kind == "autoscale":
-                control.autoscale(action.worker, action.after, action.minimum)
-            elif action.kind == "stop":
-                control.shutdown(action.worker)
+            else:
+                assert control is not None and action.worker is not None  # every other action has both
+                if action.kind == "grow":
+                    control.grow(action.worker, action.count)
+                elif action.kind == "shrink":
+                    control.shrink(action.worker, action.count)
+                elif action.kind == "autoscale":
+                    control.autoscale(action.worker, action.after, action.minimum)
+                elif action.kind == "stop":
+                    control.shutdown(action.worker)
             done.append(action.describe(queue))
     except LegaldocError as error:
         for line in done:
@@ -193,7 +168,7 @@ def scale(
         if control is not None:
             control.close()
 
-    def reached(current) -> bool:
+    def reached(current: list[Heartbeat]) -> bool:
         serving = [w for w in current if w.online() and queue in w.queues]
         return sum(w.autoscale[0] if w.autoscale else w.concurrency for w in serving) == count
 
@@ -209,23 +184,22 @@ def scale(
         raise typer.Exit(ExitCode.TIMED_OUT)
 
 
+@connected("redis", "database")
 def stop(
+    rt: Runtime,
     queue: Annotated[str | None, typer.Option("--queue", "-Q", help="Stop the workers consuming this queue.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Stop this worker.")] = None,
     all_workers: Annotated[bool, typer.Option("--all", help="Stop every online worker.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for them to finish their tasks and stop.")] = 120.0,
     json_output: JsonOption = False,
-    redis_url: RedisOption = None,
-    database_url: DatabaseOption = None,
-    data_dir: DataDirOption = None,
 ) -> None:
     """Stop workers gracefully: running tasks finish, nothing new starts."""
     if not (queue or name or all_workers):
         fail(UsageError("say which workers to stop: --queue Q, --name NAME or --all"))
-    settings = redis_settings(redis_url, database_url, data_dir)
+    settings = rt.settings
     if queue:
         _queues([queue])
-    registry = _registry(settings)
+    registry = _registry(rt)
     chosen = [w for w in registry.online() if (name is None or w.name == service.worker_name(name) or w.name == name)
               and (queue is None or queue in w.queues)]  # fmt: skip
     if not chosen:

@@ -1,43 +1,58 @@
-"""Use cases of batches: submit, status, cancel, finalize, and the sweeper that keeps them moving."""
+"""Use cases of batches: submit, status, cancel, settle, wait, and the sweeper that keeps them moving.
+
+`finalize_batch` is the one place a batch's status changes by the rule of `lifecycle`: it counts
+the batch's documents in the database, applies `settled_status`, and copies the result to the
+live state. Everything that may have ended (or reopened) a batch calls it.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
-from legaldoc.config import Settings
-from legaldoc.errors import ErrorCategory, LegaldocError, UsageError
+from legaldoc.errors import (
+    RETRY_POLICIES,
+    BatchBusy,
+    ErrorCategory,
+    LegaldocError,
+    NoSuchBatch,
+    UsageError,
+    WaitTimedOut,
+)
+from legaldoc.lifecycle import (
+    FINAL,
+    IN_PROGRESS,
+    Attempt,
+    AttemptOutcome,
+    BatchStatus,
+    DocumentStatus,
+    Failure,
+    MirrorState,
+    Transition,
+    mirror_state,
+    settled_status,
+)
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
-from legaldoc.queues import STAGE_QUEUE, batch_queue, priority_name
-from legaldoc.state.batches import COUNTERS, BatchState, StateChange
-from legaldoc.state.broker import Broker
-from legaldoc.state.locks import Lock
+from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
+from legaldoc.services.summary import BatchSummary, DocumentRow
+from legaldoc.services.wiring import Runtime
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
-from legaldoc.storage.db import Database
 from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
 
 log = logging.getLogger("legaldoc.batches")
 
 KNOWN_PROVIDERS = {"ocr": {"local"}, "entities": {"local"}}
-RUNNING = ("running", "cancelling")
-
-
-class BatchBusy(LegaldocError):
-    """Raised when a batch of the same manifest name is still running (cron overlap)."""
-
-    category = ErrorCategory.CONFIGURATION
-
-
-class NoSuchBatch(UsageError):
-    """Raised when a batch id is unknown."""
 
 
 @dataclass
@@ -52,9 +67,9 @@ class Submitted:
     finished: bool = False
     warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "name": self.name, "project": self.project, "priority": self.priority,
-                "total": self.total, "queued": self.queued, "skipped": self.skipped}  # fmt: skip
+                "total": self.total, DocumentStatus.QUEUED.value: self.queued, MirrorState.SKIPPED.value: self.skipped}  # fmt: skip
 
 
 def new_batch_id() -> str:
@@ -70,67 +85,58 @@ def _check_options(loaded: LoadedManifest) -> None:
                              hint=f"available: {', '.join(sorted(known))}")  # fmt: skip
 
 
-def submit_batch(settings: Settings, database: Database, state: BatchState, broker: Broker, lock: Lock,
-                 loaded: LoadedManifest, *, skip_processed: bool | None = None) -> Submitted:  # fmt: skip
+def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | None = None) -> Submitted:
     """Insert the batch and its documents, initialize its live state, publish its first-stage messages."""
     _check_options(loaded)
     manifest = loaded.manifest
     skip = manifest.options.skip_processed if skip_processed is None else skip_processed
     lock_key = f"submit:{manifest.project}:{loaded.lock_name}"
-    if not lock.acquire(lock_key, ttl=300):
+    if not rt.lock.acquire(lock_key, ttl=300):
         raise BatchBusy(f"another submit of manifest {loaded.lock_name!r} is in progress", hint="wait for it to finish")
     try:
-        return _submit(settings, database, state, broker, loaded, skip)
+        return _submit(rt, loaded, skip)
     finally:
-        lock.release(lock_key)
+        rt.lock.release(lock_key)
 
 
-def _submit(settings: Settings, database: Database, state: BatchState, broker: Broker, loaded: LoadedManifest,
-            skip: bool) -> Submitted:  # fmt: skip
+def _submit(rt: Runtime, loaded: LoadedManifest, skip: bool) -> Submitted:
     manifest = loaded.manifest
     batch_id = new_batch_id()
     created = datetime.now(UTC)
     sources = [spec.source for spec in loaded.documents]
     metadata = {spec.source: spec.metadata for spec in loaded.documents if spec.metadata}
-    with database.session() as session:
+    with rt.database.session() as session:
         project_id = repo.get_or_create_project(session, manifest.project).id
         running = session.scalars(
-            select(Batch.id).where(Batch.project_id == project_id, Batch.lock_name == loaded.lock_name, Batch.status.in_(RUNNING))
+            select(Batch.id).where(Batch.project_id == project_id, Batch.lock_name == loaded.lock_name,
+                                   Batch.status.in_(IN_PROGRESS))
         ).first()  # fmt: skip
         if running:
             raise BatchBusy(f"batch {running} of manifest {loaded.lock_name!r} is still running",
                             hint=f"wait for it (legaldoc status {running}) or cancel it (legaldoc cancel {running})")  # fmt: skip
         session.add(Batch(id=batch_id, name=loaded.name, lock_name=loaded.lock_name, project_id=project_id,
-                          priority=manifest.priority, status="running", total=len(sources),
+                          priority=manifest.priority, status=BatchStatus.RUNNING, total=len(sources),
                           options={**manifest.options.model_dump(), "skip_processed": skip},
                           manifest=str(loaded.path), created_at=created))  # fmt: skip
         session.flush()
         rows = repo.ensure_documents(session, project_id, sources, batch_id)
-        running_batches = set(session.scalars(select(Batch.id).where(Batch.status.in_(RUNNING), Batch.id != batch_id)))
+        running_batches = set(session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), Batch.id != batch_id)))
         now = datetime.now(UTC)
         queued: list[int] = []
         reset: list[int] = []
         busy: dict[int, str] = {}
-        versions: dict[int, tuple[int, str]] = {}
+        versions: dict[int, tuple[int, MirrorState]] = {}
         for row in rows:
             if row.batch_id == batch_id:  # created just now, already pending in this batch
                 queued.append(row.id)
-                versions[row.id] = (row.version, "pending")
-                continue
-            reason = None
-            if row.status in claims.ACTIVE:
-                lease = claims.aware(row.lease_expires_at)
-                if row.status == "running" and lease is not None and lease > now:
-                    reason = f"being processed by {row.claimed_by}"
-                elif row.batch_id in running_batches:
-                    reason = f"belongs to running batch {row.batch_id}"
-            if reason:
+                versions[row.id] = (row.version, MirrorState.PENDING)
+            elif reason := claims.held_elsewhere(row, batch_running=row.batch_id in running_batches, now=now):
                 busy[row.id] = reason
-                versions[row.id] = (row.version, "skipped")
+                versions[row.id] = (row.version, MirrorState.SKIPPED)
             else:
                 queued.append(row.id)
                 reset.append(row.id)
-                versions[row.id] = (row.version + 1, "pending")
+                versions[row.id] = (row.version + 1, MirrorState.PENDING)
         repo.reset_for_run(session, reset, batch_id=batch_id)
         repo.release_from_other_batches(session, reset, batch_id)
         if metadata:
@@ -138,17 +144,13 @@ def _submit(settings: Settings, database: Database, state: BatchState, broker: B
             repo.set_user_metadata(session, {by_source[s]: m for s, m in metadata.items()})
         repo.add_batch_documents(session, batch_id, queued, busy)
         session.execute(update(Batch).where(Batch.id == batch_id).values(skipped=len(busy)))
-    fields = {"name": loaded.name, "project": manifest.project, "priority": manifest.priority, "status": "running",
-              "created_at": created.timestamp(), "lock_name": loaded.lock_name}  # fmt: skip
-    state.init_batch(batch_id, fields, versions)
-    first = STAGES[0]
-    broker.publish_stage([(document_id, first, 1) for document_id in queued], manifest.priority)
+    fields = {"name": loaded.name, "project": manifest.project, "priority": manifest.priority,
+              "status": BatchStatus.RUNNING, "created_at": created.timestamp(), "lock_name": loaded.lock_name}  # fmt: skip
+    rt.state.init_batch(batch_id, fields, versions)
+    rt.broker.publish_stage([(document_id, STAGES[0], 1) for document_id in queued], manifest.priority)
     submitted = Submitted(batch_id, loaded.name, manifest.project, manifest.priority, len(sources), len(queued), len(busy))
     if not queued:
-        finalize_batch(database, state, batch_id)
-        state.set_fields(batch_id, status="finished", finished_at=time.time())
-        state.client.zrem(state.keys.active_batches, batch_id)
-        submitted.finished = True
+        submitted.finished = not finalize_batch(rt, batch_id).active
     return submitted
 
 
@@ -158,144 +160,119 @@ def queues_needed(priority: int) -> list[str]:
     return list(dict.fromkeys([*stage_queues, batch_queue(priority).value]))
 
 
-def finalize_batch(database: Database, state: BatchState | None, batch_id: str) -> dict[str, Any]:
-    """Write the batch summary from the database's document states; safe to call any number of times."""
-    with database.session() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None:
-            raise NoSuchBatch(f"no batch {batch_id}")
-        counts = claims.status_counts(session, batch_id)
+# -- settling -----------------------------------------------------------------------------------
+
+
+def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
+    """Count the batch's documents, settle its status (`lifecycle.settled_status`) and copy it to
+    the live state; safe to call any number of times, from anywhere."""
+    with rt.database.session() as session:
+        batch = _batch(session, batch_id)
+        counts = claims.state_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
-        batch.succeeded, batch.failed = counts["succeeded"], counts["failed"]
-        batch.skipped, batch.cancelled = counts["skipped"], counts["cancelled"]
+        batch.succeeded, batch.failed = counts[MirrorState.SUCCEEDED], counts[MirrorState.FAILED]
+        batch.skipped, batch.cancelled = counts[MirrorState.SKIPPED], counts[MirrorState.CANCELLED]
         batch.total = sum(counts.values())
         batch.errors_by_category = errors
-        if counts["pending"] == 0 and counts["running"] == 0:
-            if batch.status in RUNNING:
-                batch.status = "cancelled" if batch.status == "cancelling" else "finished"
-                batch.finished_at = datetime.now(UTC)
-        elif batch.status in ("finished", "cancelled"):
-            batch.status, batch.finished_at = "running", None
-        return {"batch_id": batch_id, "status": batch.status, **counts, "errors_by_category": errors}
+        status = settled_status(BatchStatus(batch.status), counts[MirrorState.PENDING] + counts[MirrorState.RUNNING])
+        if status != batch.status:
+            batch.status = status
+            batch.finished_at = None if status in IN_PROGRESS else datetime.now(UTC)
+        summary = BatchSummary.from_database(batch, _project_name(session, batch), counts, errors, time.time())
+    if rt.mirror is not None:
+        try:
+            rt.mirror.settle(batch_id, summary.status, created_at=summary.created_at or 0.0,
+                             finished_at=summary.finished_at)  # fmt: skip
+        except redis.RedisError:
+            log.warning("could not copy the status of batch %s to Redis", batch_id, exc_info=True)
+    return summary
 
 
-def _errors_by_category(session, batch_id: str) -> dict[str, int]:
+def mirror(rt: Runtime, transitions: Sequence[Transition]) -> None:
+    """Copy document state changes to the live state and settle the batches they leave with no
+    open document. A mirror failure never fails the caller: the database has it all."""
+    if not transitions or rt.mirror is None:
+        return
+    try:
+        settleable = rt.mirror.apply_transitions(transitions)
+    except redis.RedisError:
+        log.warning("could not mirror %d document changes to Redis", len(transitions), exc_info=True)
+        return
+    for batch_id in settleable:
+        finalize_batch(rt, batch_id)
+
+
+def _batch(session: Session, batch_id: str) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
+    return batch
+
+
+def _project_name(session: Session, batch: Batch) -> str:
+    return session.scalar(select(Project.name).where(Project.id == batch.project_id)) or ""
+
+
+def _errors_by_category(session: Session, batch_id: str) -> dict[str, int]:
     rows = session.execute(
         select(Document.error_category, func.count()).join(BatchDocument, BatchDocument.document_id == Document.id)
-        .where(BatchDocument.batch_id == batch_id, BatchDocument.outcome == "failed").group_by(Document.error_category)
+        .where(BatchDocument.batch_id == batch_id, BatchDocument.outcome == MirrorState.FAILED)
+        .group_by(Document.error_category)
     ).all()  # fmt: skip
-    return {category or "PERMANENT": count for category, count in sorted(rows, key=lambda r: str(r[0]))}
+    return {category or ErrorCategory.PERMANENT: count for category, count in sorted(rows, key=lambda r: str(r[0]))}
 
 
 # -- reading ------------------------------------------------------------------------------------
 
 
-def _summary_from_db(batch: Batch, project: str, counts: dict[str, int], errors: dict[str, int]) -> dict[str, Any]:
-    return {
-        "batch_id": batch.id, "name": batch.name, "project": project, "priority": batch.priority,
-        "status": batch.status, "total": batch.total, **{k: counts[k] for k in COUNTERS},
-        "errors_by_category": errors, "created_at": _ts(batch.created_at), "started_at": None,
-        "finished_at": _ts(batch.finished_at), "source": "database",
-    }  # fmt: skip
-
-
-def _ts(moment: datetime | None) -> float | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def _summary_from_redis(batch_id: str, live: dict[str, str]) -> dict[str, Any]:
-    def number(key: str) -> int:
-        return int(float(live.get(key) or 0))
-
-    def moment(key: str) -> float | None:
-        return float(live[key]) if live.get(key) else None
-
-    errors = {k.removeprefix("errors:"): int(v) for k, v in live.items() if k.startswith("errors:") and int(v) > 0}
-    return {
-        "batch_id": batch_id, "name": live.get("name"), "project": live.get("project"),
-        "priority": number("priority"), "status": live.get("status"), "total": number("total"),
-        **{k: number(k) for k in COUNTERS}, "errors_by_category": dict(sorted(errors.items())),
-        "created_at": moment("created_at"), "started_at": moment("started_at"),
-        "finished_at": moment("finished_at"), "source": "redis",
-    }  # fmt: skip
-
-
-def rate_and_eta(finished: int, total: int, start: float | None, finished_at: float | None,
-                 now: float) -> tuple[float | None, float | None]:  # fmt: skip
-    """Documents per minute over the batch's own finished documents (from `start`, until it
-    finished or now), and the seconds left at that rate; None where unknown."""
-    end = finished_at or now
-    rate = finished / (end - start) * 60 if start and end > start and finished else None
-    remaining = total - finished
-    eta = remaining / rate * 60 if rate and remaining and not finished_at else None
-    return (round(rate, 2) if rate else None), (round(eta, 1) if eta else None)
-
-
-def _with_rate(summary: dict[str, Any], now: float) -> dict[str, Any]:
-    finished = summary["succeeded"] + summary["failed"] + summary["skipped"] + summary["cancelled"]
-    start = summary.get("started_at") or summary.get("created_at")
-    summary["done"] = finished
-    summary["priority_name"] = priority_name(summary["priority"])
-    summary["rate_per_minute"], summary["eta_seconds"] = rate_and_eta(finished, summary["total"], start,
-                                                                      summary.get("finished_at"), now)  # fmt: skip
-    return summary
-
-
-def batch_status(database: Database, state: BatchState | None, batch_id: str) -> dict[str, Any]:
-    """One batch: live from Redis when it has the batch, else from the database."""
-    live = None
-    if state is not None:
+def batch_status(rt: Runtime, batch_id: str, *, live: bool = True) -> BatchSummary:
+    """One batch: live from Redis when it has the batch (and `live`), else from the database."""
+    if live and rt.mirror is not None:
         try:
-            live = state.read(batch_id)
-        except Exception:
+            fields = rt.mirror.read(batch_id)
+        except redis.RedisError:
             log.warning("Redis unavailable; reading batch %s from the database", batch_id)
-    if live:
-        return _with_rate(_summary_from_redis(batch_id, live), time.time())
-    with database.read() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None:
-            raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
-        project = session.get(Project, batch.project_id).name
-        counts = claims.status_counts(session, batch_id)
+            fields = None
+        if fields:
+            return BatchSummary.from_live(batch_id, fields, time.time())
+    with rt.database.read() as session:
+        batch = _batch(session, batch_id)
+        counts = claims.state_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
-        return _with_rate(_summary_from_db(batch, project, counts, errors), time.time())
+        return BatchSummary.from_database(batch, _project_name(session, batch), counts, errors, time.time())
 
 
-def list_batches(database: Database, state: BatchState | None, *, limit: int = 50) -> list[dict[str, Any]]:
+def list_batches(rt: Runtime, *, limit: int = 50) -> list[BatchSummary]:
     """Recent batches, newest first, with live counts where Redis has them."""
-    with database.read() as session:
-        rows = session.execute(
-            select(Batch, Project.name).join(Project, Project.id == Batch.project_id).order_by(Batch.created_at.desc()).limit(limit)
+    with rt.database.read() as session:
+        stored = session.execute(
+            select(Batch, Project.name).join(Project, Project.id == Batch.project_id)
+            .order_by(Batch.created_at.desc()).limit(limit)
         ).all()  # fmt: skip
-        stored = [(batch, project) for batch, project in rows]
-    lives: list[dict[str, str] | None] = [None] * len(stored)
-    if state is not None and stored:
-        try:
-            lives = state.read_many([batch.id for batch, _ in stored])
-        except Exception:
-            log.warning("Redis unavailable; batch counts come from the database")
-    now = time.time()
-    result = []
-    for (batch, project), live in zip(stored, lives, strict=True):
-        if live:
-            result.append(_with_rate(_summary_from_redis(batch.id, live), now))
-        else:
-            counts = {k: getattr(batch, k, 0) or 0 for k in ("succeeded", "failed", "skipped", "cancelled")}
-            counts.update(pending=0, running=0)
-            if batch.status in RUNNING:
-                with database.read() as session:
-                    counts = claims.status_counts(session, batch.id)
-            result.append(_with_rate(_summary_from_db(batch, project, counts, batch.errors_by_category or {}), now))
+        lives: list[dict[str, str] | None] = [None] * len(stored)
+        if rt.mirror is not None and stored:
+            try:
+                lives = rt.mirror.read_many([batch.id for batch, _ in stored])
+            except redis.RedisError:
+                log.warning("Redis unavailable; batch counts come from the database")
+        now = time.time()
+        result = []
+        for (batch, project), live in zip(stored, lives, strict=True):
+            if live:
+                result.append(BatchSummary.from_live(batch.id, live, now))
+                continue
+            if batch.status in IN_PROGRESS:
+                counts = claims.state_counts(session, batch.id)
+            else:
+                counts = dict.fromkeys(MirrorState, 0) | {state: getattr(batch, state) or 0 for state in FINAL}
+            result.append(BatchSummary.from_database(batch, project, counts, batch.errors_by_category or {}, now))
     return result
 
 
-def batch_documents(database: Database, state: BatchState | None, batch_id: str) -> list[dict[str, Any]]:
+def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
     """Every document of a batch with its state in the batch, stage, attempts and error."""
-    with database.read() as session:
-        if session.get(Batch, batch_id) is None:
-            raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
+    with rt.database.read() as session:
+        _batch(session, batch_id)
         rows = session.execute(
             select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
                    Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
@@ -303,168 +280,153 @@ def batch_documents(database: Database, state: BatchState | None, batch_id: str)
             .join(BatchDocument, BatchDocument.document_id == Document.id)
             .where(BatchDocument.batch_id == batch_id).order_by(Document.id)
         ).all()  # fmt: skip
-    result = []
+    documents = []
     for doc_id, source, status, stage, attempts, category, error_stage, message, outcome, reason, owner in rows:
-        if outcome:
-            shown = outcome
-        elif owner != batch_id:
-            shown = "moved"
+        state = mirror_state(status, outcome, owner == batch_id)
+        if state is MirrorState.FAILED:
+            documents.append(DocumentRow(doc_id, source, state, error_stage, attempts, category, message, reason))
         else:
-            shown = {"pending": "pending", "done": "succeeded"}.get(status, "running" if status in ("queued", "running") else status)
-        entry = {"document_id": doc_id, "source": source, "state": shown, "stage": stage if shown == "running" else None,
-                 "attempts": attempts, "reason": reason}  # fmt: skip
-        if shown == "failed":
-            entry["error"] = {"category": category, "stage": error_stage, "message": message}
-        result.append(entry)
-    return result
+            documents.append(DocumentRow(doc_id, source, state, stage if state is MirrorState.RUNNING else None,
+                                         attempts, reason=reason))  # fmt: skip
+    return documents
 
 
 # -- cancel -------------------------------------------------------------------------------------
 
 
-def cancel_batch(database: Database, state: BatchState | None, batch_id: str) -> dict[str, Any]:
-    """Pending documents end as cancelled; running ones finish. Returns the batch status."""
-    with database.session() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None:
-            raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
-        if batch.status not in RUNNING:
+@dataclass(frozen=True)
+class Cancelled:
+    summary: BatchSummary
+    cancelled_now: int
+
+    def as_json(self) -> dict[str, Any]:
+        return self.summary.as_json() | {"cancelled_now": self.cancelled_now}
+
+
+def cancel_batch(rt: Runtime, batch_id: str) -> Cancelled:
+    """Pending documents end as cancelled; running ones finish."""
+    with rt.database.session() as session:
+        batch = _batch(session, batch_id)
+        if batch.status not in IN_PROGRESS:
             raise UsageError(f"batch {batch_id} is already {batch.status}")
-        batch.status = "cancelling"
-    if state is not None:
-        state.set_fields(batch_id, status="cancelling")
-    with database.session() as session:
+        batch.status = BatchStatus.CANCELLING
+    with rt.database.session() as session:
         transitions = claims.cancel_pending(session, batch_id)
-    finished = False
-    if state is not None and transitions:
-        results = state.apply([StateChange(batch_id, t.document_id, t.version, t.state) for t in transitions])
-        finished = 2 in results
-    summary = finalize_batch(database, state, batch_id)
-    if (finished or summary["status"] == "cancelled") and state is not None and state.read(batch_id):
-        state.set_fields(batch_id, status="cancelled")
-    return batch_status(database, state, batch_id) | {"cancelled_now": len(transitions)}
+    mirror(rt, transitions)
+    finalize_batch(rt, batch_id)
+    return Cancelled(batch_status(rt, batch_id), len(transitions))
 
 
-# -- sweeper ------------------------------------------------------------------------------------
+# -- waiting ------------------------------------------------------------------------------------
 
 
-def sweep(settings: Settings, database: Database, state: BatchState | None, broker: Broker) -> dict[str, int]:
-    """Re-enqueue stages whose claim expired (killed worker) up to max_attempts, then fail them as
-    RESOURCE; re-publish waiting documents whose message was lost; finalize batches that are done."""
-    now = datetime.now(UTC)
-    report = {"requeued": 0, "failed": 0, "republished": 0, "finalized": 0}
-    with database.session() as session:
-        expired = claims.expired_claims(session, now)
-        changes: list[tuple[claims.Transition, Stage, int, bool]] = []
-        for document in expired:
-            stage, attempt = Stage(document.stage), document.attempts
-            retry = attempt < settings.max_attempts
-            message = (f"the worker holding the {stage.value} stage ({document.claimed_by}) stopped answering; "
-                       f"its claim expired")  # fmt: skip
-            transition = claims.fail(session, document.id, stage, attempt, None, category=ErrorCategory.RESOURCE.value,
-                                     message=message, retry=retry)  # fmt: skip
-            if transition is not None:
-                repo.close_abandoned_runs(session, document.id)
-                changes.append((transition, stage, attempt, retry))
-        priorities = _priorities(session, {t.batch_id for t, *_ in changes})
-    for transition, stage, attempt, retry in changes:
-        priority = priorities.get(transition.batch_id, 5)
-        if state is not None and transition.batch_id:
-            state.apply([StateChange(transition.batch_id, transition.document_id, transition.version, transition.state,
-                                     stage.value, ErrorCategory.RESOURCE.value,
-                                     {"stage": stage.value, "category": "RESOURCE", "message": "claim expired",
-                                      "attempt": attempt, "at": time.time()} if not retry else None,
-                                     error_metric=f"{transition.document_id}|{stage.value}|{attempt}")])  # fmt: skip
-        if retry:
-            broker.publish_stage([(transition.document_id, stage, attempt + 1)], priority)
-            report["requeued"] += 1
-        else:
-            report["failed"] += 1
-    report["republished"] = _republish_lost(settings, database, broker, now)
-    report["finalized"] = _finalize_done(database, state)
-    return report
+def wait_for_batch(rt: Runtime, batch_id: str, *, timeout: float | None,
+                   on_update: Callable[[BatchSummary], None] | None = None, poll: float = 0.5,
+                   alive: Callable[[], str | None] | None = None) -> BatchSummary:  # fmt: skip
+    """Poll the batch until it has settled; `on_update(summary)` sees every poll.
 
-
-def _priorities(session, batch_ids: set[str | None]) -> dict[str, int]:
-    ids = [b for b in batch_ids if b]
-    if not ids:
-        return {}
-    return dict(session.execute(select(Batch.id, Batch.priority).where(Batch.id.in_(ids))).all())
-
-
-def _republish_lost(settings: Settings, database: Database, broker: Broker, now: datetime) -> int:
-    """A document waiting longer than two leases while its stage's queue is empty lost its message."""
-    depths = broker.depths({q.value for q in STAGE_QUEUE.values()})
-    empty_stages = [s.value for s, q in STAGE_QUEUE.items() if depths[q.value] == 0]
-    if not empty_stages:
-        return 0
-    before = now - timedelta(seconds=2 * settings.claim_lease)
-    with database.session() as session:
-        waiting = claims.waiting_since(session, before, empty_stages)
-        items = [(d.id, Stage(d.stage), d.attempts, d.batch_id) for d in waiting if d.batch_id]
-        priorities = _priorities(session, {b for *_, b in items})
-        claims.touch(session, [i[0] for i in items])
-    by_priority: dict[int, list[tuple[int, Stage, int]]] = {}
-    for document_id, stage, attempt, batch_id in items:
-        by_priority.setdefault(priorities.get(batch_id, 5), []).append((document_id, stage, attempt))
-    for priority, batch_items in by_priority.items():
-        broker.publish_stage(batch_items, priority)
-    if items:
-        log.warning("re-published %d documents whose messages were lost", len(items))
-    return len(items)
-
-
-def _finalize_done(database: Database, state: BatchState | None) -> int:
-    unfinished = select(BatchDocument.document_id).where(BatchDocument.batch_id == Batch.id, BatchDocument.outcome.is_(None))
-    with database.read() as session:  # one indexed query, not a count per running batch
-        done = session.scalars(select(Batch.id).where(Batch.status.in_(RUNNING), ~unfinished.exists())).all()
-    for batch_id in done:
-        finalize_batch(database, state, batch_id)
-    return len(done)
-
-
-def retention(settings: Settings, state: BatchState) -> int:
-    """Drop metrics older than the retention period."""
-    before = time.time() - settings.metrics_retention_days * 86400
-    return state.trim_metrics(before, [s.value for s in STAGES], [c.value for c in ErrorCategory])
-
-
-def counts_match(database: Database, state: BatchState, batch_id: str) -> tuple[dict[str, int], dict[str, int]]:
-    """(Redis counters, database counts) of a batch, for checks."""
-    live = state.read(batch_id) or {}
-    with database.read() as session:
-        stored = claims.status_counts(session, batch_id)
-    return {k: int(live.get(k, 0)) for k in COUNTERS}, stored
-
-
-
-class WaitTimedOut(LegaldocError):
-    """Raised when a batch did not finish within the time given to wait for it."""
-
-    category = ErrorCategory.RESOURCE
-
-
-def wait_for_batch(database: Database, state: BatchState | None, batch_id: str, *, timeout: float | None,
-                   on_update=None, poll: float = 0.5, alive=None) -> dict[str, Any]:  # fmt: skip
-    """Poll the batch until it is finished or cancelled, and see the database row finalized;
-    `on_update(status)` sees every poll.
-
-    `alive()`, when given, is checked each poll; returning a message stops the wait with that error.
-    """
+    When every document has ended the batch is settled here at once (idempotent), not left to
+    the finalize task. `alive()`, when given, is checked each poll; a message stops the wait."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        status = batch_status(database, state, batch_id)
+        summary = batch_status(rt, batch_id)
+        if summary.active and summary.open == 0:
+            finalize_batch(rt, batch_id)
+            summary = batch_status(rt, batch_id)
         if on_update:
-            on_update(status)
-        if status["status"] in ("finished", "cancelled"):
-            # the live state moves first; the finalize task may not have written the batch row yet.
-            # Finalizing here (idempotent) means a submit of the same manifest right after a wait
-            # never finds the batch "still running" (cron: `submit --wait` twice in a row).
-            finalize_batch(database, state, batch_id)
-            return status
+            on_update(summary)
+        if not summary.active:
+            return summary
         if alive is not None and (problem := alive()):
             raise LegaldocError(problem)
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimedOut(f"batch {batch_id} did not finish within {timeout:g} s",
                                hint=f"it goes on; follow it with: legaldoc status {batch_id}")  # fmt: skip
         time.sleep(poll)
+
+
+# -- sweeper ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    failed: int = 0
+    republished: int = 0
+    finalized: int = 0
+
+
+def sweep(rt: Runtime) -> SweepReport:
+    """Re-enqueue stages whose claim expired (killed worker) up to the RESOURCE policy's attempts,
+    then fail them; re-publish waiting documents whose message was lost; settle batches that are done."""
+    now = datetime.now(UTC)
+    attempts = RETRY_POLICIES[ErrorCategory.RESOURCE].max_attempts(rt.settings.max_attempts)
+    report = SweepReport()
+    transitions: list[Transition] = []
+    with rt.database.session() as session:
+        for document in claims.expired_claims(session, now):
+            stage = document.current_stage
+            failure = Failure(ErrorCategory.RESOURCE, f"the worker holding the {stage} stage ({document.claimed_by}) "
+                              "stopped answering; its claim expired", source=document.source)  # fmt: skip
+            outcome = AttemptOutcome.RETRY if document.attempts < attempts else AttemptOutcome.FAILED
+            transition = claims.fail(session, document.id, Attempt(stage, document.attempts, outcome, failure=failure), None)
+            if transition is not None:
+                repo.close_abandoned_runs(session, document.id)
+                transitions.append(transition)
+        priorities = _priorities(session, {t.batch_id for t in transitions})
+    mirror(rt, transitions)
+    for t in transitions:
+        assert t.attempt is not None
+        if t.attempt.outcome is AttemptOutcome.RETRY:
+            rt.broker.publish_stage([(t.document_id, t.attempt.stage, t.attempt.number + 1)],
+                                    priorities.get(t.batch_id, DEFAULT_PRIORITY))  # fmt: skip
+            report.requeued += 1
+        else:
+            report.failed += 1
+    report.republished = _republish_lost(rt, now)
+    report.finalized = _finalize_done(rt)
+    return report
+
+
+def _priorities(session: Session, batch_ids: set[str | None]) -> dict[str | None, int]:
+    ids = [b for b in batch_ids if b]
+    if not ids:
+        return {}
+    return dict(session.execute(select(Batch.id, Batch.priority).where(Batch.id.in_(ids))).all())
+
+
+def _republish_lost(rt: Runtime, now: datetime) -> int:
+    """A document waiting longer than two leases while its stage's queue is empty lost its message."""
+    depths = rt.broker.depths({q.value for q in STAGE_QUEUE.values()})
+    empty_stages = [s.value for s, q in STAGE_QUEUE.items() if depths[q.value] == 0]
+    if not empty_stages:
+        return 0
+    before = now - timedelta(seconds=2 * rt.settings.claim_lease)
+    with rt.database.session() as session:
+        waiting = claims.waiting_since(session, before, empty_stages)
+        items = [(d.id, d.current_stage, d.attempts, d.batch_id) for d in waiting if d.batch_id]
+        priorities = _priorities(session, {b for *_, b in items})
+        claims.touch(session, [i[0] for i in items])
+    by_priority: dict[int, list[tuple[int, Stage, int]]] = {}
+    for document_id, stage, attempt, batch_id in items:
+        by_priority.setdefault(priorities.get(batch_id, DEFAULT_PRIORITY), []).append((document_id, stage, attempt))
+    for priority, batch_items in by_priority.items():
+        rt.broker.publish_stage(batch_items, priority)
+    if items:
+        log.warning("re-published %d documents whose messages were lost", len(items))
+    return len(items)
+
+
+def _finalize_done(rt: Runtime) -> int:
+    unfinished = select(BatchDocument.document_id).where(BatchDocument.batch_id == Batch.id, BatchDocument.outcome.is_(None))
+    with rt.database.read() as session:  # one indexed query, not a count per running batch
+        done = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), ~unfinished.exists())).all()
+    for batch_id in done:
+        finalize_batch(rt, batch_id)
+    return len(done)
+
+
+def retention(rt: Runtime) -> int:
+    """Drop metrics older than the retention period."""
+    before = time.time() - rt.settings.metrics_retention_days * 86400
+    return rt.state.trim_metrics(before, [s.value for s in STAGES], [c.value for c in ErrorCategory])

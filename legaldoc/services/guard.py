@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from legaldoc.config import Settings
 from legaldoc.errors import CircuitOpen, ErrorCategory, RateLimitError, categorize
-from legaldoc.state.connection import client_for
+from legaldoc.state.connection import client
 from legaldoc.state.keys import Keys
 from legaldoc.state.limits import (
     CircuitBreakerError,
@@ -40,13 +40,13 @@ class ProviderGuard:
     """The shared rate limit and circuit breaker of one remote provider (``textract``, ``openai``)."""
 
     def __init__(self, name: str, settings: Settings, *, limit: str | None = None) -> None:
-        client = client_for(settings, "ratelimit")
+        redis_client = client(settings.redis_url_for("ratelimit"))
         keys = Keys(settings.redis_prefix)
         self.name = name
         self.limit = limit or settings.provider_rate_limit
         self.max_wait = settings.rate_limit_max_wait
-        self.limiter = SharedRateLimiter(client, keys)
-        self.breaker = shared_breaker(client, keys, name, fail_max=settings.breaker_fail_max,
+        self.limiter = SharedRateLimiter(redis_client, keys)
+        self.breaker = shared_breaker(redis_client, keys, name, fail_max=settings.breaker_fail_max,
                                       reset_timeout=settings.breaker_reset_timeout, exclude=[_not_service_trouble])  # fmt: skip
 
     def call(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:

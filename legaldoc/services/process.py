@@ -13,6 +13,7 @@ from sqlalchemy import select
 from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
 from legaldoc.errors import ErrorCategory
+from legaldoc.lifecycle import AttemptOutcome, DocumentStatus
 from legaldoc.models import STAGES, Stage, StageError
 from legaldoc.pipeline.extract import SUPPORTED_SUFFIXES
 from legaldoc.services.stages import StageRunner
@@ -27,7 +28,7 @@ class DocumentReport:
 
     document_id: int | None
     source: str
-    status: str
+    status: DocumentStatus  # done, failed or skipped
     error: StageError | None = None
     pages: int = 0
     ocr_pages: int = 0
@@ -66,9 +67,9 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def report_for(database: Database, document_id: int, status: str, error: StageError | None = None) -> DocumentReport:
+def report_for(database: Database, document_id: int, status: DocumentStatus, error: StageError | None = None) -> DocumentReport:
     with database.session() as session:
-        document = session.get(Document, document_id)
+        document = session.get_one(Document, document_id)
         counts = repo.count_rows(session, document_id)
         mentions = session.scalars(
             select(MentionRow).where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.type)
@@ -94,18 +95,18 @@ def process_paths(
         try:
             sha256, size = sha256_file(path)
         except OSError as exc:
-            yield DocumentReport(None, source, "failed", StageError(
+            yield DocumentReport(None, source, DocumentStatus.FAILED, StageError(
                 category=ErrorCategory.DATA, stage=Stage.EXTRACT, message=f"{source} cannot be read: {exc.strerror}"))  # fmt: skip
             continue
         with database.session() as session:
             document = repo.register_document(session, project_id, source, sha256, size)
             document_id = document.id
             same_content = document.sha256 == sha256 and document.pipeline_version == PIPELINE_VERSION
-            unchanged = same_content and document.status == "done"
+            unchanged = same_content and document.status == DocumentStatus.DONE
             # The same bytes fail the same way on DATA errors: report the stored failure, do not re-run.
-            known_bad = same_content and document.status == "failed" and document.error_category == ErrorCategory.DATA
+            known_bad = same_content and document.status == DocumentStatus.FAILED and document.error_category == ErrorCategory.DATA
             stored_error = (
-                StageError(category=ErrorCategory(document.error_category), stage=Stage(document.error_stage),
+                StageError(category=ErrorCategory.DATA, stage=Stage(document.error_stage or Stage.EXTRACT),
                            message=document.error_message or "")  # fmt: skip
                 if known_bad else None
             )
@@ -115,21 +116,21 @@ def process_paths(
             if not busy and not ((unchanged or known_bad) and not force):
                 repo.reset_for_run(session, [document_id], batch_id=None)
         if busy:
-            yield report_for(database, document_id, "skipped", StageError(
+            yield report_for(database, document_id, DocumentStatus.SKIPPED, StageError(
                 category=ErrorCategory.RESOURCE, stage=Stage.EXTRACT, message=busy))  # fmt: skip
             continue
         if unchanged and not force:
-            yield report_for(database, document_id, "skipped")
+            yield report_for(database, document_id, DocumentStatus.SKIPPED)
             continue
         if known_bad and not force:
-            yield report_for(database, document_id, "failed", stored_error)
+            yield report_for(database, document_id, DocumentStatus.FAILED, stored_error)
             continue
         error: StageError | None = None
         for stage in STAGES:
             outcome = runner.execute(document_id, stage, 1)
-            if outcome.status != "done":
+            if outcome.status is not AttemptOutcome.DONE:
                 error = outcome.error or StageError(
                     category=ErrorCategory.RESOURCE, stage=stage,
                     message=f"another process took over the {stage.value} stage ({outcome.status})")  # fmt: skip
                 break
-        yield report_for(database, document_id, "failed" if error else "done", error)
+        yield report_for(database, document_id, DocumentStatus.FAILED if error else DocumentStatus.DONE, error)

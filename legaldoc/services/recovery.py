@@ -10,21 +10,22 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select
 
-from legaldoc.errors import ADVICE, ErrorCategory, UsageError
+from legaldoc.errors import ADVICE, BatchBusy, ErrorCategory, UsageError
+from legaldoc.lifecycle import BatchStatus, MirrorState, settled_status
 from legaldoc.models import Stage
-from legaldoc.services.batches import BatchBusy, NoSuchBatch
-from legaldoc.state.batches import BatchState, StateChange
-from legaldoc.state.broker import Broker
+from legaldoc.queues import DEFAULT_PRIORITY
+from legaldoc.services.batches import _batch, finalize_batch, mirror
+from legaldoc.services.wiring import Runtime
+from legaldoc.state.batches import ErrorNote
 from legaldoc.state.locks import Lock
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
-from legaldoc.storage.db import Database
 from legaldoc.storage.tables import Batch, Project
 
 DEFAULT_CATEGORIES = (ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.RESOURCE, ErrorCategory.PERMANENT)
@@ -32,25 +33,37 @@ DEFAULT_CATEGORIES = (ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCa
 change the files or the settings first."""
 
 
+@dataclass(frozen=True)
+class RecoveredDocument:
+    document_id: int
+    stage: str | None
+    attempts: int
+    source: str | None = None
+    category: str | None = None
+    message: str | None = None
+    batch_id: str | None = None
+    held_by: str | None = None  # a stuck stage's holder that stopped answering
+
+
 @dataclass
 class Recovery:
     batch_id: str | None
     categories: list[str]
     dry_run: bool
-    documents: list[dict[str, Any]] = field(default_factory=list)
+    documents: list[RecoveredDocument] = field(default_factory=list)
     left_failed: dict[str, int] = field(default_factory=dict)
 
     @property
     def requeued(self) -> int:
         return 0 if self.dry_run else len(self.documents)
 
-    def as_dict(self) -> dict[str, Any]:
-        by_category = Counter(d["category"] for d in self.documents)
-        by_stage = Counter(d["stage"] for d in self.documents)
+    def as_json(self) -> dict[str, Any]:
+        by_category = Counter(d.category for d in self.documents if d.category)
+        by_stage = Counter(d.stage for d in self.documents if d.stage)
         return {"batch_id": self.batch_id, "dry_run": self.dry_run, "categories": self.categories,
                 "requeued": self.requeued, "would_requeue": len(self.documents) if self.dry_run else 0,
                 "by_category": dict(sorted(by_category.items())), "by_stage": dict(sorted(by_stage.items())),
-                "left_failed": self.left_failed, "documents": self.documents}  # fmt: skip
+                "left_failed": self.left_failed, "documents": [asdict(d) for d in self.documents]}  # fmt: skip
 
 
 def chosen_categories(categories: list[str] | None, all_categories: bool) -> list[ErrorCategory]:
@@ -73,80 +86,74 @@ def _hold(lock: Lock, name: str, wait: float) -> None:
         time.sleep(0.1)
 
 
-def recover_batch(database: Database, state: BatchState | None, broker: Broker, lock: Lock, batch_id: str, *,
-                  categories: list[ErrorCategory], dry_run: bool = False, wait: float = 60.0) -> Recovery:  # fmt: skip
+def recover_batch(rt: Runtime, batch_id: str, *, categories: list[ErrorCategory], dry_run: bool = False,
+                  wait: float = 60.0) -> Recovery:  # fmt: skip
     """Re-queue the batch's failed documents of these categories at the stage that failed."""
     lock_name = f"recover:{batch_id}"
-    _hold(lock, lock_name, wait)
+    _hold(rt.lock, lock_name, wait)
     try:
-        return _recover(database, state, broker, batch_id, categories, dry_run)
+        return _recover(rt, batch_id, categories, dry_run)
     finally:
-        lock.release(lock_name)
+        rt.lock.release(lock_name)
 
 
-def _recover(database: Database, state: BatchState | None, broker: Broker, batch_id: str,
-             categories: list[ErrorCategory], dry_run: bool) -> Recovery:  # fmt: skip
+def _recover(rt: Runtime, batch_id: str, categories: list[ErrorCategory], dry_run: bool) -> Recovery:
     wanted = {c.value for c in categories}
     recovery = Recovery(batch_id, sorted(wanted), dry_run)
-    with database.session() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None:
-            raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
+    with rt.database.session() as session:
+        batch = _batch(session, batch_id)
         priority = batch.priority
         failed = claims.failed_in_batch(session, batch_id)
-        chosen = [row for row in failed if (row.error_category or "PERMANENT") in wanted and row.error_stage]
-        chosen_ids = {row.id for row in chosen}
-        left = Counter(row.error_category or "PERMANENT" for row in failed if row.id not in chosen_ids)
+        chosen = {row.id: row for row in failed if (row.error_category or ErrorCategory.PERMANENT) in wanted and row.error_stage}
+        left = Counter(row.error_category or ErrorCategory.PERMANENT for row in failed if row.id not in chosen)
         recovery.left_failed = dict(sorted(left.items()))
         if dry_run:
-            recovery.documents = [_entry(row) for row in chosen]
+            recovery.documents = [_recovered(row) for row in chosen.values()]
             return recovery
-        rows = {row.id: row for row in chosen}
-        transitions = claims.requeue_failed(session, batch_id, list(rows))
+        transitions = claims.requeue_failed(session, batch_id, list(chosen))
+        batch.status = settled_status(BatchStatus(batch.status), len(transitions))
         if transitions:
-            session.execute(update(Batch).where(Batch.id == batch_id).values(status="running", finished_at=None))
-        recovery.documents = [_entry(rows[t.document_id]) for t in transitions]
+            batch.finished_at = None
+        recovery.documents = [_recovered(chosen[t.document_id]) for t in transitions]
     if not transitions:
         return recovery
-    if state is not None:
-        if state.read(batch_id) is None:
-            rebuild_state(database, state, batch_id)
-        else:
-            state.apply([StateChange(batch_id, t.document_id, t.version, t.state, t.stage or "") for t in transitions])
-    broker.publish_stage([(t.document_id, Stage(t.stage), 1) for t in transitions], priority)
+    if rt.state.read(batch_id) is None:
+        rebuild_state(rt, batch_id)
+    else:
+        rt.state.apply_transitions(transitions)
+    finalize_batch(rt, batch_id)
+    rt.broker.publish_stage([(t.document_id, Stage(t.stage or Stage.EXTRACT), 1) for t in transitions], priority)
     return recovery
 
 
-def _entry(row) -> dict[str, Any]:
-    return {"document_id": row.id, "source": row.source, "stage": row.error_stage,
-            "category": row.error_category or "PERMANENT", "attempts": row.attempts, "message": row.error_message}  # fmt: skip
+def _recovered(row: Row[Any]) -> RecoveredDocument:
+    return RecoveredDocument(row.id, row.error_stage, row.attempts, row.source, row.error_category or ErrorCategory.PERMANENT,
+                             row.error_message)  # fmt: skip
 
 
-def rebuild_state(database: Database, state: BatchState, batch_id: str) -> None:
+def rebuild_state(rt: Runtime, batch_id: str) -> None:
     """The batch's live state written again from the database (the source of truth)."""
-    with database.read() as session:
-        batch = session.get(Batch, batch_id)
-        project = session.get(Project, batch.project_id).name
+    with rt.database.read() as session:
+        batch = _batch(session, batch_id)
+        project = session.scalar(select(Project.name).where(Project.id == batch.project_id))
         documents = claims.batch_document_states(session, batch_id)
-        errors = {row.id: {"stage": row.error_stage, "category": row.error_category, "message": row.error_message,
-                           "attempt": row.attempts, "attempts": row.attempts, "digest": row.error_digest}
+        errors = {row.id: ErrorNote(row.error_stage, row.error_category, row.error_message or "", row.attempts,
+                                    row.updated_at.timestamp(), digest=row.error_digest, source=row.source)
                   for row in claims.failed_in_batch(session, batch_id)}  # fmt: skip
-    created = batch.created_at if batch.created_at.tzinfo else batch.created_at.replace(tzinfo=UTC)
-    finished = all(s in ("succeeded", "failed", "skipped", "cancelled") for _, s, _, _ in documents.values())
-    fields = {"name": batch.name, "project": project, "priority": batch.priority,
-              "status": batch.status if finished else ("cancelling" if batch.status == "cancelling" else "running"),
-              "created_at": created.timestamp(), "lock_name": batch.lock_name}  # fmt: skip
-    state.rebuild(batch_id, fields, documents, errors, finished=finished)
+    fields = {"name": batch.name, "project": project, "priority": batch.priority, "status": batch.status,
+              "created_at": batch.created_at.timestamp(), "lock_name": batch.lock_name}  # fmt: skip
+    rt.state.rebuild(batch_id, fields, documents, errors,
+                     finished_at=batch.finished_at.timestamp() if batch.finished_at else None)  # fmt: skip
 
 
-def recover_stuck(database: Database, state: BatchState | None, broker: Broker, *, dry_run: bool = False) -> Recovery:
+def recover_stuck(rt: Runtime, *, dry_run: bool = False) -> Recovery:
     """Stages whose claim lease expired anywhere (their worker died) are queued again."""
     now = datetime.now(UTC)
     recovery = Recovery(None, [], dry_run)
-    with database.session() as session:
+    with rt.database.session() as session:
         if dry_run:
-            recovery.documents = [{"document_id": d.id, "source": d.source, "stage": d.stage, "category": None,
-                                   "attempts": d.attempts, "held_by": d.claimed_by, "batch_id": d.batch_id}
+            recovery.documents = [RecoveredDocument(d.id, d.stage, d.attempts, d.source, batch_id=d.batch_id,
+                                                    held_by=d.claimed_by)
                                   for d in claims.expired_claims(session, now, limit=100000)]  # fmt: skip
             return recovery
         requeued = claims.requeue_stuck(session, now)
@@ -154,17 +161,15 @@ def recover_stuck(database: Database, state: BatchState | None, broker: Broker, 
             repo.close_abandoned_runs(session, transition.document_id)
         priorities = dict(session.execute(select(Batch.id, Batch.priority).where(
             Batch.id.in_({t.batch_id for t, _ in requeued if t.batch_id}))).all())  # fmt: skip
+    mirror(rt, [t for t, _ in requeued])
     by_priority: dict[int, list[tuple[int, Stage, int]]] = {}
     for transition, attempt in requeued:
-        recovery.documents.append({"document_id": transition.document_id, "stage": transition.stage, "category": None,
-                                   "attempts": attempt, "batch_id": transition.batch_id})  # fmt: skip
-        by_priority.setdefault(priorities.get(transition.batch_id, 5), []).append(
-            (transition.document_id, Stage(transition.stage), attempt))
-    if state is not None:
-        state.apply([StateChange(t.batch_id, t.document_id, t.version, t.state, t.stage or "")
-                     for t, _ in requeued if t.batch_id])  # fmt: skip
+        stage = transition.stage or Stage.EXTRACT
+        recovery.documents.append(RecoveredDocument(transition.document_id, stage, attempt, batch_id=transition.batch_id))
+        priority = priorities.get(transition.batch_id, DEFAULT_PRIORITY) if transition.batch_id else DEFAULT_PRIORITY
+        by_priority.setdefault(priority, []).append((transition.document_id, stage, attempt))
     for priority, items in by_priority.items():
-        broker.publish_stage(items, priority)
+        rt.broker.publish_stage(items, priority)
     return recovery
 
 
@@ -179,17 +184,16 @@ def message_pattern(message: str, source: str | None) -> str:
     return _NUMBERS.sub("N", text)[:300]
 
 
-def analyze_failures(database: Database, batch_id: str, *, top: int = 10) -> dict[str, Any]:
+def analyze_failures(rt: Runtime, batch_id: str, *, top: int = 10) -> dict[str, Any]:
     """Failures of a batch by category and stage, the most common messages, and what to do."""
-    with database.read() as session:
-        if session.get(Batch, batch_id) is None:
-            raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
+    with rt.database.read() as session:
+        _batch(session, batch_id)
         failed = claims.failed_in_batch(session, batch_id)
     matrix: dict[str, dict[str, int]] = {}
     patterns: Counter[tuple[str, str, str]] = Counter()
     examples: dict[tuple[str, str, str], int] = {}
     for row in failed:
-        category, stage = row.error_category or "PERMANENT", row.error_stage or "?"
+        category, stage = row.error_category or ErrorCategory.PERMANENT, row.error_stage or "?"
         matrix.setdefault(category, {}).setdefault(stage, 0)
         matrix[category][stage] += 1
         key = (category, stage, message_pattern(row.error_message or "", row.source))
@@ -199,6 +203,6 @@ def analyze_failures(database: Database, batch_id: str, *, top: int = 10) -> dic
               for (c, s, m), n in patterns.most_common(top)]  # fmt: skip
     advice = {category: ADVICE[ErrorCategory(category)] for category in sorted(matrix)}
     recoverable = sum(sum(stages.values()) for c, stages in matrix.items() if ErrorCategory(c) in DEFAULT_CATEGORIES)
-    return {"batch_id": batch_id, "failed": len(failed), "by_category_stage": dict(sorted(matrix.items())),
+    return {"batch_id": batch_id, MirrorState.FAILED.value: len(failed), "by_category_stage": dict(sorted(matrix.items())),
             "common_messages": common, "advice": advice, "recoverable_by_default": recoverable}  # fmt: skip
 

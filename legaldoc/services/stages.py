@@ -22,17 +22,25 @@ from sqlalchemy.orm import Session
 
 from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
-from legaldoc.errors import RETRY_POLICIES, LegaldocError, categorize, retry_delay
+from legaldoc.errors import RETRY_POLICIES, ClaimLost, LegaldocError, categorize, retry_delay
+from legaldoc.lifecycle import (
+    Attempt,
+    AttemptOutcome,
+    DocumentStatus,
+    Failure,
+    MirrorState,
+    Transition,
+)
 from legaldoc.models import EntityRef, EntityType, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
 from legaldoc.pipeline.extract import extract, ocr_provider_from_settings
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
-from legaldoc.queues import FINALIZE_TASK, batch_queue
+from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
 from legaldoc.services.caching import StageCache, extract_key
 from legaldoc.services.sources import read_source
-from legaldoc.state.batches import BatchState, StateChange
+from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
 from legaldoc.state.cache import ResultCache
 from legaldoc.storage import claims
@@ -45,10 +53,10 @@ log = logging.getLogger("legaldoc.stages")
 @dataclass(frozen=True)
 class Written:
     """What a writer may return: an action to run once its transaction has committed, and the
-    outcome the stage metric records (``cached`` when the result came from the cache)."""
+    outcome the stage metric records (CACHED when the result came from the cache)."""
 
     after_commit: Callable[[], None] | None = None
-    outcome: str = "done"
+    outcome: AttemptOutcome = AttemptOutcome.DONE
 
 
 Writer = Callable[[Session], Written | None]
@@ -62,9 +70,9 @@ class Skip:
 
 @dataclass(frozen=True)
 class StageOutcome:
-    """What `execute` did: done, retry, failed, skipped, or nothing (duplicate, stale, lost, missing)."""
+    """What `execute` did (DONE, SKIPPED, RETRY, FAILED; or LOST, DUPLICATE, STALE, MISSING: nothing)."""
 
-    status: str
+    status: AttemptOutcome
     error: StageError | None = None
 
 
@@ -122,43 +130,40 @@ class StageRunner:
     def execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
         with self.database.session() as session:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
-            if claim.outcome is not claims.ClaimOutcome.CLAIMED:
-                return StageOutcome(claim.outcome.value)
+            if claim.transition is None:
+                return StageOutcome(claim.outcome)
             batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
-            priority = batch.priority if batch else 5
+            priority = batch.priority if batch else DEFAULT_PRIORITY
             options = dict(batch.options or {}) if batch else {}
             run_id = repo.start_run(session, document_id, stage, attempt, self.worker).id
-        if stage is Stage.EXTRACT and claim.transition.batch_id:
-            self._mirror(claim.transition, None)
+        if stage is Stage.EXTRACT:
+            self._mirror(claim.transition, priority)
         started = time.monotonic()
         try:
             with _LeaseKeeper(self, document_id, stage, attempt):
                 work = getattr(self, f"_{stage.value}")(document_id, options)
-                written: Written | None = None
                 with self.database.session() as session:
+                    written = None if isinstance(work, Skip) else work(session)
+                    outcome = AttemptOutcome.SKIPPED if isinstance(work, Skip) else (written or Written()).outcome
+                    ended = Attempt(stage, attempt, outcome, int((time.monotonic() - started) * 1000))
                     if isinstance(work, Skip):
-                        transition = claims.skip(session, document_id, attempt, self.worker,
+                        transition = claims.skip(session, document_id, ended, self.worker,
                                                  duplicate_of=work.duplicate_of, reason=work.reason)  # fmt: skip
                     else:
-                        written = work(session)
-                        transition = claims.advance(session, document_id, stage, attempt, self.worker)
-                    repo.finish_run(session, run_id, "skipped" if isinstance(work, Skip) else "done")
+                        transition = claims.advance(session, document_id, ended, self.worker)
+                    repo.finish_run(session, run_id, AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE)
                 if written is not None and written.after_commit is not None:
                     written.after_commit()
-        except claims.ClaimLost:
+        except ClaimLost:
             with self.database.session() as session:
-                repo.finish_run(session, run_id, "lost")
-            return StageOutcome("lost")
+                repo.finish_run(session, run_id, AttemptOutcome.LOST)
+            return StageOutcome(AttemptOutcome.LOST)
         except Exception as exc:
             return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source)
-        elapsed_ms = int((time.monotonic() - started) * 1000)
-        if transition.batch_id:
-            outcome = "skipped" if isinstance(work, Skip) else (written.outcome if written else "done")
-            metric = f"{document_id}|{attempt}|{elapsed_ms}|{outcome}"
-            self._mirror(transition, stage, stage_metric=metric, priority=priority)
-        if transition.state == "running" and transition.stage and self.broker:
-            self.broker.publish_stage([(document_id, Stage(transition.stage), 1)], priority)
-        return StageOutcome("skipped" if isinstance(work, Skip) else "done")
+        self._mirror(transition, priority)
+        if transition.state is MirrorState.RUNNING and transition.stage and self.broker:
+            self.broker.publish_stage([(document_id, transition.stage, 1)], priority)
+        return StageOutcome(AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE)
 
     def _failed(self, document_id: int, stage: Stage, attempt: int, run_id: int, exc: Exception, started: float,
                 priority: int, source: str | None) -> StageOutcome:  # fmt: skip
@@ -166,56 +171,41 @@ class StageRunner:
         message = error_message(exc)
         policy = RETRY_POLICIES[category]
         retry = self.retries and policy.retry and attempt < policy.max_attempts(self.settings.max_attempts)
+        outcome = AttemptOutcome.RETRY if retry else AttemptOutcome.FAILED
         where = f"[document {document_id}: {source}, stage {stage.value}, attempt {attempt}]"
         log.warning("%s failed (%s)%s: %s", where, category.value, ", will retry" if retry else "", message)
         trace = traceback.format_exc()
-        digest = repo.traceback_digest(trace)
+        failure = Failure(category, message, repo.traceback_digest(trace), source)
+        ended = Attempt(stage, attempt, outcome, int((time.monotonic() - started) * 1000), failure)
         with self.database.session() as session:
-            transition = claims.fail(session, document_id, stage, attempt, self.worker, category=category.value,
-                                     message=message, retry=retry, digest=digest)  # fmt: skip
-            repo.finish_run(session, run_id, "retry" if retry else "failed", category.value, f"{message} {where}", trace)
+            transition = claims.fail(session, document_id, ended, self.worker)
+            repo.finish_run(session, run_id, outcome, category.value, f"{message} {where}", trace)
         if transition is None:
-            return StageOutcome("lost")
-        error = StageError(category=category, stage=stage, message=message)
-        if transition.batch_id:
-            elapsed_ms = int((time.monotonic() - started) * 1000)
-            self._mirror(
-                transition, stage, category=category.value, priority=priority,
-                stage_metric=f"{document_id}|{attempt}|{elapsed_ms}|{'retry' if retry else 'failed'}",
-                error_metric=f"{document_id}|{stage.value}|{attempt}",
-                error={"stage": stage.value, "category": category.value, "message": message, "attempt": attempt,
-                       "attempts": attempt, "digest": digest, "source": source, "at": time.time(), "retrying": retry},
-            )  # fmt: skip
+            return StageOutcome(AttemptOutcome.LOST)
+        self._mirror(transition, priority)
         if retry and self.broker:
             delay = retry_delay(category, attempt, exc, self.settings.retry_base_delay, self.settings.retry_max_delay)
             self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay)
-        return StageOutcome("retry" if retry else "failed", error)
+        return StageOutcome(outcome, StageError(category=category, stage=stage, message=message))
 
-    def _mirror(self, transition: claims.Transition, finished_stage: Stage | None, *, priority: int = 5,
-                category: str = "", stage_metric: str = "", error_metric: str = "",
-                error: dict[str, Any] | None = None) -> None:  # fmt: skip
-        """One round trip to Redis; a mirror failure never fails the document (the database has it)."""
+    def _mirror(self, transition: Transition, priority: int) -> None:
+        """One round trip to Redis; a mirror failure never fails the document (the database has it).
+        A change that leaves its batch with no open document has the batch settled."""
         if self.mirror is None or transition.batch_id is None:
             return
-        change = StateChange(
-            batch_id=transition.batch_id, document_id=transition.document_id, version=transition.version,
-            state=transition.state, stage=transition.stage or "", category=category, error=error,
-            stage_metric=stage_metric, error_metric=error_metric,
-            metric_stage=finished_stage.value if finished_stage else "",
-        )  # fmt: skip
         try:
-            result = self.mirror.apply([change])[0]
+            settleable = self.mirror.apply_transitions([transition])
         except Exception:
             log.warning("could not mirror document %s to Redis", transition.document_id, exc_info=True)
             return
-        if result == 2 and self.broker:
+        if settleable and self.broker:
             self.broker.publish([Message(FINALIZE_TASK, (transition.batch_id,), batch_queue(priority), priority)])
 
     # -- stages: read inputs, call the pure stage, return a writer for one transaction -------------
 
     def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip:
         with self.database.read() as session:
-            document = session.get(Document, document_id)
+            document = session.get_one(Document, document_id)
             source, project_id = document.source, document.project_id
         data = read_source(source, self.settings)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -225,7 +215,7 @@ class StageRunner:
                     select(Document.id).where(
                         Document.project_id == project_id, Document.processed_sha256 == sha256,
                         Document.pipeline_version == PIPELINE_VERSION,
-                        (Document.id == document_id) | (Document.status == "done"),
+                        (Document.id == document_id) | (Document.status == DocumentStatus.DONE),
                     ).order_by((Document.id == document_id).desc(), Document.id).limit(1)
                 ).scalar()  # fmt: skip
             if same is not None:
@@ -237,12 +227,12 @@ class StageRunner:
         extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
 
         def write(session: Session) -> Written:
-            document = session.get(Document, document_id)
+            document = session.get_one(Document, document_id)
             document.sha256, document.size, document.extract_key = sha256, len(data), key
             repo.save_extraction(session, document, extracted, PIPELINE_VERSION)
             if cached is not None:
                 log.info("document %s: extraction from the cache (%s)", document_id, cached.source)
-                return Written(outcome="cached")
+                return Written(outcome=AttemptOutcome.CACHED)
             return Written(after_commit=lambda: self.cache.remember_extraction(document_id, key, extracted))
 
         return write
@@ -257,7 +247,7 @@ class StageRunner:
         with self.database.read() as session:
             extracted = repo.load_extracted(session, document_id)
             chunks = repo.load_chunks(session, document_id)
-            project_id = session.get(Document, document_id).project_id
+            project_id = session.get_one(Document, document_id).project_id
         mentions = self.entities.extract(extracted.text)
         pages = [extracted.page_at(m.start) for m in mentions]
         chunk_indexes = [chunk_of(chunks, m.start) for m in mentions]
@@ -271,7 +261,7 @@ class StageRunner:
 
     def _resolve(self, document_id: int, options: dict[str, Any]) -> Writer:
         def write(session: Session) -> None:
-            document = session.get(Document, document_id)
+            document = session.get_one(Document, document_id)
             project_id = document.project_id
             repo.lock_project(session, project_id)
             stored = repo.load_mentions(session, document_id)
@@ -297,7 +287,7 @@ class StageRunner:
 
     def _relate(self, document_id: int, options: dict[str, Any]) -> Writer:
         def write(session: Session) -> None:
-            project_id = session.get(Document, document_id).project_id
+            project_id = session.get_one(Document, document_id).project_id
             stored = repo.load_mentions(session, document_id)
             refs = repo.entity_refs_of_mentions(session, document_id)
             chunks = repo.load_chunks(session, document_id)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +34,8 @@ def parse_autoscale(text: str) -> tuple[int, int]:
 
 
 def worker_command(*, queues: Sequence[str] = (), concurrency: int | None = None, autoscale: str | None = None,
-                   name: str, loglevel: str = "WARNING") -> list[str]:  # fmt: skip
-    command = [sys.executable, "-m", "legaldoc.tasks.worker", "--name", name, "--loglevel", loglevel]
+                   name: str | None = None, loglevel: str = "WARNING") -> list[str]:  # fmt: skip
+    command = [sys.executable, "-m", "legaldoc.tasks.worker", "--loglevel", loglevel, *(["--name", name] if name else [])]
     if queues:
         command += ["--queues", ",".join(queues)]
     if autoscale:
@@ -112,7 +112,7 @@ def tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def wait_until(registry: WorkerRegistry, predicate, timeout: float) -> bool:
+def wait_until(registry: WorkerRegistry, predicate: Callable[[list[Heartbeat]], bool], timeout: float) -> bool:
     """Poll the heartbeats until `predicate(workers)` holds; False when time runs out."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,9 +1,10 @@
-"""Live batch state in Redis: one Lua script applies every document state change.
+"""Live batch state in Redis, a mirror of the database: `apply_transitions` copies every document
+state change through one Lua script, `settle` copies the batch status the database decided.
 
-The script is idempotent and order-proof: each change carries the document's database version and
-is applied only when newer than what the mirror holds, so a replayed or late change does nothing.
-It moves the batch counters only when a document's state class really changes, records metrics,
-appends the change to the batch's event stream, and reports when the batch has just finished.
+The transition script is idempotent and order-proof: each change carries the document's database
+version and is applied only when newer than what the mirror holds, so a replayed or late change
+does nothing. It moves the batch counters only when a document's state class really changes,
+records the metrics the change carries, and appends it to the batch's event stream.
 """
 
 from __future__ import annotations
@@ -11,225 +12,209 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
+from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, Transition
 from legaldoc.state.keys import Keys
+from legaldoc.state.scripts import Script
 
-COUNTERS = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
-TERMINAL = ("succeeded", "failed", "skipped", "cancelled")
 EVENTS_MAXLEN = 20000
-RECENT_ERRORS = 200  # the capped list of the newest failures and retries, for the dashboard
-
-# Return codes: -1 unknown batch, 0 stale (already applied), 1 applied, 2 applied and batch finished.
-TRANSITION = """
-local RECENT_ERRORS = 200  -- RECENT_ERRORS
-local batch, docs, errors, active, events, done, stage_metrics, error_metrics, recent, failed_set = unpack(KEYS)
-local doc, version, state, stage, category = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local err, stage_member, error_member, now = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
-local retention, maxlen = tonumber(ARGV[10]), ARGV[11]
-if redis.call('EXISTS', batch) == 0 then return -1 end
-local current = redis.call('HGET', docs, doc)
-local old_version, old_state, old_category = -1, false, ''
-if current then
-  local parts = {}
-  for part in string.gmatch(current .. '|', '([^|]*)|') do parts[#parts + 1] = part end
-  old_version, old_state, old_category = tonumber(parts[1]), parts[2], parts[4] or ''
-end
-if old_version >= version then return 0 end
-if stage_member ~= '' then redis.call('ZADD', stage_metrics, now, stage_member) end
-if error_member ~= '' then redis.call('ZADD', error_metrics, now, error_member) end
-if err ~= '' then
-  redis.call('LPUSH', recent, ARGV[12] .. '|' .. doc .. '|' .. err)
-  redis.call('LTRIM', recent, 0, RECENT_ERRORS - 1)
-end
-redis.call('HSET', docs, doc, version .. '|' .. state .. '|' .. stage .. '|' .. category)
-if old_state ~= state then
-  if old_state then redis.call('HINCRBY', batch, old_state, -1) end
-  redis.call('HINCRBY', batch, state, 1)
-end
-if old_state == 'failed' and old_category ~= '' then redis.call('HINCRBY', batch, 'errors:' .. old_category, -1) end
-if old_state == 'failed' then redis.call('ZREM', failed_set, ARGV[12] .. '|' .. doc .. '|' .. old_category) end
-if state == 'failed' then
-  redis.call('HINCRBY', batch, 'errors:' .. category, 1)
-  redis.call('HSET', errors, doc, err)
-  redis.call('ZADD', failed_set, now, ARGV[12] .. '|' .. doc .. '|' .. category)
-elseif old_state == 'failed' then
-  redis.call('HDEL', errors, doc)
-end
-if state == 'succeeded' then redis.call('ZADD', done, now, doc) end
-if state == 'running' and redis.call('HEXISTS', batch, 'started_at') == 0 then
-  redis.call('HSET', batch, 'started_at', now)
-end
-redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'doc', doc, 'version', version, 'state', state,
-           'stage', stage, 'category', category, 'err', err, 'stage_member', stage_member,
-           'error_member', error_member, 'metric_stage', ARGV[13], 'at', now)
-local c = redis.call('HMGET', batch, 'total', 'succeeded', 'failed', 'skipped', 'cancelled', 'status')
-local finished = 0
-for i = 2, 5 do finished = finished + (tonumber(c[i]) or 0) end
-local status = c[6]
-if finished >= tonumber(c[1]) then
-  if status ~= 'finished' and status ~= 'cancelled' then
-    local final = 'finished'
-    if status == 'cancelling' then final = 'cancelled' end
-    redis.call('HSET', batch, 'status', final, 'finished_at', now)
-    redis.call('ZREM', active, ARGV[12])
-    for _, key in ipairs({batch, docs, errors, events}) do redis.call('EXPIRE', key, retention) end
-    return 2
-  end
-elseif status == 'finished' or status == 'cancelled' or status == 'queued' then
-  redis.call('HSET', batch, 'status', 'running')
-  redis.call('HDEL', batch, 'finished_at')
-  redis.call('ZADD', active, redis.call('HGET', batch, 'created_at'), ARGV[12])
-  for _, key in ipairs({batch, docs, errors, events}) do redis.call('PERSIST', key) end
-end
-return 1
-"""
+UNKNOWN_BATCH, STALE, APPLIED, SETTLEABLE = -1, 0, 1, 2  # what the transition script returns
 
 
 @dataclass(frozen=True)
-class StateChange:
-    """One document's new state for the mirror; `version` is its database version."""
+class ErrorNote:
+    """A failed stage attempt as the mirror keeps it: the batch's errors hash, the recent errors."""
+
+    stage: str
+    category: str
+    message: str
+    attempt: int
+    at: float
+    retrying: bool = False
+    digest: str | None = None
+    source: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ErrorNote | None:
+        try:
+            data = json.loads(text)
+            return cls(**{k: data.get(k) for k in ("stage", "category", "message", "attempt", "at", "retrying",
+                                                   "digest", "source")})  # fmt: skip
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """A document as its batch's mirror holds it (the ``docs`` hash: ``version|state|stage|category``)."""
+
+    version: int
+    state: MirrorState
+    stage: str | None
+    category: str | None
+
+    @classmethod
+    def parse(cls, value: bytes) -> DocumentState:
+        version, state, stage, category = (value.decode().split("|") + ["", "", ""])[:4]
+        return cls(int(version), MirrorState(state), stage or None, category or None)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """The arguments of the transition script for one change (what the event stream records)."""
 
     batch_id: str
-    document_id: int
+    document: int
     version: int
     state: str
     stage: str = ""
     category: str = ""
-    error: Mapping[str, Any] | None = None
-    stage_metric: str = ""
-    error_metric: str = ""
+    error: str = ""
+    stage_member: str = ""
+    error_member: str = ""
     metric_stage: str = ""
 
+    @classmethod
+    def of(cls, transition: Transition, now: float) -> _Change:
+        """The change, with the metric entries of the attempt it ends: ``doc|attempt|ms|outcome``
+        (stage durations), ``doc|stage|attempt`` (failed attempts) and the error note."""
+        t, attempt, batch_id = transition, transition.attempt, transition.batch_id
+        assert batch_id is not None
+        change = cls(batch_id, t.document_id, t.version, t.state, t.stage or "")
+        if attempt is None:
+            return change
+        failure = attempt.failure
+        return cls(
+            batch_id, t.document_id, t.version, t.state, t.stage or attempt.stage,
+            category=failure.category if failure else "", metric_stage=attempt.stage,
+            stage_member="" if attempt.elapsed_ms is None
+            else f"{t.document_id}|{attempt.number}|{attempt.elapsed_ms}|{attempt.outcome}",
+            error_member=f"{t.document_id}|{attempt.stage}|{attempt.number}" if failure else "",
+            error=ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
+                            attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
+            if failure else "",
+        )  # fmt: skip
 
-def _document_state(value: bytes) -> dict[str, Any]:
-    """A `batch_docs` value, ``version|state|stage|category``, as a dict."""
-    version, state, stage, category = (value.decode().split("|") + ["", "", ""])[:4]
-    return {"version": int(version), "state": state, "stage": stage or None, "category": category or None}
+    @classmethod
+    def from_event(cls, event: Mapping[str, str], batch_id: str) -> _Change:
+        return cls(batch_id, int(event["doc"]), int(event["version"]), event["state"], event["stage"],
+                   event["category"], event["err"], event["stage_member"], event["error_member"],
+                   event.get("metric_stage", ""))  # fmt: skip
+
+
+def _text(fields: Any) -> dict[str, str]:
+    """A hash (or stream entry) as redis-py returns it, decoded."""
+    return {k.decode(): v.decode() for k, v in fields.items()}
 
 
 class BatchState:
     """Reads and writes of batch state in the state database."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, retention_seconds: int = 30 * 86400) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, *, retention_seconds: int) -> None:
         self.client = client
         self.keys = keys
         self.retention_seconds = retention_seconds
-        self._script = client.register_script(TRANSITION)
+        self._transition = Script(client, "transition")
+        self._settle = Script(client, "settle")
 
-    def _key_list(self, change: StateChange) -> list[str]:
+    def _batch_keys(self, batch_id: str) -> dict[str, str]:
         k = self.keys
-        return [k.batch(change.batch_id), k.batch_docs(change.batch_id), k.batch_errors(change.batch_id),
-                k.active_batches, k.batch_events(change.batch_id), k.done_metrics,
-                k.stage_metrics(change.metric_stage or change.stage or "none"),
-                k.error_metrics(change.category or "none"), k.recent_errors, k.failed_metrics]  # fmt: skip
+        return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id),
+                "events": k.batch_events(batch_id)}  # fmt: skip
 
-    def _args(self, change: StateChange, now: float) -> list[Any]:
-        return [change.document_id, change.version, change.state, change.stage, change.category,
-                json.dumps(change.error, default=str) if change.error else "", change.stage_metric,
-                change.error_metric, now, self.retention_seconds, EVENTS_MAXLEN, change.batch_id,
-                change.metric_stage]  # fmt: skip
+    def _run(self, change: _Change, now: float, client: Any = None) -> Any:
+        k = self.keys
+        keys = {**self._batch_keys(change.batch_id), "done_metrics": k.done_metrics,
+                "stage_metrics": k.stage_metrics(change.metric_stage or change.stage or "none"),
+                "error_metrics": k.error_metrics(change.category or "none"), "recent_errors": k.recent_errors,
+                "failed_metrics": k.failed_metrics}  # fmt: skip
+        args = {"batch_id": change.batch_id, "document": change.document, "version": change.version,
+                "state": change.state, "stage": change.stage, "category": change.category, "error": change.error,
+                "stage_member": change.stage_member, "error_member": change.error_member,
+                "metric_stage": change.metric_stage, "now": now, "events_maxlen": EVENTS_MAXLEN}  # fmt: skip
+        return self._transition(keys, args, client=client)
 
-    def apply(self, changes: Sequence[StateChange], *, now: float | None = None) -> list[int]:
-        """Apply changes in one round trip; returns each script result (2 = its batch just finished).
-        `now` (default: the clock) stamps the metrics and timestamps the changes write."""
-        if not changes:
-            return []
+    def apply_transitions(self, transitions: Sequence[Transition], *, now: float | None = None) -> set[str]:
+        """Copy document state changes to the mirror, many per round trip; returns the batches that
+        no longer have an open document (to be settled). `now` (default: the clock) stamps the
+        metrics and timestamps the changes write."""
         now = time.time() if now is None else now
-        if len(changes) == 1:
-            change = changes[0]
-            return [int(self._script(keys=self._key_list(change), args=self._args(change, now)))]
-        results: list[int] = []
+        changes = [_Change.of(t, now) for t in transitions if t.batch_id is not None]
+        settleable: set[str] = set()
+        if len(changes) == 1:  # a pipeline would first ask SCRIPT EXISTS: one round trip more
+            return {changes[0].batch_id} if int(self._run(changes[0], now)) == SETTLEABLE else settleable
         for offset in range(0, len(changes), 1000):
+            part = changes[offset : offset + 1000]
             pipe = self.client.pipeline(transaction=False)
-            for change in changes[offset : offset + 1000]:
-                self._script(keys=self._key_list(change), args=self._args(change, now), client=pipe)
-            results.extend(int(r) for r in pipe.execute())
-        return results
+            for change in part:
+                self._run(change, now, client=pipe)
+            settleable.update(c.batch_id for c, r in zip(part, pipe.execute(), strict=True) if int(r) == SETTLEABLE)
+        return settleable
 
     def replay(self, event: Mapping[str, str], batch_id: str) -> int:
         """Apply a recorded event again (what `events` returned); a no-op unless state was lost."""
-        change = StateChange(
-            batch_id=batch_id, document_id=int(event["doc"]), version=int(event["version"]), state=event["state"],
-            stage=event["stage"], category=event["category"], error=json.loads(event["err"]) if event["err"] else None,
-            stage_metric=event["stage_member"], error_metric=event["error_member"],
-            metric_stage=event.get("metric_stage", ""),
-        )  # fmt: skip
-        return self.apply([change])[0]
+        return int(self._run(_Change.from_event(event, batch_id), time.time()))
 
-    def init_batch(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, str]]) -> None:
-        """Create the batch hash and every document's starting state (pending or skipped)."""
-        counts = dict.fromkeys(COUNTERS, 0)
-        for _, state in documents.values():
-            counts[state] += 1
-        created = float(fields["created_at"])
-        pipe = self.client.pipeline(transaction=True)
-        batch_key, docs_key = self.keys.batch(batch_id), self.keys.batch_docs(batch_id)
-        pipe.delete(batch_key, docs_key, self.keys.batch_errors(batch_id), self.keys.batch_events(batch_id))
-        pipe.hset(batch_key, mapping={**{k: v for k, v in fields.items() if v is not None}, **counts,
-                                      "total": len(documents)})  # fmt: skip
-        items = list(documents.items())
-        for offset in range(0, len(items), 10000):
-            pipe.hset(docs_key, mapping={str(d): f"{v}|{s}||" for d, (v, s) in items[offset : offset + 10000]})
-        pipe.zadd(self.keys.batches, {batch_id: created})
-        pipe.zadd(self.keys.active_batches, {batch_id: created})
-        pipe.execute()
+    def settle(self, batch_id: str, status: BatchStatus, *, created_at: float, finished_at: float | None) -> bool:
+        """Copy the status the database settled; refused (False) where the mirror's counters say
+        otherwise, or when the mirror does not hold the batch."""
+        keys = {**self._batch_keys(batch_id), "active": self.keys.active_batches}
+        args = {"batch_id": batch_id, "status": status, "finished_at": finished_at or time.time(),
+                "created_at": created_at, "retention": self.retention_seconds}  # fmt: skip
+        return bool(self._settle(keys, args))
 
-    def rebuild(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, str, str, str]],
-                errors: Mapping[int, Mapping[str, Any]], *, finished: bool) -> None:
-        """Write a batch's live state again from the database (after Redis lost it or it expired)."""
-        counts = dict.fromkeys(COUNTERS, 0)
-        by_category: dict[str, int] = {}
-        for _, state, _, category in documents.values():
+    def _write_batch(self, batch_id: str, fields: Mapping[str, Any], states: Mapping[int, tuple[int, str, str, str]],
+                     errors: Mapping[int, str] | None = None) -> None:  # fmt: skip
+        counts = {state.value: 0 for state in MirrorState}
+        for _, state, _, category in states.values():
             counts[state] += 1
-            if state == "failed" and category:
-                by_category[f"errors:{category}"] = by_category.get(f"errors:{category}", 0) + 1
-        created = float(fields["created_at"])
-        batch_key, docs_key, errors_key = self.keys.batch(batch_id), self.keys.batch_docs(batch_id), self.keys.batch_errors(batch_id)
+            if state == MirrorState.FAILED and category:
+                counts[f"errors:{category}"] = counts.get(f"errors:{category}", 0) + 1
+        keys = self._batch_keys(batch_id)
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(batch_key, docs_key, errors_key)
-        pipe.hset(batch_key, mapping={**{k: v for k, v in fields.items() if v is not None}, **counts, **by_category,
-                                      "total": len(documents)})  # fmt: skip
-        items = list(documents.items())
+        pipe.delete(*keys.values())
+        values: dict[FieldT, EncodableT] = {k: v for k, v in fields.items() if v is not None}
+        values.update(counts, total=len(states))
+        pipe.hset(keys["batch"], mapping=values)
+        items = list(states.items())
         for offset in range(0, len(items), 10000):
-            pipe.hset(docs_key, mapping={str(d): f"{v}|{s}|{st}|{c}" for d, (v, s, st, c) in items[offset : offset + 10000]})
+            pipe.hset(keys["docs"], mapping={str(d): "|".join(map(str, v)) for d, v in items[offset : offset + 10000]})
         if errors:
-            pipe.hset(errors_key, mapping={str(d): json.dumps(e, default=str) for d, e in errors.items()})
-        pipe.zadd(self.keys.batches, {batch_id: created})
-        if finished:
-            pipe.zrem(self.keys.active_batches, batch_id)
-            for key in (batch_key, docs_key, errors_key):
-                pipe.expire(key, self.retention_seconds)
-        else:
-            pipe.zadd(self.keys.active_batches, {batch_id: created})
+            pipe.hset(keys["errors"], mapping={str(d): e for d, e in errors.items()})
+        pipe.zadd(self.keys.batches, {batch_id: float(fields["created_at"])})
+        pipe.zadd(self.keys.active_batches, {batch_id: float(fields["created_at"])})
         pipe.execute()
 
-    def set_fields(self, batch_id: str, **fields: Any) -> None:
-        self.client.hset(self.keys.batch(batch_id), mapping=fields)
+    def init_batch(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, MirrorState]]) -> None:
+        """Create the batch hash and every document's starting state (pending or skipped)."""
+        self._write_batch(batch_id, fields, {d: (v, s, "", "") for d, (v, s) in documents.items()})
+
+    def rebuild(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, MirrorState, str, str]],
+                errors: Mapping[int, ErrorNote], *, finished_at: float | None) -> None:  # fmt: skip
+        """Write a batch's live state again from the database (after Redis lost it or it expired)."""
+        self._write_batch(batch_id, fields, documents, {d: e.to_json() for d, e in errors.items()})
+        if all(state in FINAL for _, state, _, _ in documents.values()):
+            self.settle(batch_id, BatchStatus(fields["status"]), created_at=float(fields["created_at"]),
+                        finished_at=finished_at)  # fmt: skip
 
     def read(self, batch_id: str) -> dict[str, str] | None:
-        data = self.client.hgetall(self.keys.batch(batch_id))
-        return {k.decode(): v.decode() for k, v in data.items()} or None
+        return _text(self.client.hgetall(self.keys.batch(batch_id))) or None
 
     def read_many(self, batch_ids: Iterable[str]) -> list[dict[str, str] | None]:
         pipe = self.client.pipeline(transaction=False)
         for batch_id in batch_ids:
             pipe.hgetall(self.keys.batch(batch_id))
-        return [{k.decode(): v.decode() for k, v in data.items()} or None for data in pipe.execute()]
+        return [_text(data) or None for data in pipe.execute()]
 
-    def batch_ids(self, *, active_only: bool = False, limit: int = 100) -> list[str]:
-        key = self.keys.active_batches if active_only else self.keys.batches
-        return [b.decode() for b in self.client.zrevrange(key, 0, limit - 1)]
-
-    def documents(self, batch_id: str) -> dict[int, dict[str, Any]]:
-        """Document id -> {version, state, stage, category}."""
-        return {int(doc): _document_state(value)
-                for doc, value in self.client.hscan_iter(self.keys.batch_docs(batch_id), count=1000)}  # fmt: skip
-
-    def detail(self, batch_id: str) -> tuple[dict[str, str] | None, dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    def detail(self, batch_id: str) -> tuple[dict[str, str] | None, dict[int, DocumentState], dict[int, ErrorNote]]:
         """The batch hash, every document's state and the failures, in one round trip (for the
         dashboard's batch screen; the main screen never reads per-document state)."""
         pipe = self.client.pipeline(transaction=False)
@@ -237,29 +222,18 @@ class BatchState:
         pipe.hgetall(self.keys.batch_docs(batch_id))
         pipe.hgetall(self.keys.batch_errors(batch_id))
         fields, docs, errors = pipe.execute()
-        documents = {int(doc): _document_state(value) for doc, value in docs.items()}
-        failures = {}
-        for doc, value in errors.items():
-            try:
-                failures[int(doc)] = json.loads(value)
-            except ValueError:
-                continue
-        return ({k.decode(): v.decode() for k, v in fields.items()} or None), documents, failures
+        notes = {int(d): note for d, v in errors.items() if (note := ErrorNote.from_json(v)) is not None}
+        return _text(fields) or None, {int(d): DocumentState.parse(v) for d, v in docs.items()}, notes
 
-    def errors(self, batch_id: str) -> dict[int, dict[str, Any]]:
-        return {int(d): json.loads(v) for d, v in self.client.hgetall(self.keys.batch_errors(batch_id)).items()}
-
-    def events(self, batch_id: str, count: int | None = None) -> list[dict[str, str]]:
-        """Recorded transitions, oldest first (the newest `count` when given)."""
-        if count is None:
-            entries = self.client.xrange(self.keys.batch_events(batch_id))
-        else:
-            entries = list(reversed(self.client.xrevrange(self.keys.batch_events(batch_id), count=count)))
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+    def events(self, batch_id: str) -> list[dict[str, str]]:
+        """Recorded transitions, oldest first."""
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrange(self.keys.batch_events(batch_id))  # type: ignore[assignment]
+        return [_text(fields) for _, fields in entries]
 
     def trim_metrics(self, before: float, stages: Iterable[str], categories: Iterable[str]) -> int:
         """Drop metrics older than `before` (epoch seconds)."""
+        k = self.keys
         pipe = self.client.pipeline(transaction=False)
-        for key in [self.keys.done_metrics, self.keys.failed_metrics, *map(self.keys.stage_metrics, stages), *map(self.keys.error_metrics, categories)]:
+        for key in [k.done_metrics, k.failed_metrics, *map(k.stage_metrics, stages), *map(k.error_metrics, categories)]:
             pipe.zremrangebyscore(key, "-inf", before)
         return sum(pipe.execute())

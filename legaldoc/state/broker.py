@@ -32,34 +32,13 @@ from legaldoc.queues import (
     priority_keys,
     stage_task,
 )
+from legaldoc.state.scripts import Script
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _REPLY_TO = str(uuid.uuid5(uuid.NAMESPACE_DNS, "legaldoc.invalid"))
 _SENTINELS = ("\x00ID\x00", "\x00ARGSREPR\x00", "\x00BODY\x00", "\x00SENT\x00")
 SENT_HEADER = "legaldoc_sent"  # epoch seconds of publishing: the dashboard's oldest-message age
-
-# Per queue: the length of each priority list, and the publishing time of the oldest message of
-# each (kombu pushes on the left and pops on the right, so the oldest is at index -1). The time is
-# matched out of the envelope, so only numbers cross the wire.
-QUEUE_STATS = """
-local lists = tonumber(ARGV[1])
-local result = {}
-for q = 1, #KEYS / lists do
-  local depth, oldest = 0, ''
-  for i = (q - 1) * lists + 1, q * lists do
-    local n = redis.call('LLEN', KEYS[i])
-    if n > 0 then
-      depth = depth + n
-      local sent = string.match(redis.call('LINDEX', KEYS[i], -1), '"legaldoc_sent": "([%d.]+)"')
-      if sent and (oldest == '' or tonumber(sent) < tonumber(oldest)) then oldest = sent end
-    end
-  end
-  result[q] = {depth, oldest}
-end
-return result
-"""
-
 
 @dataclass(frozen=True)
 class Message:
@@ -126,7 +105,7 @@ class Broker:
         self.client = client
         self._templates: dict[tuple[str, str, int], _Template] = {}
         self._ids: tuple[int, str, itertools.count] | None = None
-        self._stats_script = None
+        self._queue_stats = Script(client, "queue_stats")
 
     def _task_id(self) -> str:
         """A unique id in UUID form: a random 80-bit prefix per process and a counter (uuid4 is 10x slower)."""
@@ -174,7 +153,7 @@ class Broker:
         return count
 
     @staticmethod
-    def _flush(pipe, pending: dict[str, list[str]], chunk: int) -> None:
+    def _flush(pipe: redis.client.Pipeline, pending: dict[str, list[str]], chunk: int) -> None:
         for key, payloads in pending.items():
             for offset in range(0, len(payloads), chunk):
                 pipe.lpush(key, *payloads[offset : offset + chunk])
@@ -206,12 +185,7 @@ class Broker:
         """Queue -> (depth over all its priority lists, publishing time of its oldest message or None),
         in one script call: LLEN and LINDEX -1 of every priority list."""
         queues = list(queues)
-        if self._stats_script is None:
-            self._stats_script = self.client.register_script(QUEUE_STATS)
-        keys = [key for queue in queues for key in priority_keys(queue)]
-        reply = self._stats_script(keys=keys, args=[len(PRIORITY_STEPS)])
-        result = {}
-        for queue, (depth, oldest) in zip(queues, reply, strict=True):
-            oldest = oldest.decode() if isinstance(oldest, bytes) else oldest
-            result[queue] = (int(depth), float(oldest) if oldest else None)
-        return result
+        lists = [key for queue in queues for key in priority_keys(queue)]
+        reply = json.loads(self._queue_stats({"lists": lists}, {"lists_per_queue": len(PRIORITY_STEPS)}))
+        return {queue: (int(q["depth"]), float(q["oldest"]) if q["oldest"] else None)
+                for queue, q in zip(queues, reply or [], strict=True)}  # fmt: skip

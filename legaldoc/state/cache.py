@@ -20,60 +20,14 @@ from dataclasses import dataclass
 import redis
 
 from legaldoc.state.keys import Keys
+from legaldoc.state.scripts import Script
 
 EXTRACT = "extract"
 ENTITIES = "entities"
 NAMESPACES = (EXTRACT, ENTITIES)
 
-# GET a string key, refresh its TTL, count a hit or a miss: one round trip.
-_GET = """
-local value = redis.call('GET', KEYS[1])
-if value then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':hits', 1)
-else
-  redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':misses', 1)
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return value
-"""
-
-# Entity index of a project: the wanted type fields when `gen` matches ARGV[3], else nothing.
-# Returns {gen, field values...}; a hit only when every wanted field is present.
-_GET_INDEX = """
-local gen = redis.call('HGET', KEYS[1], 'gen')
-if gen ~= ARGV[3] then
-  redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':misses', 1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[1])
-  return {gen or false}
-end
-local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-local values = {}
-local missing = 0
-if #fields > 0 then
-  values = redis.call('HMGET', KEYS[1], unpack(fields))
-  for i = 1, #values do if not values[i] then missing = missing + 1 end end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. (missing == 0 and ':hits' or ':misses'), 1)
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-local reply = {gen}
-for i = 1, #values do reply[#reply + 1] = values[i] end
-return reply
-"""
-
-# Write an entity index: an update of the fields when the hash is at generation ARGV[2] (the one
-# the writer read), else a replacement; either way the hash ends at generation ARGV[3].
-_PUT_INDEX = """
-if ARGV[4] == '1' or redis.call('HGET', KEYS[1], 'gen') ~= ARGV[2] then
-  redis.call('DEL', KEYS[1])
-end
-redis.call('HSET', KEYS[1], 'gen', ARGV[3])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def encode(value: bytes, compress_above: int) -> bytes:
@@ -122,9 +76,9 @@ class ResultCache:
         self.keys = keys
         self.ttl_ms = max(1000, int(ttl_seconds * 1000))
         self.compress_above = compress_above
-        self._get = client.register_script(_GET)
-        self._get_index = client.register_script(_GET_INDEX)
-        self._put_index = client.register_script(_PUT_INDEX)
+        self._get = Script(client, "cache_get")
+        self._get_index = Script(client, "cache_get_index")
+        self._put_index = Script(client, "cache_put_index")
 
     # -- key names --------------------------------------------------------------------------------
 
@@ -141,7 +95,8 @@ class ResultCache:
     # -- extraction results -----------------------------------------------------------------------
 
     def get_extraction(self, extract_key: str) -> bytes | None:
-        value = self._get(keys=[self.extract_key(extract_key), self.stats_key], args=[self.ttl_ms, EXTRACT])
+        value = self._get({"entry": self.extract_key(extract_key), "stats": self.stats_key},
+                          {"ttl_ms": self.ttl_ms, "namespace": EXTRACT})
         return decode(value) if value is not None else None
 
     def put_extractions(self, values: Mapping[str, bytes]) -> None:
@@ -175,8 +130,9 @@ class ResultCache:
         """The cached index blobs of these types, for the project at this generation; {} on a miss
         of any of them (the caller then reads those from the database)."""
         wanted = sorted(set(types))
-        reply = self._get_index(keys=[self.index_key(project_id), self.stats_key],
-                                args=[self.ttl_ms, ENTITIES, str(generation), *wanted])  # fmt: skip
+        reply = self._get_index({"index": self.index_key(project_id), "stats": self.stats_key},
+                                {"ttl_ms": self.ttl_ms, "namespace": ENTITIES, "generation": str(generation),
+                                 "types": wanted})  # fmt: skip
         if len(reply) <= 1:
             return {}
         return {t: decode(v) for t, v in zip(wanted, reply[1:], strict=True) if v is not None}
@@ -185,11 +141,12 @@ class ResultCache:
                   blobs: Mapping[str, bytes], *, replace: bool = False) -> None:  # fmt: skip
         """Write these type blobs at `generation`; other types stay only if the hash was at
         `base_generation` (the generation the writer read them at) and `replace` is false."""
-        args: list[object] = [self.ttl_ms, "" if base_generation is None else str(base_generation), str(generation),
-                              "1" if replace else "0"]  # fmt: skip
+        fields: list[str | bytes] = []
         for entity_type, blob in sorted(blobs.items()):
-            args += [entity_type, encode(blob, self.compress_above)]
-        self._put_index(keys=[self.index_key(project_id)], args=args)
+            fields += [entity_type, encode(blob, self.compress_above)]
+        self._put_index({"index": self.index_key(project_id)},
+                        {"ttl_ms": self.ttl_ms, "base_generation": "" if base_generation is None else str(base_generation),
+                         "generation": str(generation), "replace": "1" if replace else "0", "fields": fields})  # fmt: skip
 
     def forget_index(self, project_id: int) -> int:
         return self.client.unlink(self.index_key(project_id))
@@ -202,7 +159,7 @@ class ResultCache:
     def stats(self, *, memory: bool = True) -> list[NamespaceStats]:
         """Hits and misses (since the counters last expired), keys and bytes per namespace.
         Walks the keys with SCAN: an operator command, not for a dashboard's refresh loop."""
-        counters = {k.decode(): int(v) for k, v in self.client.hgetall(self.stats_key).items()}
+        counters = {_str(k): int(v) for k, v in self.client.hgetall(self.stats_key).items()}
         found: list[NamespaceStats] = []
         for namespace in NAMESPACES:
             names = list(self._scan(namespace))

@@ -1,4 +1,4 @@
-"""Redis clients per role (broker, state, cache, ...), one pool per URL per process."""
+"""Redis clients, one pool per URL and timeout profile per process (a forked child makes its own)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,20 @@ from functools import cache
 
 import redis
 
-from legaldoc.config import Settings
-from legaldoc.errors import ServiceUnavailable
+TIMEOUTS = {
+    False: {"socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 30},
+    True: {"socket_connect_timeout": 2, "socket_timeout": 5, "retry_on_timeout": False},  # screens: notice a loss at once
+}
 
 
 @cache
-def _client(url: str, pid: int) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+def _client(url: str, interactive: bool, pid: int) -> redis.Redis:
+    return redis.Redis.from_url(url, **TIMEOUTS[interactive])
 
 
-@cache
-def _interactive(url: str, pid: int) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, retry_on_timeout=False)
-
-
-def interactive_client(settings: Settings, role: str) -> redis.Redis:
-    """A client with short timeouts for screens: a lost server is noticed within seconds, and the
-    next command connects again by itself."""
-    return _interactive(settings.redis_url_for(role), os.getpid())
-
-
-def client_for(settings: Settings, role: str) -> redis.Redis:
-    """A client of the Redis database that plays `role` (broker, result, cache, ratelimit, state)."""
-    return _client(settings.redis_url_for(role), os.getpid())
+def client(url: str, *, interactive: bool = False) -> redis.Redis:
+    """This process's client of `url`; an interactive one gives up within seconds."""
+    return _client(url, interactive, os.getpid())
 
 
 def describe(url: str) -> str:
@@ -38,16 +29,3 @@ def describe(url: str) -> str:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***@{rest.rpartition('@')[2]}"
     return url
-
-
-def ping(settings: Settings, role: str = "state") -> redis.Redis:
-    """The client of `role`, after checking the server answers; ServiceUnavailable otherwise."""
-    client = client_for(settings, role)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(
-            f"cannot reach Redis at {describe(settings.redis_url_for(role))}: {exc}",
-            hint="start redis-server, set LEGALDOC_REDIS_URL, or use `legaldoc run` which starts its own",
-        ) from None
-    return client

@@ -1,4 +1,8 @@
-"""Every Redis key legaldoc writes, in one place. All start with the configured prefix."""
+"""Every Redis key legaldoc writes, in one place. All start with the configured prefix.
+
+A Lua script that reads keys it learns inside Redis (the batch ids of an index, say) is given a
+family's name for the empty id (``keys.batch("")``) and appends the id: every name is spelt here.
+"""
 
 from __future__ import annotations
 

@@ -8,8 +8,10 @@ library sets none). Both live in the ``ratelimit`` database under ``{prefix}rate
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pybreaker
 import redis
@@ -77,36 +79,22 @@ class _ExpiringRedisStorage(pybreaker.CircuitRedisStorage):
         except redis.RedisError:
             self.logger.warning("could not set the TTL of circuit breaker keys")
 
-    def _initialize_redis_state(self, state: str) -> None:
-        super()._initialize_redis_state(state)
-        self._expire()
 
-    @pybreaker.CircuitRedisStorage.state.setter
-    def state(self, state: str) -> None:
-        pybreaker.CircuitRedisStorage.state.fset(self, state)
-        self._expire()
+def _then_expire(write: Callable[..., None]) -> Callable[..., None]:
+    def expiring(storage: _ExpiringRedisStorage, *args: Any) -> None:
+        write(storage, *args)
+        storage._expire()  # noqa: SLF001
 
-    def increment_counter(self) -> None:
-        super().increment_counter()
-        self._expire()
+    return expiring
 
-    def reset_counter(self) -> None:
-        super().reset_counter()
-        self._expire()
 
-    def increment_success_counter(self) -> None:
-        super().increment_success_counter()
-        self._expire()
-
-    def reset_success_counter(self) -> None:
-        super().reset_success_counter()
-        self._expire()
-
-    @pybreaker.CircuitRedisStorage.opened_at.setter
-    def opened_at(self, now: datetime) -> None:
-        pybreaker.CircuitRedisStorage.opened_at.fset(self, now)
-        self._expire()
-
+# Every method and property setter by which pybreaker writes its keys, followed by a TTL.
+_BASE = vars(pybreaker.CircuitRedisStorage)
+for _name in ("_initialize_redis_state", "increment_counter", "reset_counter", "increment_success_counter",
+              "reset_success_counter"):  # fmt: skip
+    setattr(_ExpiringRedisStorage, _name, _then_expire(_BASE[_name]))
+for _name in ("state", "opened_at"):
+    setattr(_ExpiringRedisStorage, _name, _BASE[_name].setter(_then_expire(_BASE[_name].fset)))
 
 CircuitBreakerError = pybreaker.CircuitBreakerError
 

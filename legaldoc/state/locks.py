@@ -7,11 +7,7 @@ import secrets
 import redis
 
 from legaldoc.state.keys import Keys
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from legaldoc.state.scripts import Script
 
 
 class Lock:
@@ -21,7 +17,7 @@ class Lock:
         self.client = client
         self.keys = keys
         self.tokens: dict[str, str] = {}
-        self._release = client.register_script(_RELEASE)
+        self._release = Script(client, "release_lock")
 
     def acquire(self, name: str, ttl: float) -> bool:
         token = secrets.token_hex(8)
@@ -33,4 +29,4 @@ class Lock:
     def release(self, name: str) -> None:
         token = self.tokens.pop(name, None)
         if token:
-            self._release(keys=[self.keys.lock(name)], args=[token])
+            self._release({"lock": self.keys.lock(name)}, {"token": token})

@@ -45,10 +45,8 @@ class Heartbeat:
 
     def public(self, now: float | None = None) -> dict[str, Any]:
         """The fields `workers status --json` prints."""
-        return {"name": self.name, "host": self.host, "pid": self.pid, "queues": self.queues,
-                "concurrency": self.concurrency, "active": self.active, "processed": self.processed,
-                "failed": self.failed, "rss": self.rss, "last_seen": self.last_seen,
-                "online": self.online(now), "autoscale": self.autoscale}  # fmt: skip
+        shown = {k: v for k, v in asdict(self).items() if k not in ("started", "interval", "stopped", "extra")}
+        return shown | {"online": self.online(now)}
 
 
 class WorkerRegistry:
@@ -67,7 +65,7 @@ class WorkerRegistry:
         """Every known worker, online first, by name; long-silent ones are purged on the way."""
         now = time.time()
         found: list[Heartbeat] = []
-        stale: list[bytes] = []
+        stale: list[bytes | str] = []
         for name, value in self.client.hgetall(self.keys.workers).items():
             try:
                 heartbeat = Heartbeat(**json.loads(value))
@@ -88,6 +86,3 @@ class WorkerRegistry:
     def queues_without_workers(self, queues: Iterable[str]) -> list[str]:
         served = {queue for heartbeat in self.online() for queue in heartbeat.queues}
         return [queue for queue in queues if queue not in served]
-
-    def forget(self, name: str) -> None:
-        self.client.hdel(self.keys.workers, name)

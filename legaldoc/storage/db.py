@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +17,7 @@ from legaldoc.errors import ServiceUnavailable
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     dbapi_connection.isolation_level = None  # transactions are begun by _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -26,7 +27,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection) -> None:
+def _sqlite_begin(connection: Connection) -> None:
     """Writers take the write lock up front, so a read-then-write transaction never fails on a stale
     snapshot under concurrent workers; read-only sessions begin deferred."""
     read_only = connection.get_execution_options().get("legaldoc_read_only", False)
@@ -57,7 +58,7 @@ def migrate(engine: Engine) -> None:
     sqlite = engine.dialect.name == "sqlite"
     try:
         with engine.connect() as connection:
-            raw = connection.connection.dbapi_connection
+            raw: Any = connection.connection.dbapi_connection  # sqlite3 or psycopg
             if sqlite:  # SQLite rebuilds tables to alter them; cascades must not fire meanwhile
                 raw.execute("PRAGMA foreign_keys=OFF")
             try:

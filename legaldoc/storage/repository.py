@@ -10,12 +10,13 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
+from legaldoc.lifecycle import IN_PROGRESS, AttemptOutcome, DocumentStatus, MirrorState
 from legaldoc.models import (
     CanonicalEntity,
     Chunk,
@@ -27,7 +28,9 @@ from legaldoc.models import (
     Relationship,
     Stage,
 )
+from legaldoc.storage import claims
 from legaldoc.storage.tables import (
+    Base,
     Batch,
     BatchDocument,
     ChunkRow,
@@ -42,12 +45,12 @@ from legaldoc.storage.tables import (
 )
 
 
-def _insert_ignore(session: Session, table, rows: list[dict[str, Any]], conflict: Sequence[str]) -> None:
+def _insert_ignore(session: Session, table: type[Base], rows: list[dict[str, Any]], conflict: Sequence[str]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table.__table__).on_conflict_do_nothing(index_elements=list(conflict))
+    statement = insert(cast(Table, table.__table__)).on_conflict_do_nothing(index_elements=list(conflict))
     session.execute(statement, rows)  # executemany: compiled once, sent in batches
 
 
@@ -66,7 +69,7 @@ def register_document(session: Session, project_id: int, source: str, sha256: st
     _insert_ignore(
         session,
         Document,
-        [{"project_id": project_id, "source": source, "sha256": sha256, "size": size, "status": "pending",
+        [{"project_id": project_id, "source": source, "sha256": sha256, "size": size, "status": DocumentStatus.PENDING,
           "attempts": 0, "metadata": {}, "created_at": now, "updated_at": now}],  # fmt: skip
         ["project_id", "source"],
     )
@@ -75,25 +78,15 @@ def register_document(session: Session, project_id: int, source: str, sha256: st
 
 def busy_elsewhere(session: Session, document: Document) -> str | None:
     """Why the document cannot be taken now: a live claim or a running batch holds it; else None."""
-    if document.status not in ("pending", "queued", "running"):
-        return None
-    lease = document.lease_expires_at
-    if document.status == "running" and lease is not None:
-        lease = lease if lease.tzinfo else lease.replace(tzinfo=UTC)
-        if lease > datetime.now(UTC):
-            return f"document {document.id} is being processed by {document.claimed_by}"
-    if document.batch_id:
-        status = session.scalar(select(Batch.status).where(Batch.id == document.batch_id))
-        if status in ("running", "cancelling"):
-            return f"document {document.id} belongs to running batch {document.batch_id}"
-    return None
+    batch_status = session.scalar(select(Batch.status).where(Batch.id == document.batch_id)) if document.batch_id else None
+    return claims.held_elsewhere(document, batch_running=batch_status in IN_PROGRESS)
 
 
 def reset_for_run(session: Session, document_ids: Sequence[int], *, batch_id: str | None,
                   metadata: Mapping[int, dict[str, Any]] | None = None) -> None:  # fmt: skip
     """Put documents back at the first stage, owned by `batch_id` (None for in-process runs)."""
     now = datetime.now(UTC)
-    values = dict(status="pending", stage=Stage.EXTRACT.value, attempts=1, batch_id=batch_id, claimed_by=None,
+    values = dict(status=DocumentStatus.PENDING, stage=Stage.EXTRACT, attempts=1, batch_id=batch_id, claimed_by=None,
                   lease_expires_at=None, error_category=None, error_stage=None, error_message=None, error_digest=None,
                   duplicate_of=None, version=Document.version + 1, updated_at=now)  # fmt: skip
     ids = list(document_ids)
@@ -115,8 +108,8 @@ def start_run(session: Session, document_id: int, stage: Stage, attempt: int, wo
 def close_abandoned_runs(session: Session, document_id: int) -> None:
     """Runs of a document whose process died (its claim was taken over) end as lost."""
     session.execute(
-        update(StageRun).where(StageRun.document_id == document_id, StageRun.outcome == "running")
-        .values(outcome="lost", finished_at=datetime.now(UTC))
+        update(StageRun).where(StageRun.document_id == document_id, StageRun.outcome == AttemptOutcome.RUNNING)
+        .values(outcome=AttemptOutcome.LOST, finished_at=datetime.now(UTC))
     )  # fmt: skip
 
 
@@ -129,14 +122,13 @@ def traceback_digest(traceback_text: str) -> str:
     return hashlib.sha256("\n".join([*lines, kind]).encode()).hexdigest()[:16]
 
 
-def finish_run(session: Session, run_id: int, outcome: str, category: str | None = None,
+def finish_run(session: Session, run_id: int, outcome: AttemptOutcome, category: str | None = None,
                message: str | None = None, traceback_text: str | None = None) -> None:  # fmt: skip
     run = session.get(StageRun, run_id)
     if run is None:
         return
     run.finished_at = datetime.now(UTC)
-    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
-    run.duration_ms = int((run.finished_at - started).total_seconds() * 1000)
+    run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
     run.outcome = outcome
     run.error_category = category
     run.error_message = message
@@ -226,9 +218,8 @@ def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention
                   chunk_indexes: Sequence[int]) -> bool:  # fmt: skip
     """Replace the document's mentions; canonical entities only its old mentions used are removed.
     True when the document had linked mentions before, so the project's entities may have changed."""
-    previous = set(session.scalars(
-        select(MentionRow.entity_id).where(MentionRow.document_id == document_id, MentionRow.entity_id.is_not(None))
-    ).all())  # fmt: skip
+    previous = {entity_id for entity_id in session.scalars(select(MentionRow.entity_id).where(MentionRow.document_id == document_id))
+                if entity_id is not None}  # fmt: skip
     session.execute(delete(MentionRow).where(MentionRow.document_id == document_id))
     session.add_all(
         MentionRow(document_id=document_id, chunk_idx=chunk, type=m.type.value, text=m.text, start=m.start, end=m.end,
@@ -297,7 +288,7 @@ def save_entities(session: Session, project_id: int, entities: Iterable[Canonica
     for entity in entities:
         entity_id = ids[EntityRef(type=entity.type, key=entity.key)]
         renamed = session.execute(update(Entity).where(Entity.id == entity_id, Entity.name != entity.name).values(name=entity.name))
-        if renamed.rowcount:
+        if renamed.rowcount:  # type: ignore[attr-defined]
             session.execute(delete(EntityAlias).where(EntityAlias.entity_id == entity_id, EntityAlias.alias == entity.name[:1000]))
         _insert_ignore(
             session, EntityAlias,
@@ -310,7 +301,7 @@ def save_entities(session: Session, project_id: int, entities: Iterable[Canonica
 def link_mentions(session: Session, mention_entity: Mapping[int, int]) -> None:
     """Point mentions at their canonical entities: one executemany, not a statement per mention."""
     if mention_entity:
-        table = MentionRow.__table__
+        table = cast(Table, MentionRow.__table__)
         session.execute(
             update(table).where(table.c.id == bindparam("mention_id")).values(entity_id=bindparam("entity_id")),
             [{"mention_id": m, "entity_id": e} for m, e in mention_entity.items()],
@@ -347,7 +338,7 @@ def entity_refs_of_mentions(session: Session, document_id: int) -> dict[int, tup
 
 
 def count_rows(session: Session, document_id: int) -> dict[str, int]:
-    def count(table) -> int:
+    def count(table: type[ChunkRow] | type[MentionRow] | type[RelationshipRow]) -> int:
         return session.scalar(select(func.count()).select_from(table).where(table.document_id == document_id)) or 0
 
     entities = session.scalar(
@@ -357,20 +348,20 @@ def count_rows(session: Session, document_id: int) -> dict[str, int]:
             "entities": entities or 0}  # fmt: skip
 
 
-def ensure_documents(session: Session, project_id: int, sources: Sequence[str], batch_id: str | None = None) -> list[Document]:
+def ensure_documents(session: Session, project_id: int, sources: Sequence[str], batch_id: str | None = None) -> list[Any]:
     """The document rows of these sources, in no particular order. New ones are created pending,
     owned by `batch_id` at version 1; existing ones are returned as they are."""
     now = datetime.now(UTC)
     _insert_ignore(
         session, Document,
-        [{"project_id": project_id, "source": source, "status": "pending", "stage": Stage.EXTRACT.value,
+        [{"project_id": project_id, "source": source, "status": DocumentStatus.PENDING, "stage": Stage.EXTRACT,
           "attempts": 1, "version": 1, "batch_id": batch_id, "metadata": {}, "created_at": now, "updated_at": now}
          for source in sources],
         ["project_id", "source"],
     )  # fmt: skip
     columns = (Document.id, Document.source, Document.status, Document.batch_id, Document.version,
                Document.lease_expires_at, Document.claimed_by)  # fmt: skip
-    rows: list[Document] = []
+    rows: list[Any] = []  # (id, source, status, batch_id, version, lease_expires_at, claimed_by)
     if batch_id is not None:  # the new rows in one query; only existing ones are looked up by source
         rows.extend(session.execute(select(*columns).where(Document.batch_id == batch_id)).all())
     found = {row.source for row in rows}
@@ -390,18 +381,18 @@ def release_from_other_batches(session: Session, document_ids: Sequence[int], ba
             update(BatchDocument)
             .where(BatchDocument.document_id.in_(ids[offset : offset + 500]), BatchDocument.outcome.is_(None),
                    BatchDocument.batch_id != batch_id)
-            .values(outcome="cancelled", reason=f"taken over by batch {batch_id}")
+            .values(outcome=MirrorState.CANCELLED, reason=f"taken over by batch {batch_id}")
         )  # fmt: skip
 
 
 def set_user_metadata(session: Session, metadata: Mapping[int, dict[str, Any]]) -> None:
     for document_id, values in metadata.items():
-        document = session.get(Document, document_id)
+        document = session.get_one(Document, document_id)
         document.doc_metadata = {**(document.doc_metadata or {}), "user": values}
 
 
 def add_batch_documents(session: Session, batch_id: str, queued: Sequence[int], skipped: Mapping[int, str]) -> None:
     rows = [{"batch_id": batch_id, "document_id": d, "outcome": None, "reason": None} for d in queued]
-    rows += [{"batch_id": batch_id, "document_id": d, "outcome": "skipped", "reason": r[:500]} for d, r in skipped.items()]
+    rows += [{"batch_id": batch_id, "document_id": d, "outcome": MirrorState.SKIPPED, "reason": r[:500]} for d, r in skipped.items()]
     if rows:
-        session.execute(insert(BatchDocument.__table__), rows)
+        session.execute(insert(BatchDocument), rows)

@@ -9,23 +9,41 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+from legaldoc.lifecycle import AttemptOutcome, BatchStatus, DocumentStatus
+from legaldoc.models import Stage
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment stored in UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
 
 
 class Project(Base):
@@ -34,7 +52,7 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     entity_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Bumped by every write of the project's canonical entities; the entity-index cache compares it."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Batch(Base):
@@ -45,7 +63,7 @@ class Batch(Base):
     lock_name: Mapped[str] = mapped_column(String(200))
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     priority: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="running")
+    status: Mapped[str] = mapped_column(String(20), default=BatchStatus.RUNNING)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     manifest: Mapped[str | None] = mapped_column(String(2000))
     total: Mapped[int] = mapped_column(Integer, default=0)
@@ -54,8 +72,8 @@ class Batch(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     cancelled: Mapped[int] = mapped_column(Integer, default=0)
     errors_by_category: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
 
 
 class BatchDocument(Base):
@@ -87,7 +105,7 @@ class Document(Base):
     size: Mapped[int | None] = mapped_column(Integer)
     pages: Mapped[int | None] = mapped_column(Integer)
     ocr_pages: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=DocumentStatus.PENDING)
     stage: Mapped[str | None] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_category: Mapped[str | None] = mapped_column(String(20))
@@ -103,14 +121,22 @@ class Document(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped by every state change; the Redis mirror applies a change only if it is newer."""
     claimed_by: Mapped[str | None] = mapped_column(String(200))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"))
     processed_sha256: Mapped[str | None] = mapped_column(String(64))
     """The content whose every stage completed; `skip_processed` compares new content with it."""
     text: Mapped[str | None] = deferred(mapped_column(Text))
+
+    @property
+    def current_stage(self) -> Stage:
+        """The stage running or next (only a document that has finished has none)."""
+        if self.stage is None:
+            raise ValueError(f"document {self.id} is at no stage")
+        return Stage(self.stage)
+
     doc_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Page(Base):
@@ -201,10 +227,10 @@ class StageRun(Base):
     stage: Mapped[str] = mapped_column(String(20))
     attempt: Mapped[int] = mapped_column(Integer)
     worker: Mapped[str | None] = mapped_column(String(200))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
     duration_ms: Mapped[int | None] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    outcome: Mapped[str] = mapped_column(String(20), default=AttemptOutcome.RUNNING)
     error_category: Mapped[str | None] = mapped_column(String(20))
     error_message: Mapped[str | None] = mapped_column(Text)
     traceback_digest: Mapped[str | None] = mapped_column(String(64))

@@ -1,12 +1,13 @@
 """The Celery app, built from Settings by `create_app` (nothing happens at import).
 
-Queues, routing, priorities and time limits follow DESIGN.md. Tasks are thin: ids in, one service
-call, no pipeline logic. Messages are JSON only; results are not stored (state lives in the
+Queues, routing, priorities and time limits: docs/ARCHITECTURE.md. Tasks are thin: ids in, one
+service call, no pipeline logic. Messages are JSON only; results are not stored (state lives in the
 database and its Redis mirror), so the result backend only serves tools that expect one.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from urllib.parse import parse_qsl, urlsplit
 
 from celery import Celery, signals
@@ -15,9 +16,11 @@ from kombu import Queue as KombuQueue
 
 from legaldoc.config import Settings
 from legaldoc.errors import ErrorCategory, register_category
+from legaldoc.lifecycle import FAILURES
 from legaldoc.models import STAGES, Stage
 from legaldoc.queues import (
     CONSUME_ORDER,
+    DEFAULT_PRIORITY,
     FINALIZE_TASK,
     PRIORITY_NAMES,
     PRIORITY_STEPS,
@@ -30,6 +33,7 @@ from legaldoc.queues import (
     broker_priority,
     stage_task,
 )
+from legaldoc.services import batches
 from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import runtime
 
@@ -98,24 +102,17 @@ def _register(app: Celery, settings: Settings) -> None:
     for stage in STAGES:
         _register_stage(app, settings, stage)
 
-    @app.task(name=FINALIZE_TASK, queue=batch_queue(5).value, **_limits(settings, "control"))
+    @app.task(name=FINALIZE_TASK, queue=batch_queue(DEFAULT_PRIORITY).value, **_limits(settings, "control"))
     def finalize_batch(batch_id: str) -> str:
-        from legaldoc.services.batches import finalize_batch as finalize
-
-        return finalize(runtime(settings).database, runtime(settings).state, batch_id)["status"]
+        return batches.finalize_batch(runtime(settings), batch_id).status.value
 
     @app.task(name=SWEEP_TASK, queue=Queue.CLEANUP.value, **_limits(settings, "control"))
     def sweep() -> dict[str, int]:
-        from legaldoc.services.batches import sweep as run_sweep
-
-        rt = runtime(settings)
-        return run_sweep(settings, rt.database, rt.state, rt.broker)
+        return asdict(batches.sweep(runtime(settings)))
 
     @app.task(name=RETENTION_TASK, queue=Queue.CLEANUP.value, **_limits(settings, "control"))
     def retention() -> int:
-        from legaldoc.services.batches import retention as trim
-
-        return trim(settings, runtime(settings).state)
+        return batches.retention(runtime(settings))
 
 
 def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
@@ -123,9 +120,9 @@ def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
 
     def run_stage(document_id: int, stage_name: str, attempt: int) -> str:
         status = runtime(settings).runner.execute(document_id, Stage(stage_name), attempt).status
-        if status in ("failed", "retry"):
+        if status in FAILURES:
             stats.count_failure()
-        return status
+        return status.value
 
     run_stage.__name__ = run_stage.__qualname__ = f"run_{stage.value}"
     app.task(name=stage_task(stage), queue=queue, **_limits(settings, queue))(run_stage)

@@ -16,19 +16,19 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 from celery import signals
 
-from legaldoc.config import Settings, load_settings
+from legaldoc.config import load_settings
 from legaldoc.queues import CONSUME_ORDER, MOST_URGENT, RETENTION_TASK, SWEEP_TASK, Queue
+from legaldoc.services.wiring import Runtime
 from legaldoc.services.workers import parse_autoscale
-from legaldoc.state.broker import Broker, Message
-from legaldoc.state.connection import client_for
-from legaldoc.state.keys import Keys
-from legaldoc.state.locks import Lock
-from legaldoc.state.workers import Heartbeat, WorkerRegistry
+from legaldoc.state.broker import Message
+from legaldoc.state.workers import Heartbeat
 from legaldoc.tasks import stats
 from legaldoc.tasks.app import create_app
+from legaldoc.tasks.runtime import runtime
 
 log = logging.getLogger("legaldoc.worker")
 
@@ -36,15 +36,14 @@ log = logging.getLogger("legaldoc.worker")
 class Scheduler(threading.Thread):
     """Publishes the periodic cleanup tasks; one publisher per interval across all workers."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, rt: Runtime) -> None:
         super().__init__(name="legaldoc-scheduler", daemon=True)
-        self.settings = settings
+        self.rt = rt
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        broker = Broker(client_for(self.settings, "broker"))
-        lock = Lock(client_for(self.settings, "state"), Keys(self.settings.redis_prefix))
-        interval = self.settings.sweep_interval
+        broker, lock = self.rt.broker, self.rt.lock
+        interval = self.rt.settings.sweep_interval
         while not self.stopped.wait(interval):
             try:
                 if lock.acquire("sweep", ttl=interval * 0.9):
@@ -75,12 +74,11 @@ def resident_memory(pid: int) -> int:
 class Heartbeater(threading.Thread):
     """Writes this worker's heartbeat every interval, from Celery's own bookkeeping."""
 
-    def __init__(self, settings: Settings, heartbeat: Heartbeat) -> None:
+    def __init__(self, rt: Runtime, heartbeat: Heartbeat) -> None:
         super().__init__(name="legaldoc-heartbeat", daemon=True)
-        self.registry = WorkerRegistry(client_for(settings, "state"), Keys(settings.redis_prefix),
-                                       purge_after=settings.worker_purge_after)  # fmt: skip
+        self.registry = rt.registry
         self.heartbeat = heartbeat
-        self.consumer = None
+        self.consumer: Any = None  # celery.worker.consumer.Consumer; celery is untyped
         self.stopped = threading.Event()
 
     def refresh(self) -> None:
@@ -148,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     if autoscale:
         concurrency = autoscale[0]
     name = args.name or f"legaldoc-{os.getpid()}@{socket.gethostname()}"
-    scheduler = Scheduler(settings)
-    heartbeater = Heartbeater(settings, Heartbeat(
+    rt = runtime(settings)
+    scheduler = Scheduler(rt)
+    heartbeater = Heartbeater(rt, Heartbeat(
         name=name, host=socket.gethostname(), pid=os.getpid(), queues=ordered,
         concurrency=autoscale[1] if autoscale else concurrency, started=time.time(),
         interval=settings.heartbeat_interval, autoscale=list(autoscale) if autoscale else None,
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     stats.create()
 
     @signals.worker_ready.connect(weak=False)
-    def _start_threads(sender=None, **_: object) -> None:
+    def _start_threads(sender: object = None, **_: object) -> None:
         heartbeater.consumer = sender
         heartbeater.start()
         scheduler.start()

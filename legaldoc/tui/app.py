@@ -18,7 +18,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from legaldoc.errors import LegaldocError, ServiceUnavailable
-from legaldoc.services.monitor import DOCUMENT_STATES, BatchDetail, BatchRow, Dashboard, Monitor
+from legaldoc.lifecycle import ATTENTION_ORDER, MirrorState
+from legaldoc.services.monitor import BatchDetail, Dashboard, Monitor
+from legaldoc.services.summary import BatchSummary
 from legaldoc.tui import format as fmt
 
 DOCUMENTS_SHOWN = 2000  # rows of the batch screen's table; the filters reach every document
@@ -88,7 +90,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-def _progress(row: BatchRow, width: int = 16) -> Text:
+def _progress(row: BatchSummary, width: int = 16) -> Text:
     """Succeeded, skipped, failed and cancelled documents, then running ones (not counted as done)."""
     done = [(row.succeeded, "green"), (row.skipped, "cyan"), (row.failed, "red"), (row.cancelled, "grey50")]
     return fmt.progress(done, row.total, width, in_flight=(row.running, "yellow"))
@@ -113,7 +115,7 @@ class Header(Static):
     """One line: connection, active batches, documents/min, failures, workers, Redis memory."""
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -142,7 +144,7 @@ class DashboardScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
         self.query_one("#batches", DataTable).add_columns(
-            "batch", "name", "project", "pri", "progress", "done/total", "failed", "rate/min", "ETA", "age", "status")
+            "batch", "name", "project", "pri", "progress", "done/total", MirrorState.FAILED, "rate/min", "ETA", "age", "status")
         self.query_one("#queues", DataTable).add_columns("queue", "depth", "consumers", "processes", "oldest")
         self.query_one("#workers", DataTable).add_columns("worker", "queues", "conc", "active", "processed", "RSS", "seen")
         self.query_one("#errors", DataTable).add_columns("when", "batch", "doc", "stage", "category", "message")
@@ -164,9 +166,9 @@ class DashboardScreen(Screen):
             return
         needle = self.query_one("#filter", FilterInput).value.strip().lower()
         rows = [r for r in dashboard.batches
-                if _matches(needle, r.id, r.name, r.project, r.status, r.priority_name)]  # fmt: skip
+                if _matches(needle, r.batch_id, r.name, r.project, r.status, r.priority_name)]  # fmt: skip
         table = self.query_one("#batches", DataTable)
-        _fill(table, [(r.id, self._batch_cells(r, dashboard.at)) for r in rows])
+        _fill(table, [(r.batch_id, self._batch_cells(r)) for r in rows])
         shown = f"{len(rows)} shown" + (f" matching {needle!r}" if needle else "")
         table.border_title = f"Batches: {dashboard.active_count} active, {dashboard.batch_count} in Redis, {shown}"
         table.border_subtitle = "Enter: open the batch"
@@ -176,9 +178,9 @@ class DashboardScreen(Screen):
         self._stages(dashboard)
 
     @staticmethod
-    def _batch_cells(row: BatchRow, now: float) -> list[Any]:
+    def _batch_cells(row: BatchSummary) -> list[Any]:
         return [
-            row.id, fmt.clip(row.name, 28), row.project, f"{row.priority} {row.priority_name}", _progress(row),
+            row.batch_id, fmt.clip(row.name, 28), row.project, f"{row.priority} {row.priority_name}", _progress(row),
             f"{row.done}/{row.total}", Text(str(row.failed), style="red" if row.failed else "grey50"),
             fmt.rate(row.rate_per_minute), fmt.duration(row.eta_seconds) if row.active else "",
             fmt.duration(row.age_seconds), fmt.status(row.status),
@@ -216,10 +218,11 @@ class DashboardScreen(Screen):
             lines.append(f"  {failed} docs failed\n" if failed else "\n", style="bold")
         self.query_one("#error-bars", Static).update(lines)
         rows = []
-        for i, e in enumerate(dashboard.recent_errors):
-            when = f"{fmt.duration(dashboard.at - float(e.get('at') or dashboard.at))} ago"
-            rows.append((str(i), [when, e.get("batch_id", ""), str(e.get("document_id", "")), e.get("stage", ""),
-                                  fmt.category(e.get("category")), fmt.clip(e.get("message"), 120)]))  # fmt: skip
+        for i, recent in enumerate(dashboard.recent_errors):
+            e = recent.error
+            when = f"{fmt.duration(dashboard.at - (e.at or dashboard.at))} ago"
+            rows.append((str(i), [when, recent.batch_id, str(recent.document_id), e.stage, fmt.category(e.category),
+                                  fmt.clip(e.message, 120)]))  # fmt: skip
         _fill(self.query_one("#errors", DataTable), rows)
 
     def _stages(self, dashboard: Dashboard) -> None:
@@ -231,7 +234,8 @@ class DashboardScreen(Screen):
 
     @on(DataTable.RowSelected, "#batches")
     def selected(self, event: DataTable.RowSelected) -> None:
-        self.app.push_screen(BatchScreen(event.row_key.value))
+        if event.row_key.value is not None:
+            self.app.push_screen(BatchScreen(event.row_key.value))
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", FilterInput)
@@ -271,7 +275,7 @@ def _fill(table: DataTable, rows: list[tuple[str, list[Any]]]) -> None:
         table.scroll_to(y=scroll, animate=False, immediate=True)
 
 
-class BatchScreen(Screen):
+class BatchScreen(Screen[None]):
     """One batch: its progress, every document (filterable) and its failures grouped by category."""
 
     BINDINGS = [
@@ -286,7 +290,7 @@ class BatchScreen(Screen):
         super().__init__()
         self.batch_id = batch_id
         self.detail: BatchDetail | None = None
-        self.state_filter: str | None = None
+        self.state_filter: MirrorState | None = None
         self.refreshes = 0
         self.problem: str | None = None
 
@@ -349,7 +353,7 @@ class BatchScreen(Screen):
         self.detail = detail
         row = detail.batch
         summary = Text.assemble(
-            (row.name or row.id, "bold"), ("  │  ", "grey42"), f"batch {row.id}", ("  │  ", "grey42"), f"project {row.project}",
+            (row.name or row.batch_id, "bold"), ("  │  ", "grey42"), f"batch {row.batch_id}", ("  │  ", "grey42"), f"project {row.project}",
             ("  │  ", "grey42"), f"priority {row.priority} {row.priority_name}", ("  │  ", "grey42"), fmt.status(row.status),
             ("  │  ", "grey42"), f"age {fmt.duration(row.age_seconds)}",
             ("" if detail.live else "  (from the database: Redis no longer holds this batch)", "yellow"), "\n",
@@ -362,8 +366,8 @@ class BatchScreen(Screen):
         needle = self.query_one("#filter", FilterInput).value.strip().lower()
         shown = [d for d in detail.documents
                  if (self.state_filter is None or d.state == self.state_filter)
-                 and _matches(needle, d.id, d.source, d.state, d.stage, d.category, d.message)]  # fmt: skip
-        rows = [(str(d.id), [str(d.id), fmt.status(d.state), d.stage or "", fmt.category(d.category),
+                 and _matches(needle, d.document_id, d.source, d.state, d.stage, d.category, d.message)]  # fmt: skip
+        rows = [(str(d.document_id), [str(d.document_id), fmt.status(d.state), d.stage or "", fmt.category(d.category),
                              "" if d.attempts is None else str(d.attempts), fmt.clip_path(d.source, 60), fmt.clip(d.message, 100)])
                 for d in shown[:DOCUMENTS_SHOWN]]  # fmt: skip
         _fill(self.query_one("#documents", DataTable), rows)
@@ -392,9 +396,10 @@ class BatchScreen(Screen):
         self.app.pop_screen()
 
     def action_cycle_state(self) -> None:
-        order = [None, *DOCUMENT_STATES]
+        order: list[MirrorState | None] = [None, *ATTENTION_ORDER]
         self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
         self.show(self.detail)
+
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", FilterInput)
@@ -413,23 +418,29 @@ class BatchScreen(Screen):
         failed = self.detail.batch.failed if self.detail else 0
         question = (f"Recover batch {self.batch_id}? Its {failed} failed documents of the categories TRANSIENT, "
                     "RATE_LIMIT, RESOURCE and PERMANENT run again from the stage that failed.")  # fmt: skip
-        self.app.push_screen(ConfirmScreen(question), lambda yes: yes and self.run_action("recover"))
+        self.app.push_screen(ConfirmScreen(question), lambda yes: self.confirmed("recover", yes))
 
     def action_cancel(self) -> None:
         question = f"Cancel batch {self.batch_id}? Documents not started end as cancelled; running ones finish."
-        self.app.push_screen(ConfirmScreen(question), lambda yes: yes and self.run_action("cancel"))
+        self.app.push_screen(ConfirmScreen(question), lambda yes: self.confirmed("cancel", yes))
+
+    def confirmed(self, action: str, yes: bool | None) -> None:
+        if yes:
+            self.act(action)
 
     @work(thread=True, group="action")
-    def run_action(self, action: str) -> None:
+    def act(self, action: str) -> None:
         app: MonitorApp = self.app  # type: ignore[assignment]
         try:
             if action == "recover":
-                result = app.monitor.recover(self.batch_id)
-                left = ", ".join(f"{k} {v}" for k, v in result["left_failed"].items())
-                message = f"re-queued {result['requeued']} documents" + (f"; left failed: {left} (use legaldoc recover --all)" if left else "")
+                recovery = app.monitor.recover(self.batch_id)
+                result = recovery.as_json()
+                left = ", ".join(f"{k} {v}" for k, v in recovery.left_failed.items())
+                message = f"re-queued {recovery.requeued} documents" + (f"; left failed: {left} (use legaldoc recover --all)" if left else "")
             else:
-                result = app.monitor.cancel(self.batch_id)
-                message = f"cancelled {result['cancelled_now']} documents; {result['running']} running finish"
+                cancelled = app.monitor.cancel(self.batch_id)
+                result = cancelled.as_json()
+                message = f"cancelled {cancelled.cancelled_now} documents; {cancelled.summary.running} running finish"
         except LegaldocError as error:
             app.call_from_thread(app.notify, str(error), title=f"{action} failed", severity="error", timeout=10)
             return

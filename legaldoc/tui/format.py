@@ -6,14 +6,17 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
+from legaldoc.lifecycle import BatchStatus, MirrorState
+
 SPARKS = "▁▂▃▄▅▆▇█"
 CATEGORY_STYLE = {
     "TRANSIENT": "yellow", "RATE_LIMIT": "magenta", "RESOURCE": "bright_red", "CONFIGURATION": "cyan",
     "DATA": "red", "PERMANENT": "bold red",
 }  # fmt: skip
-STATUS_STYLE = {
-    "queued": "dim", "running": "bold green", "cancelling": "yellow", "finished": "", "cancelled": "dim",
-    "pending": "dim", "succeeded": "green", "failed": "red", "skipped": "cyan", "moved": "dim",
+STATUS_STYLE: dict[str, str] = {  # batch statuses and document states (some share a name)
+    BatchStatus.RUNNING: "bold green", BatchStatus.CANCELLING: "yellow", BatchStatus.FINISHED: "",
+    BatchStatus.CANCELLED: "dim", MirrorState.PENDING: "dim", MirrorState.SUCCEEDED: "green", MirrorState.FAILED: "red",
+    MirrorState.SKIPPED: "cyan",
 }  # fmt: skip
 
 

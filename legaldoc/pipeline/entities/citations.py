@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING, cast
 
 from legaldoc.models import EntityType
 from legaldoc.pipeline.entities.base import MentionSink, squash
+
+if TYPE_CHECKING:
+    from eyecite.models import CaseCitation, FullCaseCitation, FullLawCitation
 
 logging.getLogger("eyecite").setLevel(logging.ERROR)
 
@@ -49,14 +53,14 @@ def _rule_mentions(sink: MentionSink) -> None:
                  rule=number, subdivision=sub or None)  # fmt: skip
 
 
-def _case_key(citation) -> str:
+def _case_key(citation: CaseCitation) -> str:
     groups = citation.groups
     reporter = citation.corrected_reporter() if hasattr(citation, "corrected_reporter") else groups.get("reporter")
     page = groups.get("page") or "___"
     return squash(f"{groups.get('volume')} {reporter} {page}")
 
 
-def _law_key(citation) -> str:
+def _law_key(citation: FullLawCitation) -> str:
     groups = citation.groups
     reporter = citation.corrected_reporter() if hasattr(citation, "corrected_reporter") else groups.get("reporter")
     title = groups.get("title") or groups.get("chapter") or ""
@@ -64,7 +68,7 @@ def _law_key(citation) -> str:
     return squash(f"{title} {reporter} § {section}")
 
 
-def _case_name_span(text: str, citation) -> tuple[int, int, str] | None:
+def _case_name_span(text: str, citation: FullCaseCitation) -> tuple[int, int, str] | None:
     """The 'Plaintiff v. Defendant' before a full case citation, when eyecite found both names."""
     meta = citation.metadata
     if not (getattr(meta, "plaintiff", None) and getattr(meta, "defendant", None)):
@@ -86,6 +90,7 @@ def citation_mentions(sink: MentionSink) -> None:
         FullCaseCitation,
         FullLawCitation,
         IdCitation,
+        Resource,
         ShortCaseCitation,
         SupraCitation,
         UnknownCitation,
@@ -97,7 +102,7 @@ def citation_mentions(sink: MentionSink) -> None:
     try:
         for resource, members in resolve_citations(citations).items():
             for member in members:
-                resolved_to[id(member)] = resource.citation
+                resolved_to[id(member)] = cast(Resource, resource).citation  # default resolver keys by Resource
     except Exception:  # resolution is a bonus; a resolver bug must not lose the citations
         resolved_to = {}
 

@@ -64,7 +64,7 @@ def _case_name_normalized(name: str) -> str:
     return " v. ".join(sides).strip(" ,")
 
 
-def _add_case_name(sink: MentionSink, start: int, end: int, extractor: str, confidence: float, **attrs) -> None:
+def _add_case_name(sink: MentionSink, start: int, end: int, extractor: str, confidence: float, **attrs: object) -> None:
     """A case name of this document and the parties on each side of it."""
     raw = sink.text[start:end]
     normalized = _case_name_normalized(raw)
@@ -203,7 +203,7 @@ _COUNSEL_HEADER = re.compile(
 _HONORIFIC = re.compile(rf"\b(?:Mr|Ms|Mrs|Dr|Miss)\.?[ \t]+(?P<name>{PERSON_NAME}|[A-Z][a-z]+(?:['’\-][A-Za-z]+)?)")
 
 
-def _person_or_org(sink: MentionSink, start: int, end: int, person_type: EntityType, confidence: float, **attrs) -> None:
+def _person_or_org(sink: MentionSink, start: int, end: int, person_type: EntityType, confidence: float, **attrs: object) -> None:
     name = sink.text[start:end]
     if _is_person_name(name, listed=True):
         sink.add(person_type, start, end, normalize_person(name), "rules", confidence, **attrs)

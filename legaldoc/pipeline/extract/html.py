@@ -27,7 +27,7 @@ class _TextCollector(HTMLParser):
         if line or (self.lines and self.lines[-1]):
             self.lines.append(line)
 
-    def handle_starttag(self, tag: str, attrs) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP:
             self.skip_depth += 1
         elif tag == "pre":
@@ -38,7 +38,7 @@ class _TextCollector(HTMLParser):
         elif tag in _CELL:
             self.current.append("  ")
 
-    def handle_startendtag(self, tag: str, attrs) -> None:
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _BLOCK:
             self._break()
 

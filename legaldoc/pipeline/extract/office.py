@@ -8,11 +8,15 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from legaldoc.config import Settings
 from legaldoc.errors import DataError, DocumentTooLarge, StageTimeout
 from legaldoc.models import ExtractedDocument
 from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
+
+if TYPE_CHECKING:
+    from docx.document import Document as DocxDocument
 
 _MAX_COMPRESSION_RATIO = 200
 
@@ -36,7 +40,7 @@ def _guard_zip(data: bytes, source: str, settings: Settings) -> None:
         raise DataError(f"{source} is a zip file without word/document.xml, not a DOCX")
 
 
-def _docx_blocks(document) -> list[str]:
+def _docx_blocks(document: DocxDocument) -> list[str]:
     """Paragraphs and table rows of the body, in document order."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph

@@ -1,0 +1,140 @@
+"""What the commands, their `--json` and the dashboard show of batches and their documents:
+typed rows built from the live mirror in Redis or from the database, the same either way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from legaldoc.lifecycle import IN_PROGRESS, BatchStatus, DocumentStatus, MirrorState
+from legaldoc.queues import priority_name
+from legaldoc.storage.tables import Batch
+
+
+def rate_and_eta(finished: int, total: int, start: float | None, finished_at: float | None,
+                 now: float) -> tuple[float | None, float | None]:  # fmt: skip
+    """Documents per minute over the batch's own finished documents (from `start`, until it
+    finished or now), and the seconds left at that rate; None where unknown."""
+    end = finished_at or now
+    rate = finished / (end - start) * 60 if start and end > start and finished else None
+    remaining = total - finished
+    eta = remaining / rate * 60 if rate and remaining and not finished_at else None
+    return (round(rate, 2) if rate else None), (round(eta, 1) if eta else None)
+
+
+def _number(value: str | None) -> int:
+    return int(float(value)) if value else 0
+
+
+def _moment(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """One batch: its counts by state, errors by category, rate and ETA at `now`."""
+
+    batch_id: str
+    name: str
+    project: str
+    priority: int
+    status: BatchStatus
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    skipped: int
+    cancelled: int
+    errors_by_category: dict[str, int]
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    now: float
+    live: bool  # read from the Redis mirror; False: from the database
+    rate_per_minute: float | None = field(init=False)
+    eta_seconds: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        rate, eta = rate_and_eta(self.done, self.total, self.started_at or self.created_at, self.finished_at, self.now)
+        object.__setattr__(self, "rate_per_minute", rate)
+        object.__setattr__(self, "eta_seconds", eta)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.skipped + self.cancelled
+
+    @property
+    def open(self) -> int:
+        return self.pending + self.running
+
+    @property
+    def active(self) -> bool:
+        return self.status in IN_PROGRESS
+
+    @property
+    def priority_name(self) -> str:
+        return priority_name(self.priority)
+
+    @property
+    def age_seconds(self) -> float:
+        return max(0.0, self.now - (self.created_at or self.now))
+
+    @classmethod
+    def from_live(cls, batch_id: str, fields: Mapping[str, str], now: float) -> BatchSummary:
+        """From the batch's Redis hash (the dashboard builds hundreds per refresh: no detours)."""
+        get = fields.get
+        errors = {k[7:]: int(v) for k, v in fields.items() if k.startswith("errors:") and v != "0"}
+        return cls._of({state: _number(get(state)) for state in MirrorState}, batch_id=batch_id, name=get("name") or "",
+                       project=get("project") or "", priority=_number(get("priority")),
+                       status=BatchStatus(get("status") or BatchStatus.RUNNING), total=_number(get("total")),
+                       errors_by_category=dict(sorted(errors.items())), created_at=_moment(get("created_at")),
+                       started_at=_moment(get("started_at")), finished_at=_moment(get("finished_at")), now=now,
+                       live=True)  # fmt: skip
+
+    @classmethod
+    def from_database(cls, batch: Batch, project: str, counts: Mapping[MirrorState, int], errors: Mapping[str, int],
+                      now: float) -> BatchSummary:  # fmt: skip
+        return cls._of(counts, batch_id=batch.id, name=batch.name, project=project, priority=batch.priority,
+                       status=BatchStatus(batch.status), total=sum(counts.values()), errors_by_category=dict(errors),
+                       created_at=batch.created_at.timestamp(), started_at=None,
+                       finished_at=batch.finished_at.timestamp() if batch.finished_at else None, now=now, live=False)  # fmt: skip
+
+    @classmethod
+    def _of(cls, counts: Mapping[MirrorState, int], **fields: Any) -> BatchSummary:
+        return cls(pending=counts[MirrorState.PENDING], running=counts[MirrorState.RUNNING],
+                   succeeded=counts[MirrorState.SUCCEEDED], failed=counts[MirrorState.FAILED],
+                   skipped=counts[MirrorState.SKIPPED], cancelled=counts[MirrorState.CANCELLED], **fields)  # fmt: skip
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id, "name": self.name, "project": self.project, "priority": self.priority,
+            "status": self.status.value, "total": self.total, **{s.value: getattr(self, s) for s in MirrorState},
+            "errors_by_category": self.errors_by_category, DocumentStatus.DONE.value: self.done,
+            "rate_per_minute": self.rate_per_minute, "eta_seconds": self.eta_seconds,
+            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """One document of a batch: its state in the batch, stage, attempts and, when it failed, why."""
+
+    document_id: int
+    source: str
+    state: MirrorState
+    stage: str | None = None
+    attempts: int | None = None
+    category: str | None = None
+    message: str | None = None
+    reason: str | None = None  # why it was skipped or cancelled
+
+    def as_json(self) -> dict[str, Any]:
+        running = self.state is MirrorState.RUNNING
+        row: dict[str, Any] = {"document_id": self.document_id, "source": self.source, "state": self.state.value,
+                               "stage": self.stage if running else None, "attempts": self.attempts,
+                               "reason": self.reason}  # fmt: skip
+        if self.state is MirrorState.FAILED:
+            row["error"] = {"category": self.category, "stage": self.stage, "message": self.message}
+        return row

@@ -1,0 +1,110 @@
+"""The one place that turns Settings into what the use cases talk to: the database, the Redis
+clients of each role, the batch state mirror, the broker, locks, the worker registry, the
+result cache and the stage runner. Commands, screens and worker processes each build one
+`Runtime`; every part is made on first use, so a command that never touches Redis never connects.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import redis
+
+from legaldoc.config import Settings
+from legaldoc.errors import ServiceUnavailable
+from legaldoc.state.batches import BatchState
+from legaldoc.state.broker import Broker
+from legaldoc.state.cache import ResultCache
+from legaldoc.state.connection import client, describe
+from legaldoc.state.keys import Keys
+from legaldoc.state.locks import Lock
+from legaldoc.state.workers import WorkerRegistry
+from legaldoc.storage.db import Database
+
+if TYPE_CHECKING:
+    from legaldoc.services.stages import StageRunner
+
+log = logging.getLogger("legaldoc.runtime")
+
+
+class Runtime:
+    """Everything one process talks to, built once from its Settings.
+
+    `interactive` clients time out within seconds (a screen notices a lost server at once); the
+    default ones wait longer, as workers and batch commands should.
+    """
+
+    def __init__(self, settings: Settings, *, interactive: bool = False) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self.interactive = interactive
+
+    def client(self, role: str) -> redis.Redis:
+        """The Redis client of a role: broker, result, cache, ratelimit or state."""
+        return client(self.settings.redis_url_for(role), interactive=self.interactive)
+
+    def where(self, role: str = "state") -> str:
+        """The Redis of a role, safe to show (no password)."""
+        return describe(self.settings.redis_url_for(role))
+
+    @cached_property
+    def database(self) -> Database:
+        return Database(self.settings.resolved_database_url)
+
+    @cached_property
+    def state(self) -> BatchState:
+        return BatchState(self.client("state"), self.keys,
+                          retention_seconds=int(self.settings.batch_retention_days * 86400))  # fmt: skip
+
+    @cached_property
+    def broker(self) -> Broker:
+        return Broker(self.client("broker"))
+
+    @cached_property
+    def lock(self) -> Lock:
+        return Lock(self.client("state"), self.keys)
+
+    @cached_property
+    def registry(self) -> WorkerRegistry:
+        return WorkerRegistry(self.client("state"), self.keys, purge_after=self.settings.worker_purge_after)
+
+    @cached_property
+    def cache(self) -> ResultCache:
+        return ResultCache(self.client("cache"), self.keys, ttl_seconds=self.settings.cache_ttl_days * 86400,
+                           compress_above=self.settings.cache_compress_above)  # fmt: skip
+
+    @cached_property
+    def runner(self) -> StageRunner:
+        from legaldoc.services.stages import StageRunner
+
+        return StageRunner(self.settings, self.database, mirror=self.state, broker=self.broker, cache=self.cache)
+
+    def open_database(self) -> Runtime:
+        """Open (and migrate) the database now, so a broken one fails before any work starts."""
+        _ = self.database
+        return self
+
+    def require(self, *roles: str) -> Runtime:
+        """Check that the Redis of each role answers; ServiceUnavailable naming it otherwise."""
+        for role in roles or ("state", "broker"):
+            try:
+                self.client(role).ping()
+            except redis.RedisError as exc:
+                raise ServiceUnavailable(
+                    f"cannot reach Redis at {self.where(role)}: {exc}",
+                    hint="start redis-server, set LEGALDOC_REDIS_URL, or use `legaldoc run` which starts its own",
+                ) from None
+        return self
+
+    @cached_property
+    def mirror(self) -> BatchState | None:
+        """The live state when its Redis answers (asked once), else None: reads fall back to the
+        database, which holds everything the mirror does."""
+        try:
+            self.require("state")
+        except ServiceUnavailable as error:
+            log.info("%s; reading the database alone", error.message)
+            return None
+        return self.state
