@@ -109,14 +109,14 @@ def round_trips(monitor: Monitor) -> tuple[int, list[str]]:
 
     redis.connection.Connection.send_packed_command = counting
     try:
-        monitor.state_client.config_resetstat()
-        monitor.broker_client.config_resetstat()
+        monitor.runtime.client("state").config_resetstat()
+        monitor.runtime.client("broker").config_resetstat()
         sent.clear()
         monitor.dashboard()
         trips = len(sent)
     finally:
         redis.connection.Connection.send_packed_command = original
-    commands = sorted((set(monitor.state_client.info("commandstats")) | set(monitor.broker_client.info("commandstats"))) - {"cmdstat_config|resetstat"})
+    commands = sorted((set(monitor.runtime.client("state").info("commandstats")) | set(monitor.runtime.client("broker").info("commandstats"))) - {"cmdstat_config|resetstat"})
     return trips, [c.removeprefix("cmdstat_") for c in commands]
 
 
