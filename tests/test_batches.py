@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import redis
 
 from legaldoc.services import batches as service
@@ -12,10 +10,9 @@ from tests.batchkit import connect, nef_copies, write_manifest
 from tests.conftest import DOCUMENTS, SAMPLES
 
 
-def test_corpus_batch_counters_equal_database_and_replay_changes_nothing(batch_settings, start_worker, tmp_path):
+def test_corpus_batch_counters_equal_database(batch_settings, start_worker, tmp_path):
     """Given the whole documents/ corpus as one batch, When a real worker runs it, Then the Redis
-    counters equal the database's document states, and replaying every recorded transition (in any
-    order) changes no counter and no document state."""
+    counters equal the database's document states and the batch summary agrees."""
     cluster = connect(batch_settings)
     manifest = write_manifest(tmp_path / "corpus.yaml", [{"glob": f"{DOCUMENTS}/*"}], name="corpus")
     submitted = cluster.submit(manifest)
@@ -48,15 +45,6 @@ def test_corpus_batch_counters_equal_database_and_replay_changes_nothing(batch_s
     # The batch summary written by finalize_batch agrees.
     stored = cluster.stored(submitted.batch_id)
     assert stored["status"] == "finished" and stored["succeeded"] == final["succeeded"] and stored["failed"] == final["failed"]
-
-    batch_hash = cluster.state.read(submitted.batch_id)
-    events = cluster.state.events(submitted.batch_id)
-    assert len(events) >= len(rows) * 2
-    random.Random(7).shuffle(events)
-    results = [cluster.state.replay(event, submitted.batch_id) for event in events]
-    assert set(results) == {0}
-    assert cluster.state.read(submitted.batch_id) == batch_hash
-    assert cluster.live(submitted.batch_id)[0] == live
 
 
 def test_same_manifest_twice_skips_every_document(batch_settings, start_worker, tmp_path):

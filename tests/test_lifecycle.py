@@ -1,23 +1,33 @@
 """The one vocabulary: the completion rule, the Lua scripts' states spelt as the enums spell them,
-their headers naming what callers pass, and every command keeping batches for the retention set."""
+their headers naming what callers pass, transitions idempotent and order-proof, and every command
+keeping batches for the retention set."""
 
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
 import pytest
 import redis
 
+from legaldoc.errors import ErrorCategory
 from legaldoc.lifecycle import (
+    Attempt,
+    AttemptOutcome,
     BatchStatus,
     DocumentStatus,
+    Failure,
     MirrorState,
+    Transition,
     mirror_state,
     settled_status,
 )
+from legaldoc.models import STAGES
 from legaldoc.services.monitor import Monitor
+from legaldoc.state.batches import BatchState
+from legaldoc.state.keys import Keys
 from legaldoc.state.scripts import Script
 from tests.batchkit import nef_copies, write_manifest
 from tests.conftest import settings_env
@@ -69,6 +79,61 @@ def test_scripts_refuse_missing_or_unknown_names(redis_url):
     assert script({"lock": "legaldoc:lock:nothing"}, {"token": "t"}) == 0
     with pytest.raises(TypeError, match="expected"):
         script({"lock": "x"}, {"token": "t", "extra": 1})
+
+
+def _lives(document_id: int, batch_id: str, fails_at: int | None) -> list[Transition]:
+    """Every transition of one document through the stages: started, each stage done; or a retry
+    then a failure for good at stage `fails_at`."""
+    changes = [Transition(document_id, batch_id, 1, MirrorState.RUNNING, STAGES[0])]
+    for n, stage in enumerate(STAGES):
+        version = len(changes) + 1
+        if n == fails_at:
+            failure = Failure(ErrorCategory.TRANSIENT, "reset")
+            changes.append(Transition(document_id, batch_id, version, MirrorState.RUNNING, stage,
+                                      Attempt(stage, 1, AttemptOutcome.RETRY, 10, failure)))  # fmt: skip
+            changes.append(Transition(document_id, batch_id, version + 1, MirrorState.FAILED, stage,
+                                      Attempt(stage, 2, AttemptOutcome.FAILED, 10, failure)))  # fmt: skip
+            return changes
+        last = n == len(STAGES) - 1
+        changes.append(Transition(document_id, batch_id, version, MirrorState.SUCCEEDED if last else MirrorState.RUNNING,
+                                  None if last else STAGES[n + 1], Attempt(stage, 1, AttemptOutcome.DONE, 20 + n)))  # fmt: skip
+    return changes
+
+
+def _mirror(client: redis.Redis, keys: Keys, batch_id: str) -> tuple:
+    return (client.hgetall(keys.batch(batch_id)), client.hgetall(keys.batch_docs(batch_id)),
+            client.hgetall(keys.batch_errors(batch_id)))  # fmt: skip
+
+
+def test_transitions_are_idempotent_and_order_proof(redis_url):
+    """Given the transitions of 30 documents (some failing at some stage), When they are applied in
+    order, then all again in a random order, Then nothing changes; and applied in a random order to
+    a fresh batch they end in the same state; the last one reports the batch settleable."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys("replay:")
+    state = BatchState(client, keys, retention_seconds=3600)
+    rng = random.Random(7)
+    fields = {"name": "replay", "project": "p", "priority": 5, "status": BatchStatus.RUNNING, "created_at": 1.0}
+    lives = {d: _lives(d, "", rng.choice([None, None, 1, 3])) for d in range(1, 31)}
+    ends = {}
+    for batch_id in ("in-order", "shuffled"):
+        state.init_batch(batch_id, fields, {d: (0, MirrorState.PENDING) for d in lives})
+        changes = [Transition(t.document_id, batch_id, t.version, t.state, t.stage, t.attempt)
+                   for life in lives.values() for t in life]  # fmt: skip
+        if batch_id == "shuffled":
+            rng.shuffle(changes)
+        settleable = set()
+        for t in changes:
+            settleable |= state.apply_transitions([t], now=100.0)
+        assert settleable == {batch_id}
+        ends[batch_id] = _mirror(client, keys, batch_id)
+        rng.shuffle(changes)
+        assert state.apply_transitions(changes, now=200.0) == set()
+        assert _mirror(client, keys, batch_id) == ends[batch_id]
+    live = {k.decode(): v.decode() for k, v in ends["in-order"][0].items()}
+    failed = sum(1 for life in lives.values() if life[-1].state is MirrorState.FAILED)
+    assert (int(live["succeeded"]), int(live["failed"]), int(live["pending"]), int(live["running"])) == (30 - failed, failed, 0, 0)
+    assert ends["in-order"][1] == ends["shuffled"][1] and ends["in-order"][2].keys() == ends["shuffled"][2].keys()
 
 
 def _ttl(redis_url: str, prefix: str, batch_id: str) -> int:

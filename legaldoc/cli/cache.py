@@ -40,7 +40,7 @@ def warm(
         with handled():
             report = service.warm_project(rt, project, batch_id=batch, progress=advance)
     if json_output:
-        emit_json(report.public())
+        emit_json(report.as_json())
         return
     note(f"project {project}: entity index of {report.entities} entities ({report.entity_types} types); "
          f"extraction results of {report.documents} documents ({report.extractions_inline} inline, "
@@ -57,7 +57,7 @@ def stats(
     with handled():
         found = rt.require("cache").cache.stats()
     if json_output:
-        emit_json([entry.public() for entry in found])
+        emit_json([entry.as_json() for entry in found])
         return
     table = Table("namespace", "hits", "misses", "from database", "hit rate", "keys", "memory", box=None)
     for entry in found:

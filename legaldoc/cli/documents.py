@@ -51,7 +51,7 @@ def process(
             counts[report.status] += 1
             progress.advance(task)
             if json_output:
-                emit_json(report.as_dict())
+                emit_json(report.as_json())
                 continue
             detail = report.source if report.error is None else f"{report.source}\n  {report.error.category}: {report.error.message}"
             table.add_row(str(report.document_id or "-"), report.status, str(report.pages), str(report.ocr_pages),

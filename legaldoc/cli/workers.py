@@ -86,7 +86,7 @@ def start(
     with handled():
         heartbeat = service.wait_for_heartbeat(registry, detached)
     if json_output:
-        emit_json(heartbeat.public() | {"log": str(detached.log)})
+        emit_json(heartbeat.as_json() | {"log": str(detached.log)})
         return
     sys.stdout.write(f"{heartbeat.name}\n")
     note(f"worker {heartbeat.name} started (pid {heartbeat.pid}) on {', '.join(heartbeat.queues)} with "
@@ -102,7 +102,7 @@ def status(
     workers = _registry(rt).workers()
     now = time.time()
     if json_output:
-        emit_json([w.public(now) for w in workers])
+        emit_json([w.as_json(now) for w in workers])
         return
     if not workers:
         note("no workers have sent a heartbeat; start one with: legaldoc workers start")

@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,6 @@ from legaldoc.lifecycle import (
     Attempt,
     AttemptOutcome,
     BatchStatus,
-    DocumentStatus,
     Failure,
     MirrorState,
     Transition,
@@ -64,12 +63,10 @@ class Submitted:
     total: int
     queued: int
     skipped: int
-    finished: bool = False
-    warnings: list[str] = field(default_factory=list)
+    finished: bool = False  # settled at once: nothing to run
 
     def as_json(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "name": self.name, "project": self.project, "priority": self.priority,
-                "total": self.total, DocumentStatus.QUEUED.value: self.queued, MirrorState.SKIPPED.value: self.skipped}  # fmt: skip
+        return {k: v for k, v in asdict(self).items() if k != "finished"}
 
 
 def new_batch_id() -> str:

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -187,10 +187,8 @@ class WarmReport:
     extractions_by_reference: int = 0
     seconds: float = 0.0
 
-    def public(self) -> dict[str, object]:
-        return {"project": self.project, "entity_types": self.entity_types, "entities": self.entities,
-                "documents": self.documents, "extractions_inline": self.extractions_inline,
-                "extractions_by_reference": self.extractions_by_reference, "seconds": round(self.seconds, 3)}  # fmt: skip
+    def as_json(self) -> dict[str, object]:
+        return asdict(self) | {"seconds": round(self.seconds, 3)}
 
 
 def _project_id(session: Session, name: str) -> int:

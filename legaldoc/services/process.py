@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,8 @@ class DocumentReport:
     entities: int = 0
     relationships: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "document_id": self.document_id, "source": self.source, "status": self.status,
-            "error": self.error.model_dump(mode="json") if self.error else None, "pages": self.pages,
-            "ocr_pages": self.ocr_pages, "chunks": self.chunks, "mentions": self.mentions,
-            "entities": self.entities, "relationships": self.relationships,
-        }  # fmt: skip
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"error": self.error.model_dump(mode="json") if self.error else None}
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:

@@ -3,8 +3,8 @@ state change through one Lua script, `settle` copies the batch status the databa
 
 The transition script is idempotent and order-proof: each change carries the document's database
 version and is applied only when newer than what the mirror holds, so a replayed or late change
-does nothing. It moves the batch counters only when a document's state class really changes,
-records the metrics the change carries, and appends it to the batch's event stream.
+does nothing. It moves the batch counters only when a document's state class really changes, and
+records the metrics the change carries.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, 
 from legaldoc.state.keys import Keys
 from legaldoc.state.scripts import Script
 
-EVENTS_MAXLEN = 20000
 UNKNOWN_BATCH, STALE, APPLIED, SETTLEABLE = -1, 0, 1, 2  # what the transition script returns
 
 
@@ -67,51 +66,8 @@ class DocumentState:
         return cls(int(version), MirrorState(state), stage or None, category or None)
 
 
-@dataclass(frozen=True)
-class _Change:
-    """The arguments of the transition script for one change (what the event stream records)."""
-
-    batch_id: str
-    document: int
-    version: int
-    state: str
-    stage: str = ""
-    category: str = ""
-    error: str = ""
-    stage_member: str = ""
-    error_member: str = ""
-    metric_stage: str = ""
-
-    @classmethod
-    def of(cls, transition: Transition, now: float) -> _Change:
-        """The change, with the metric entries of the attempt it ends: ``doc|attempt|ms|outcome``
-        (stage durations), ``doc|stage|attempt`` (failed attempts) and the error note."""
-        t, attempt, batch_id = transition, transition.attempt, transition.batch_id
-        assert batch_id is not None
-        change = cls(batch_id, t.document_id, t.version, t.state, t.stage or "")
-        if attempt is None:
-            return change
-        failure = attempt.failure
-        return cls(
-            batch_id, t.document_id, t.version, t.state, t.stage or attempt.stage,
-            category=failure.category if failure else "", metric_stage=attempt.stage,
-            stage_member="" if attempt.elapsed_ms is None
-            else f"{t.document_id}|{attempt.number}|{attempt.elapsed_ms}|{attempt.outcome}",
-            error_member=f"{t.document_id}|{attempt.stage}|{attempt.number}" if failure else "",
-            error=ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
-                            attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
-            if failure else "",
-        )  # fmt: skip
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, str], batch_id: str) -> _Change:
-        return cls(batch_id, int(event["doc"]), int(event["version"]), event["state"], event["stage"],
-                   event["category"], event["err"], event["stage_member"], event["error_member"],
-                   event.get("metric_stage", ""))  # fmt: skip
-
-
 def _text(fields: Any) -> dict[str, str]:
-    """A hash (or stream entry) as redis-py returns it, decoded."""
+    """A hash as redis-py returns it, decoded."""
     return {k.decode(): v.decode() for k, v in fields.items()}
 
 
@@ -127,19 +83,27 @@ class BatchState:
 
     def _batch_keys(self, batch_id: str) -> dict[str, str]:
         k = self.keys
-        return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id),
-                "events": k.batch_events(batch_id)}  # fmt: skip
+        return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id)}
 
-    def _run(self, change: _Change, now: float, client: Any = None) -> Any:
-        k = self.keys
-        keys = {**self._batch_keys(change.batch_id), "done_metrics": k.done_metrics,
-                "stage_metrics": k.stage_metrics(change.metric_stage or change.stage or "none"),
-                "error_metrics": k.error_metrics(change.category or "none"), "recent_errors": k.recent_errors,
-                "failed_metrics": k.failed_metrics}  # fmt: skip
-        args = {"batch_id": change.batch_id, "document": change.document, "version": change.version,
-                "state": change.state, "stage": change.stage, "category": change.category, "error": change.error,
-                "stage_member": change.stage_member, "error_member": change.error_member,
-                "metric_stage": change.metric_stage, "now": now, "events_maxlen": EVENTS_MAXLEN}  # fmt: skip
+    def _apply(self, t: Transition, now: float, client: Any = None) -> Any:
+        """The transition script for one change, with the metric entries of the attempt it ends:
+        ``doc|attempt|ms|outcome`` (stage durations), ``doc|stage|attempt`` (failed attempts) and
+        the error note."""
+        assert t.batch_id is not None
+        attempt, k = t.attempt, self.keys
+        failure = attempt.failure if attempt else None
+        keys = {**self._batch_keys(t.batch_id), "done_metrics": k.done_metrics,
+                "stage_metrics": k.stage_metrics(attempt.stage if attempt else "none"),
+                "error_metrics": k.error_metrics(failure.category if failure else "none"),
+                "recent_errors": k.recent_errors, "failed_metrics": k.failed_metrics}  # fmt: skip
+        args = {"batch_id": t.batch_id, "document": t.document_id, "version": t.version, "state": t.state,
+                "stage": t.stage or (attempt.stage if attempt else ""), "category": failure.category if failure else "",
+                "stage_member": f"{t.document_id}|{attempt.number}|{attempt.elapsed_ms}|{attempt.outcome}"
+                if attempt and attempt.elapsed_ms is not None else "",
+                "error_member": f"{t.document_id}|{attempt.stage}|{attempt.number}" if attempt and failure else "",
+                "error": ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
+                                   attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
+                if attempt and failure else "", "now": now}  # fmt: skip
         return self._transition(keys, args, client=client)
 
     def apply_transitions(self, transitions: Sequence[Transition], *, now: float | None = None) -> set[str]:
@@ -147,21 +111,18 @@ class BatchState:
         no longer have an open document (to be settled). `now` (default: the clock) stamps the
         metrics and timestamps the changes write."""
         now = time.time() if now is None else now
-        changes = [_Change.of(t, now) for t in transitions if t.batch_id is not None]
+        changes = [t for t in transitions if t.batch_id is not None]
         settleable: set[str] = set()
         if len(changes) == 1:  # a pipeline would first ask SCRIPT EXISTS: one round trip more
-            return {changes[0].batch_id} if int(self._run(changes[0], now)) == SETTLEABLE else settleable
+            (only,) = changes
+            return {str(only.batch_id)} if int(self._apply(only, now)) == SETTLEABLE else settleable
         for offset in range(0, len(changes), 1000):
             part = changes[offset : offset + 1000]
             pipe = self.client.pipeline(transaction=False)
             for change in part:
-                self._run(change, now, client=pipe)
-            settleable.update(c.batch_id for c, r in zip(part, pipe.execute(), strict=True) if int(r) == SETTLEABLE)
+                self._apply(change, now, client=pipe)
+            settleable.update(t.batch_id for t, r in zip(part, pipe.execute(), strict=True) if int(r) == SETTLEABLE and t.batch_id)
         return settleable
-
-    def replay(self, event: Mapping[str, str], batch_id: str) -> int:
-        """Apply a recorded event again (what `events` returned); a no-op unless state was lost."""
-        return int(self._run(_Change.from_event(event, batch_id), time.time()))
 
     def settle(self, batch_id: str, status: BatchStatus, *, created_at: float, finished_at: float | None) -> bool:
         """Copy the status the database settled; refused (False) where the mirror's counters say
@@ -224,11 +185,6 @@ class BatchState:
         fields, docs, errors = pipe.execute()
         notes = {int(d): note for d, v in errors.items() if (note := ErrorNote.from_json(v)) is not None}
         return _text(fields) or None, {int(d): DocumentState.parse(v) for d, v in docs.items()}, notes
-
-    def events(self, batch_id: str) -> list[dict[str, str]]:
-        """Recorded transitions, oldest first."""
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrange(self.keys.batch_events(batch_id))  # type: ignore[assignment]
-        return [_text(fields) for _, fields in entries]
 
     def trim_metrics(self, before: float, stages: Iterable[str], categories: Iterable[str]) -> int:
         """Drop metrics older than `before` (epoch seconds)."""

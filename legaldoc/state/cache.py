@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import redis
 
@@ -61,11 +61,8 @@ class NamespaceStats:
         total = self.hits + self.misses
         return min(1.0, (self.hits + self.database_hits) / total) if total else None
 
-    def public(self) -> dict[str, object]:
-        return {"namespace": self.namespace, "hits": self.hits, "misses": self.misses,
-                "database_hits": self.database_hits,
-                "hit_rate": None if self.hit_rate is None else round(self.hit_rate, 4),
-                "keys": self.keys, "memory": self.memory}  # fmt: skip
+    def as_json(self) -> dict[str, object]:
+        return asdict(self) | {"hit_rate": None if self.hit_rate is None else round(self.hit_rate, 4)}
 
 
 class ResultCache:

@@ -27,10 +27,6 @@ class Keys:
         """Hash: document id -> JSON {stage, category, message, attempt, at} of its final failure."""
         return f"{self.prefix}batch:{batch_id}:errors"
 
-    def batch_events(self, batch_id: str) -> str:
-        """Stream (capped): every applied state transition, for live feeds and replay checks."""
-        return f"{self.prefix}batch:{batch_id}:events"
-
     @property
     def batches(self) -> str:
         """Sorted set: every batch id by creation time."""

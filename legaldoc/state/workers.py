@@ -43,7 +43,7 @@ class Heartbeat:
         now = time.time() if now is None else now
         return not self.stopped and now - self.last_seen <= MISSED_BEATS * self.interval
 
-    def public(self, now: float | None = None) -> dict[str, Any]:
+    def as_json(self, now: float | None = None) -> dict[str, Any]:
         """The fields `workers status --json` prints."""
         shown = {k: v for k, v in asdict(self).items() if k not in ("started", "interval", "stopped", "extra")}
         return shown | {"online": self.online(now)}

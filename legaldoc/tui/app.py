@@ -400,7 +400,6 @@ class BatchScreen(Screen[None]):
         self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
         self.show(self.detail)
 
-
     def action_filter(self) -> None:
         box = self.query_one("#filter", FilterInput)
         box.display = True

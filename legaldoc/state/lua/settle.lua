@@ -1,4 +1,4 @@
---! keys: batch docs errors events active
+--! keys: batch docs errors active
 --! args: batch_id status finished_at created_at retention
 -- Write a batch's status as the database settled it (lifecycle.settled_status). The write is
 -- refused when it disagrees with the mirror's own counters: a final status while documents are
@@ -19,11 +19,11 @@ if final == (open > 0) then return 0 end
 if final then
   redis.call('HSET', batch, 'status', status, 'finished_at', finished_at)
   redis.call('ZREM', active, batch_id)
-  for _, key in ipairs({batch, docs, errors, events}) do redis.call('EXPIRE', key, retention) end
+  for _, key in ipairs({batch, docs, errors}) do redis.call('EXPIRE', key, retention) end
 else
   redis.call('HSET', batch, 'status', status)
   redis.call('HDEL', batch, 'finished_at')
   redis.call('ZADD', active, created_at, batch_id)
-  for _, key in ipairs({batch, docs, errors, events}) do redis.call('PERSIST', key) end
+  for _, key in ipairs({batch, docs, errors}) do redis.call('PERSIST', key) end
 end
 return 1

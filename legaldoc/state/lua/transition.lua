@@ -1,9 +1,9 @@
---! keys: batch docs errors events done_metrics stage_metrics error_metrics recent_errors failed_metrics
---! args: batch_id document version state stage category error stage_member error_member metric_stage now events_maxlen
+--! keys: batch docs errors done_metrics stage_metrics error_metrics recent_errors failed_metrics
+--! args: batch_id document version state stage category error stage_member error_member now
 -- Apply one document's state change to its batch's live state, if it is newer than what is held.
--- The counters move only when the document's state class really changes; the change joins the
--- batch's event stream (for replay) and records the metrics it carries. The batch's status is not
--- touched here: the database settles it (lifecycle.settled_status) and `settle.lua` copies it.
+-- The counters move only when the document's state class really changes, and the metrics the
+-- change carries are recorded. The batch's status is not touched here: the database settles it
+-- (lifecycle.settled_status) and `settle.lua` copies it.
 -- Returns -1 unknown batch, 0 stale (applied before, or older), 1 applied, 2 applied and no
 -- document of the batch is open any more (the caller has the batch settled).
 
@@ -49,9 +49,6 @@ if state == SUCCEEDED then redis.call('ZADD', done_metrics, now, document) end
 if state == RUNNING and redis.call('HEXISTS', batch, 'started_at') == 0 then
   redis.call('HSET', batch, 'started_at', now)
 end
-redis.call('XADD', events, 'MAXLEN', '~', events_maxlen, '*', 'doc', document, 'version', version,
-           'state', state, 'stage', stage, 'category', category, 'err', error, 'stage_member', stage_member,
-           'error_member', error_member, 'metric_stage', metric_stage, 'at', now)
 local open = redis.call('HMGET', batch, PENDING, RUNNING)
 if (tonumber(open[1]) or 0) + (tonumber(open[2]) or 0) == 0 then return 2 end
 return 1
