@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -205,7 +204,7 @@ class Settings(BaseSettings):
     batch_retention_days: float = Field(30.0, gt=0)
     """Days a finished batch's live state is kept in Redis (the database keeps it for good)."""
 
-    @cached_property
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -170,3 +170,18 @@ def test_every_command_keeps_batches_for_the_retention_setting(batch_settings, s
     assert waited.returncode == 0, waited.stderr
     finished_id = json.loads(waited.stdout)["batch_id"]
     assert 0 < _ttl(state_url, settings.redis_prefix, finished_id) <= retention
+
+
+def test_recover_with_nothing_failed_leaves_a_running_batch_running(batch_settings, tmp_path):
+    """Given a batch whose documents wait for a worker, When it is recovered (nothing failed), Then
+    it is still running in the database and in Redis: only settling ends a batch."""
+    from legaldoc.services import recovery
+    from tests.batchkit import connect
+
+    cluster = connect(batch_settings)
+    folder = nef_copies(tmp_path / "docs", 3)
+    submitted = cluster.submit(write_manifest(tmp_path / "m.yaml", [{"glob": f"{folder}/*"}]))
+    result = recovery.recover_batch(cluster.rt, submitted.batch_id, categories=recovery.chosen_categories(None, True))
+    assert result.requeued == 0
+    assert cluster.stored(submitted.batch_id)["status"] == "running"
+    assert cluster.wait_until(submitted.batch_id, lambda s: True)["status"] == "running"

@@ -236,16 +236,16 @@ def run(
         loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb)
         rt.open_database()
         redis_url = embedded.start()
-    roles = ("broker", "result", "cache", "ratelimit", "state")
-    rt = Runtime(rt.settings.model_copy(update={"redis_url": redis_url, **{f"{r}_url": None for r in roles}}))
-    processes = concurrency or rt.settings.worker_concurrency or os.cpu_count() or 1
-    env = {k: v for k, v in os.environ.items() if k not in {f"LEGALDOC_{r.upper()}_URL" for r in roles}}
-    env.update(LEGALDOC_REDIS_URL=redis_url, LEGALDOC_DATA_DIR=str(data),
-               LEGALDOC_DATABASE_URL=_absolute(rt.settings.resolved_database_url))  # fmt: skip
-    worker = WorkerProcess(env, concurrency=processes, log_path=data / "run" / "worker.log")
+    worker: WorkerProcess | None = None
     batch_id = None
     try:
-        worker.start()
+        roles = ("broker", "result", "cache", "ratelimit", "state")
+        rt = Runtime(rt.settings.model_copy(update={"redis_url": redis_url, **{f"{r}_url": None for r in roles}}))
+        processes = concurrency or rt.settings.worker_concurrency or os.cpu_count() or 1
+        env = {k: v for k, v in os.environ.items() if k not in {f"LEGALDOC_{r.upper()}_URL" for r in roles}}
+        env.update(LEGALDOC_REDIS_URL=redis_url, LEGALDOC_DATA_DIR=str(data),
+                   LEGALDOC_DATABASE_URL=_absolute(rt.settings.resolved_database_url))  # fmt: skip
+        worker = WorkerProcess(env, concurrency=processes, log_path=data / "run" / "worker.log").start()
         with handled():
             submitted = service.submit_batch(rt.require(), loaded, skip_processed=skip_processed)
         batch_id = submitted.batch_id
@@ -253,7 +253,7 @@ def run(
             note(f"batch {batch_id} ({submitted.name}): {submitted.total} documents, {processes} worker processes")
 
         def worker_alive() -> str | None:
-            if worker.alive():
+            if worker is None or worker.alive():
                 return None
             return f"the worker stopped unexpectedly; its log ({data / 'run' / 'worker.log'}) ends with:\n{worker.log_tail()}"
 
@@ -264,10 +264,12 @@ def run(
         if batch_id is not None:
             with contextlib.suppress(LegaldocError):
                 service.cancel_batch(rt, batch_id)
-        worker.stop(timeout=10)
+        if worker is not None:
+            worker.stop(timeout=10)
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         embedded.stop()
     _report(result, json_output)
 

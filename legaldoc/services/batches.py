@@ -1,8 +1,8 @@
 """Use cases of batches: submit, status, cancel, settle, wait, and the sweeper that keeps them moving.
 
-`finalize_batch` is the one place a batch's status changes by the rule of `lifecycle`: it counts
-the batch's documents in the database, applies `settled_status`, and copies the result to the
-live state. Everything that may have ended (or reopened) a batch calls it.
+`finalize_batch` settles a batch by the rule of `lifecycle`: it counts the batch's documents in
+the database, applies `settled_status`, and copies the result to the live state. Everything that
+may have ended (or reopened) a batch calls it.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
     """Count the batch's documents, settle its status (`lifecycle.settled_status`) and copy it to
     the live state; safe to call any number of times, from anywhere."""
     with rt.database.session() as session:
-        batch = _batch(session, batch_id)
+        batch = get_batch(session, batch_id)
         counts = claims.state_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
         batch.succeeded, batch.failed = counts[MirrorState.SUCCEEDED], counts[MirrorState.FAILED]
@@ -199,7 +199,7 @@ def mirror(rt: Runtime, transitions: Sequence[Transition]) -> None:
         finalize_batch(rt, batch_id)
 
 
-def _batch(session: Session, batch_id: str) -> Batch:
+def get_batch(session: Session, batch_id: str) -> Batch:
     batch = session.get(Batch, batch_id)
     if batch is None:
         raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
@@ -233,7 +233,7 @@ def batch_status(rt: Runtime, batch_id: str, *, live: bool = True) -> BatchSumma
         if fields:
             return BatchSummary.from_live(batch_id, fields, time.time())
     with rt.database.read() as session:
-        batch = _batch(session, batch_id)
+        batch = get_batch(session, batch_id)
         counts = claims.state_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
         return BatchSummary.from_database(batch, _project_name(session, batch), counts, errors, time.time())
@@ -269,7 +269,7 @@ def list_batches(rt: Runtime, *, limit: int = 50) -> list[BatchSummary]:
 def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
     """Every document of a batch with its state in the batch, stage, attempts and error."""
     with rt.database.read() as session:
-        _batch(session, batch_id)
+        get_batch(session, batch_id)
         rows = session.execute(
             select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
                    Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
@@ -303,7 +303,7 @@ class Cancelled:
 def cancel_batch(rt: Runtime, batch_id: str) -> Cancelled:
     """Pending documents end as cancelled; running ones finish."""
     with rt.database.session() as session:
-        batch = _batch(session, batch_id)
+        batch = get_batch(session, batch_id)
         if batch.status not in IN_PROGRESS:
             raise UsageError(f"batch {batch_id} is already {batch.status}")
         batch.status = BatchStatus.CANCELLING

@@ -167,7 +167,7 @@ class Monitor:
             raise self._unavailable(error) from None
         if fields is None:
             documents = batch_service.batch_documents(self.runtime, batch_id)
-            summary = batch_service.batch_status(self.runtime, batch_id)
+            summary = batch_service.batch_status(self.runtime, batch_id, live=False)
         else:
             sources = self._document_sources(batch_id, set(states))
             documents = []

@@ -20,7 +20,7 @@ from legaldoc.errors import ADVICE, BatchBusy, ErrorCategory, UsageError
 from legaldoc.lifecycle import BatchStatus, MirrorState, settled_status
 from legaldoc.models import Stage
 from legaldoc.queues import DEFAULT_PRIORITY
-from legaldoc.services.batches import _batch, finalize_batch, mirror
+from legaldoc.services.batches import finalize_batch, get_batch, mirror
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
 from legaldoc.state.locks import Lock
@@ -101,7 +101,7 @@ def _recover(rt: Runtime, batch_id: str, categories: list[ErrorCategory], dry_ru
     wanted = {c.value for c in categories}
     recovery = Recovery(batch_id, sorted(wanted), dry_run)
     with rt.database.session() as session:
-        batch = _batch(session, batch_id)
+        batch = get_batch(session, batch_id)
         priority = batch.priority
         failed = claims.failed_in_batch(session, batch_id)
         chosen = {row.id: row for row in failed if (row.error_category or ErrorCategory.PERMANENT) in wanted and row.error_stage}
@@ -111,9 +111,8 @@ def _recover(rt: Runtime, batch_id: str, categories: list[ErrorCategory], dry_ru
             recovery.documents = [_recovered(row) for row in chosen.values()]
             return recovery
         transitions = claims.requeue_failed(session, batch_id, list(chosen))
-        batch.status = settled_status(BatchStatus(batch.status), len(transitions))
-        if transitions:
-            batch.finished_at = None
+        if transitions:  # open documents again: the batch runs again, by the one rule
+            batch.status, batch.finished_at = settled_status(BatchStatus(batch.status), len(transitions)), None
         recovery.documents = [_recovered(chosen[t.document_id]) for t in transitions]
     if not transitions:
         return recovery
@@ -134,7 +133,7 @@ def _recovered(row: Row[Any]) -> RecoveredDocument:
 def rebuild_state(rt: Runtime, batch_id: str) -> None:
     """The batch's live state written again from the database (the source of truth)."""
     with rt.database.read() as session:
-        batch = _batch(session, batch_id)
+        batch = get_batch(session, batch_id)
         project = session.scalar(select(Project.name).where(Project.id == batch.project_id))
         documents = claims.batch_document_states(session, batch_id)
         errors = {row.id: ErrorNote(row.error_stage, row.error_category, row.error_message or "", row.attempts,
@@ -187,7 +186,7 @@ def message_pattern(message: str, source: str | None) -> str:
 def analyze_failures(rt: Runtime, batch_id: str, *, top: int = 10) -> dict[str, Any]:
     """Failures of a batch by category and stage, the most common messages, and what to do."""
     with rt.database.read() as session:
-        _batch(session, batch_id)
+        get_batch(session, batch_id)
         failed = claims.failed_in_batch(session, batch_id)
     matrix: dict[str, dict[str, int]] = {}
     patterns: Counter[tuple[str, str, str]] = Counter()

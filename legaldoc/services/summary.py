@@ -1,5 +1,5 @@
 """What the commands, their `--json` and the dashboard show of batches and their documents:
-typed rows built from the live mirror in Redis or from the database, the same either way."""
+typed rows built from the live mirror in Redis or from the database."""
 
 from __future__ import annotations
 

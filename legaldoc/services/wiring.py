@@ -7,6 +7,7 @@ result cache and the stage runner. Commands, screens and worker processes each b
 from __future__ import annotations
 
 import logging
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,8 @@ class Runtime:
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
         self.interactive = interactive
+        self._mirror_checked: float | None = None
+        self._mirror_up = False
 
     def client(self, role: str) -> redis.Redis:
         """The Redis client of a role: broker, result, cache, ratelimit or state."""
@@ -98,13 +101,15 @@ class Runtime:
                 ) from None
         return self
 
-    @cached_property
+    @property
     def mirror(self) -> BatchState | None:
-        """The live state when its Redis answers (asked once), else None: reads fall back to the
-        database, which holds everything the mirror does."""
-        try:
-            self.require("state")
-        except ServiceUnavailable as error:
-            log.info("%s; reading the database alone", error.message)
-            return None
-        return self.state
+        """The live state when its Redis answers, else None: reads fall back to the database, which
+        holds everything the mirror does. A Redis that did not answer is asked again 10 s later."""
+        if self._mirror_checked is None or (not self._mirror_up and time.monotonic() - self._mirror_checked > 10):
+            self._mirror_checked = time.monotonic()
+            try:
+                self._mirror_up = self.require("state") is self
+            except ServiceUnavailable as error:
+                log.info("%s; reading the database alone", error.message)
+                self._mirror_up = False
+        return self.state if self._mirror_up else None

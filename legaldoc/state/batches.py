@@ -22,7 +22,7 @@ from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, 
 from legaldoc.state.keys import Keys
 from legaldoc.state.scripts import Script
 
-UNKNOWN_BATCH, STALE, APPLIED, SETTLEABLE = -1, 0, 1, 2  # what the transition script returns
+SETTLEABLE = 2  # the transition script's answer when no document of the batch is open any more
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ class BatchState:
                 "error_metrics": k.error_metrics(failure.category if failure else "none"),
                 "recent_errors": k.recent_errors, "failed_metrics": k.failed_metrics}  # fmt: skip
         args = {"batch_id": t.batch_id, "document": t.document_id, "version": t.version, "state": t.state,
-                "stage": t.stage or (attempt.stage if attempt else ""), "category": failure.category if failure else "",
+                "stage": t.stage if t.stage and t.state in (MirrorState.RUNNING, MirrorState.FAILED) else "",
+                "category": failure.category if failure else "",
                 "stage_member": f"{t.document_id}|{attempt.number}|{attempt.elapsed_ms}|{attempt.outcome}"
                 if attempt and attempt.elapsed_ms is not None else "",
                 "error_member": f"{t.document_id}|{attempt.stage}|{attempt.number}" if attempt and failure else "",
