@@ -47,7 +47,7 @@ def parse_duration(text: str | None) -> float | None:
 
 def _warn_unserved_queues(rt: Runtime, submitted: service.Submitted) -> None:
     """A batch whose queues no live worker consumes would wait for ever: say so on stderr."""
-    if submitted.finished:
+    if submitted.settled:
         return
     missing = rt.registry.queues_without_workers(service.queues_needed(submitted.priority))
     if missing:

@@ -63,10 +63,10 @@ class Submitted:
     total: int
     queued: int
     skipped: int
-    finished: bool = False  # settled at once: nothing to run
+    settled: bool = False  # at once: nothing to run
 
     def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "finished"}
+        return {k: v for k, v in asdict(self).items() if k != "settled"}
 
 
 def new_batch_id() -> str:
@@ -147,7 +147,7 @@ def _submit(rt: Runtime, loaded: LoadedManifest, skip: bool) -> Submitted:
     rt.broker.publish_stage([(document_id, STAGES[0], 1) for document_id in queued], manifest.priority)
     submitted = Submitted(batch_id, loaded.name, manifest.project, manifest.priority, len(sources), len(queued), len(busy))
     if not queued:
-        submitted.finished = not finalize_batch(rt, batch_id).active
+        submitted.settled = not finalize_batch(rt, batch_id).active
     return submitted
 
 

@@ -31,7 +31,11 @@ def _moment(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-@dataclass(frozen=True)
+_COUNTED = tuple(state.value for state in MirrorState)  # the order of the counts below
+_STATUS = {status.value: status for status in BatchStatus}
+
+
+@dataclass(slots=True)
 class BatchSummary:
     """One batch: its counts by state, errors by category, rate and ETA at `now`."""
 
@@ -57,9 +61,8 @@ class BatchSummary:
     eta_seconds: float | None = field(init=False)
 
     def __post_init__(self) -> None:
-        rate, eta = rate_and_eta(self.done, self.total, self.started_at or self.created_at, self.finished_at, self.now)
-        object.__setattr__(self, "rate_per_minute", rate)
-        object.__setattr__(self, "eta_seconds", eta)
+        start = self.started_at or self.created_at
+        self.rate_per_minute, self.eta_seconds = rate_and_eta(self.done, self.total, start, self.finished_at, self.now)
 
     @property
     def done(self) -> int:
@@ -85,27 +88,21 @@ class BatchSummary:
     def from_live(cls, batch_id: str, fields: Mapping[str, str], now: float) -> BatchSummary:
         """From the batch's Redis hash (the dashboard builds hundreds per refresh: no detours)."""
         get = fields.get
+        pending, running, succeeded, failed, skipped, cancelled = (_number(get(state)) for state in _COUNTED)
         errors = {k[7:]: int(v) for k, v in fields.items() if k.startswith("errors:") and v != "0"}
-        return cls._of({state: _number(get(state)) for state in MirrorState}, batch_id=batch_id, name=get("name") or "",
-                       project=get("project") or "", priority=_number(get("priority")),
-                       status=BatchStatus(get("status") or BatchStatus.RUNNING), total=_number(get("total")),
-                       errors_by_category=dict(sorted(errors.items())), created_at=_moment(get("created_at")),
-                       started_at=_moment(get("started_at")), finished_at=_moment(get("finished_at")), now=now,
-                       live=True)  # fmt: skip
+        return cls(batch_id, get("name") or "", get("project") or "", _number(get("priority")),
+                   _STATUS.get(get("status") or "", BatchStatus.RUNNING), _number(get("total")), pending, running,
+                   succeeded, failed, skipped, cancelled, dict(sorted(errors.items())), _moment(get("created_at")),
+                   _moment(get("started_at")), _moment(get("finished_at")), now, True)  # fmt: skip
 
     @classmethod
     def from_database(cls, batch: Batch, project: str, counts: Mapping[MirrorState, int], errors: Mapping[str, int],
                       now: float) -> BatchSummary:  # fmt: skip
-        return cls._of(counts, batch_id=batch.id, name=batch.name, project=project, priority=batch.priority,
-                       status=BatchStatus(batch.status), total=sum(counts.values()), errors_by_category=dict(errors),
-                       created_at=batch.created_at.timestamp(), started_at=None,
-                       finished_at=batch.finished_at.timestamp() if batch.finished_at else None, now=now, live=False)  # fmt: skip
-
-    @classmethod
-    def _of(cls, counts: Mapping[MirrorState, int], **fields: Any) -> BatchSummary:
-        return cls(pending=counts[MirrorState.PENDING], running=counts[MirrorState.RUNNING],
-                   succeeded=counts[MirrorState.SUCCEEDED], failed=counts[MirrorState.FAILED],
-                   skipped=counts[MirrorState.SKIPPED], cancelled=counts[MirrorState.CANCELLED], **fields)  # fmt: skip
+        pending, running, succeeded, failed, skipped, cancelled = (counts[state] for state in MirrorState)
+        finished = batch.finished_at.timestamp() if batch.finished_at else None
+        return cls(batch.id, batch.name, project, batch.priority, BatchStatus(batch.status), sum(counts.values()),
+                   pending, running, succeeded, failed, skipped, cancelled, dict(errors), batch.created_at.timestamp(),
+                   None, finished, now, False)  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -148,7 +148,7 @@ class BatchState:
         pipe.hset(keys["batch"], mapping=values)
         items = list(states.items())
         for offset in range(0, len(items), 10000):
-            pipe.hset(keys["docs"], mapping={str(d): "|".join(map(str, v)) for d, v in items[offset : offset + 10000]})
+            pipe.hset(keys["docs"], mapping={str(d): f"{v}|{s}|{st}|{c}" for d, (v, s, st, c) in items[offset : offset + 10000]})
         if errors:
             pipe.hset(keys["errors"], mapping={str(d): e for d, e in errors.items()})
         pipe.zadd(self.keys.batches, {batch_id: float(fields["created_at"])})

@@ -348,27 +348,30 @@ def count_rows(session: Session, document_id: int) -> dict[str, int]:
             "entities": entities or 0}  # fmt: skip
 
 
+PENDING, EXTRACT = DocumentStatus.PENDING.value, Stage.EXTRACT.value  # plain str: drivers bind them fastest
+
+
 def ensure_documents(session: Session, project_id: int, sources: Sequence[str], batch_id: str | None = None) -> list[Any]:
     """The document rows of these sources, in no particular order. New ones are created pending,
     owned by `batch_id` at version 1; existing ones are returned as they are."""
     now = datetime.now(UTC)
     _insert_ignore(
         session, Document,
-        [{"project_id": project_id, "source": source, "status": DocumentStatus.PENDING, "stage": Stage.EXTRACT,
+        [{"project_id": project_id, "source": source, "status": PENDING, "stage": EXTRACT,
           "attempts": 1, "version": 1, "batch_id": batch_id, "metadata": {}, "created_at": now, "updated_at": now}
          for source in sources],
         ["project_id", "source"],
     )  # fmt: skip
-    columns = (Document.id, Document.source, Document.status, Document.batch_id, Document.version,
-               Document.lease_expires_at, Document.claimed_by)  # fmt: skip
-    rows: list[Any] = []  # (id, source, status, batch_id, version, lease_expires_at, claimed_by)
+    columns = (Document.id, Document.source, Document.status, Document.batch_id, Document.version)
+    rows: list[Any] = []  # (id, source, status, batch_id, version), with the claim of existing rows
     if batch_id is not None:  # the new rows in one query; only existing ones are looked up by source
         rows.extend(session.execute(select(*columns).where(Document.batch_id == batch_id)).all())
     found = {row.source for row in rows}
     others = [source for source in sources if source not in found]
     for offset in range(0, len(others), 500):
         rows.extend(session.execute(
-            select(*columns).where(Document.project_id == project_id, Document.source.in_(others[offset : offset + 500]))
+            select(*columns, Document.lease_expires_at, Document.claimed_by)
+            .where(Document.project_id == project_id, Document.source.in_(others[offset : offset + 500]))
         ).all())  # fmt: skip
     return rows
 
@@ -395,4 +398,4 @@ def add_batch_documents(session: Session, batch_id: str, queued: Sequence[int], 
     rows = [{"batch_id": batch_id, "document_id": d, "outcome": None, "reason": None} for d in queued]
     rows += [{"batch_id": batch_id, "document_id": d, "outcome": MirrorState.SKIPPED, "reason": r[:500]} for d, r in skipped.items()]
     if rows:
-        session.execute(insert(BatchDocument), rows)
+        session.execute(insert(cast(Table, BatchDocument.__table__)), rows)  # Core: no ORM bulk bookkeeping

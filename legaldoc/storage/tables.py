@@ -30,13 +30,11 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A moment stored in UTC and always read back timezone-aware (SQLite keeps no zone)."""
+    """A moment read back timezone-aware in UTC, as it was written (SQLite keeps no zone). Every
+    moment legaldoc writes is `datetime.now(UTC)` or computed from one."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
