@@ -160,7 +160,7 @@ def main() -> None:
             process.wait(10)
     report = {
         "batches": BATCHES, "document_states": states, "visible": args.visible, "fill_seconds": round(filled, 1),
-        "shown_batches": len(dashboard.batches), "active_batches": dashboard.active_count,
+        "shown_batches": len(dashboard.rows), "active_batches": dashboard.active_count,
         "round_trips": trips, "commands": commands, "scan_or_keys": bool({"scan", "keys", "hscan"} & set(commands)),
         "baseline_ms": round(statistics.median(base_ms), 3), "refresh_ms": round(statistics.median(refresh_ms), 3),
         "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(r, 3) for r in ratios],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -23,8 +23,7 @@ from legaldoc.services import batches as batch_service
 from legaldoc.services import recovery as recovery_service
 from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.services.wiring import Runtime
-from legaldoc.state.monitor import MonitorReader, RecentError, StageStats
-from legaldoc.state.workers import Heartbeat
+from legaldoc.state.monitor import MonitorReader, Snapshot
 
 SHOWN_FIRST = {state: i for i, state in enumerate(ATTENTION_ORDER)}
 
@@ -39,20 +38,13 @@ class QueueRow:
 
 
 @dataclass
-class Dashboard:
-    at: float
-    batches: list[BatchSummary]
-    batch_count: int
-    active_count: int
-    docs_per_minute: float
-    errors_24h: dict[str, int]  # failed attempts per category, retries included
-    failed_24h: dict[str, int]  # documents that failed for good (and were not recovered since) per category
-    recent_errors: list[RecentError]
-    workers: list[Heartbeat]
-    workers_alive: int
-    queues: list[QueueRow]
-    stages: list[StageStats]
-    memory: int
+class Dashboard(Snapshot):
+    """A snapshot with the rows the screen shows: batch summaries (active first), the workers not
+    yet purged, queues with their consumers."""
+
+    rows: list[BatchSummary] = field(default_factory=list)
+    workers_alive: int = 0
+    queue_rows: list[QueueRow] = field(default_factory=list)
 
     @property
     def failures_24h(self) -> int:
@@ -127,20 +119,17 @@ class Monitor:
             snap = self.reader.snapshot(visible=visible, recent=recent, now=now)
         except redis.RedisError as error:
             raise self._unavailable(error) from None
-        rows = [BatchSummary.from_live(batch_id, fields, now) for batch_id, fields in snap.batches]
-        rows.sort(key=lambda r: not r.active)  # stable: active first, each part newest first
-        workers = [w for w in snap.workers if now - w.last_seen <= self.settings.worker_purge_after]
-        alive = [w for w in workers if w.online(now)]
-        queues = []
+        board = Dashboard(**vars(snap))
+        board.rows = sorted((BatchSummary.from_live(b, fields, now) for b, fields in snap.batches), key=lambda r: not r.active)
+        board.workers = [w for w in snap.workers if now - w.last_seen <= self.settings.worker_purge_after]
+        alive = [w for w in board.workers if w.online(now)]
+        board.workers_alive = len(alive)
         for queue, depth in snap.queues.items():
             serving = [w for w in alive if queue in w.queues]
             oldest = snap.oldest_message.get(queue)
-            queues.append(QueueRow(queue, depth, len(serving), sum(w.concurrency for w in serving),
-                                   max(0.0, now - oldest) if oldest else None))  # fmt: skip
-        return Dashboard(at=now, batches=rows, batch_count=snap.batch_count, active_count=snap.active_count,
-                         docs_per_minute=snap.docs_per_minute, errors_24h=snap.errors_24h, failed_24h=snap.failed_24h,
-                         recent_errors=snap.recent_errors, workers=workers, workers_alive=len(alive),
-                         queues=queues, stages=snap.stages, memory=snap.memory)  # fmt: skip
+            board.queue_rows.append(QueueRow(queue, depth, len(serving), sum(w.concurrency for w in serving),
+                                             max(0.0, now - oldest) if oldest else None))  # fmt: skip
+        return board
 
     # -- the batch screen -------------------------------------------------------------------------
 

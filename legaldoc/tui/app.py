@@ -165,7 +165,7 @@ class DashboardScreen(Screen[None]):
         if dashboard is None:
             return
         needle = self.query_one("#filter", FilterInput).value.strip().lower()
-        rows = [r for r in dashboard.batches
+        rows = [r for r in dashboard.rows
                 if _matches(needle, r.batch_id, r.name, r.project, r.status, r.priority_name)]  # fmt: skip
         table = self.query_one("#batches", DataTable)
         _fill(table, [(r.batch_id, self._batch_cells(r)) for r in rows])
@@ -188,7 +188,7 @@ class DashboardScreen(Screen[None]):
 
     def _queues(self, dashboard: Dashboard) -> None:
         rows = []
-        for q in dashboard.queues:
+        for q in dashboard.queue_rows:
             style = "" if q.depth or q.consumers else "grey50"
             warn = q.depth and not q.consumers
             rows.append((q.name, [Text(q.name, style=style), Text(str(q.depth), style="bold red" if warn else style),
