@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from legaldoc.errors import UsageError
-from legaldoc.queues import parse_priority
+from legaldoc.queues import DEFAULT_PRIORITY, parse_priority
 
 REMOTE_SCHEMES = ("s3://",)
 
@@ -56,7 +56,7 @@ class Manifest(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     project: str = Field(min_length=1, max_length=200)
-    priority: int = 5
+    priority: int = DEFAULT_PRIORITY
     options: Options = Field(default_factory=Options)
     documents: list[Entry] = Field(min_length=1)
 

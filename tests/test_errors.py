@@ -1,5 +1,5 @@
 """The error classifier: real exceptions of the libraries we use land in the right category, and each
-category's retry policy waits and caps as DESIGN.md says."""
+category's retry policy waits and caps as docs/ARCHITECTURE.md says."""
 
 from __future__ import annotations
 
