@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import DOCUMENTS, NEF, SAMPLES
 
 COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel", "recover", "workers", "workers start",
-            "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear", "monitor"]
+            "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear", "monitor",
+            "db", "db current", "db upgrade"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -90,3 +91,18 @@ def test_pipeline_imports_no_infrastructure():
             "print(sorted(m for m in ('sqlalchemy','typer','rich','celery','redis','textual') if m in sys.modules))")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_db_current_and_upgrade(tmp_path):
+    """`db current` changes nothing and exits 1 while the schema is behind; `db upgrade` brings it to
+    the newest revision; an unreachable database is exit 3 in one line."""
+    behind = legaldoc("db", "current", "--json", cwd=tmp_path)
+    assert behind.returncode == 1 and json.loads(behind.stdout)["revision"] is None
+    upgraded = legaldoc("db", "upgrade", "--json", cwd=tmp_path)
+    assert upgraded.returncode == 0 and json.loads(upgraded.stdout)["from"] is None
+    now = json.loads(legaldoc("db", "current", "--json", cwd=tmp_path).stdout)
+    assert now["current"] and now["revision"] == now["head"] == json.loads(upgraded.stdout)["to"]
+    again = legaldoc("db", "upgrade", cwd=tmp_path)
+    assert again.returncode == 0 and "already at" in again.stderr
+    lost = legaldoc("db", "current", "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x", cwd=tmp_path)
+    assert lost.returncode == 3 and "cannot reach the database" in lost.stderr and "Traceback" not in lost.stderr

@@ -62,3 +62,16 @@ def test_entities_are_shared_across_documents_of_a_project(settings, database, t
     judges = [e for e in list_entities(database, "shared", "JUDGE")]
     assert len(judges) == 1 and judges[0]["documents"] == 2
     assert judges[0]["aliases"] and "middle name" in judges[0]["aliases"][0]["reason"]
+
+
+def test_four_concurrent_first_starts_on_a_fresh_database_all_succeed(database_url):
+    """Given a database nobody has opened, When four processes open it at once (four workers or
+    commands starting together), Then all four migrate it or wait for the one that does; none fails."""
+    import subprocess
+    import sys
+
+    code = "import sys; from legaldoc.storage.db import Database; Database(sys.argv[1]); print('ok')"
+    processes = [subprocess.Popen([sys.executable, "-c", code, database_url], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    results = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], [err[-600:] for _, err in results]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from legaldoc import __version__
-from legaldoc.cli import batches, cache, documents, monitor, recovery, workers
+from legaldoc.cli import batches, cache, database, documents, monitor, recovery, workers
 from legaldoc.cli.exit_codes import ExitCode
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("recover")(recovery.recover)
 app.command("monitor")(monitor.monitor)
 app.add_typer(workers.app, name="workers")
 app.add_typer(cache.app, name="cache")
+app.add_typer(database.app, name="db")
 
 
 def _version(value: bool) -> None:

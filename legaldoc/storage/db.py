@@ -8,7 +8,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,26 +52,49 @@ def get_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (safe to call every start)."""
-    from alembic import command
-    from alembic.config import Config
+MIGRATION_LOCK = 0x1E6A1D0B  # PostgreSQL advisory lock key: one migrator at a time
 
+
+def _alembic() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine) -> str | None:
+    """Bring the schema to the newest Alembic revision; safe to call at every start, by any number
+    of processes at once: they take turns (a PostgreSQL advisory lock; SQLite's write lock, taken
+    by BEGIN IMMEDIATE) and the later ones find nothing left to do. Returns the revision."""
+    config = _alembic()
     sqlite = engine.dialect.name == "sqlite"
+    with _reachable(engine), engine.connect() as connection:
+        raw: Any = connection.connection.dbapi_connection  # sqlite3 or psycopg
+        if sqlite:  # SQLite rebuilds tables to alter them; cascades must not fire meanwhile
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                return MigrationContext.configure(connection).get_current_revision()
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
+def revisions(url: str) -> tuple[str | None, str | None]:
+    """(the database's schema revision, the newest this legaldoc knows), changing nothing."""
+    engine = get_engine(url)
+    with _reachable(engine), engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, ScriptDirectory.from_config(_alembic()).get_current_head()
+
+
+@contextmanager
+def _reachable(engine: Engine) -> Iterator[None]:
     try:
-        with engine.connect() as connection:
-            raw: Any = connection.connection.dbapi_connection  # sqlite3 or psycopg
-            if sqlite:  # SQLite rebuilds tables to alter them; cascades must not fire meanwhile
-                raw.execute("PRAGMA foreign_keys=OFF")
-            try:
-                with connection.begin():
-                    config.attributes["connection"] = connection
-                    command.upgrade(config, "head")
-            finally:
-                if sqlite:
-                    raw.execute("PRAGMA foreign_keys=ON")
+        yield
     except OperationalError as exc:
         raise ServiceUnavailable(
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: {exc.orig}",
