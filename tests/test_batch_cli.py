@@ -84,7 +84,7 @@ def test_cancel_command(batch_settings, tmp_path):
     result = json.loads(cancelled.stdout)
     assert (result["status"], result["cancelled"]) == ("cancelled", 4)
     again = legaldoc("cancel", submitted["batch_id"], cwd=tmp_path, env=env)
-    assert again.returncode == 2 and "already cancelled" in again.stderr
+    assert again.returncode == 0 and "already cancelled" in again.stderr
     unknown = legaldoc("status", "no-such-batch", cwd=tmp_path, env=env)
     assert unknown.returncode == 2 and "no batch" in unknown.stderr
 

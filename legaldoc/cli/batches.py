@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from legaldoc.errors import LegaldocError, UsageError, WaitTimedOut
 from legaldoc.lifecycle import BatchStatus, MirrorState
 from legaldoc.manifest import load_manifest
 from legaldoc.services import batches as service
-from legaldoc.services.embedded import EmbeddedRedis, WorkerProcess
+from legaldoc.services.embedded import EmbeddedRedis, RunLock, WorkerProcess, reap_dead_run
 from legaldoc.services.summary import BatchSummary
 from legaldoc.services.wiring import Runtime
 
@@ -137,7 +138,9 @@ def submit(
     limit = parse_duration(timeout)
     with handled():
         loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb)
-        submitted = service.submit_batch(rt.require(), loaded, skip_processed=skip_processed)
+        if reaped := reap_dead_run(rt.require()):
+            note(f"note: {reaped}")
+        submitted = service.submit_batch(rt, loaded, skip_processed=skip_processed)
     _warn_unserved_queues(rt, submitted)
     if not wait:
         if json_output:
@@ -214,9 +217,11 @@ def cancel(
         result = service.cancel_batch(rt, batch_id)
     if json_output:
         emit_json(result.as_json())
-        return
-    note(f"batch {batch_id}: {result.cancelled_now} documents cancelled, {result.summary.running} still running "
-         f"(they finish); status {result.summary.status}")  # fmt: skip
+    elif result.already:
+        note(f"batch {batch_id} is already {result.summary.status}; nothing to cancel")
+    else:
+        note(f"batch {batch_id}: {result.cancelled_now} documents cancelled, {result.summary.running} still running "
+             f"(they end after their current stage); status {result.summary.status}")  # fmt: skip
 
 
 @connected("database")
@@ -228,27 +233,36 @@ def run(
     skip_processed: SkipOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Process a manifest with a private Redis and workers started here; stop them after (main job)."""
+    """Process a manifest with a private Redis and workers started here; stop them after (main job).
+
+    Ctrl-C or SIGTERM cancels what has not started, gives running stages 10 s to finish, ends the
+    rest as cancelled and exits 130; a run killed outright is cleaned up by the next one here."""
     limit = parse_duration(timeout)
     data = rt.settings.data_dir.resolve()
-    embedded = EmbeddedRedis(data)
+    embedded, lock = EmbeddedRedis(data), RunLock(data)
     with handled():
         loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb)
         rt.open_database()
+        lock.take()
         redis_url = embedded.start()
     worker: WorkerProcess | None = None
-    batch_id = None
+    batch_id, settled = None, False
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         roles = ("broker", "result", "cache", "ratelimit", "state")
         rt = Runtime(rt.settings.model_copy(update={"redis_url": redis_url, **{f"{r}_url": None for r in roles}}))
+        if reaped := reap_dead_run(rt, lock):
+            note(f"note: {reaped}")
         processes = concurrency or rt.settings.worker_concurrency or os.cpu_count() or 1
         env = {k: v for k, v in os.environ.items() if k not in {f"LEGALDOC_{r.upper()}_URL" for r in roles}}
         env.update(LEGALDOC_REDIS_URL=redis_url, LEGALDOC_DATA_DIR=str(data),
                    LEGALDOC_DATABASE_URL=_absolute(rt.settings.resolved_database_url))  # fmt: skip
         worker = WorkerProcess(env, concurrency=processes, log_path=data / "run" / "worker.log").start()
+        lock.save(redis_pid=embedded.pid, worker_pid=worker.pid)
         with handled():
             submitted = service.submit_batch(rt.require(), loaded, skip_processed=skip_processed)
         batch_id = submitted.batch_id
+        lock.save(batch_id=batch_id)
         if not json_output:
             note(f"batch {batch_id} ({submitted.name}): {submitted.total} documents, {processes} worker processes")
 
@@ -257,21 +271,33 @@ def run(
                 return None
             return f"the worker stopped unexpectedly; its log ({data / 'run' / 'worker.log'}) ends with:\n{worker.log_tail()}"
 
-        _wait(rt, batch_id, limit, json_output, alive=worker_alive)
-        result = service.batch_status(rt, batch_id)
+        result = _wait(rt, batch_id, limit, json_output, alive=worker_alive)
+        settled = True
     except KeyboardInterrupt:
-        note("interrupted: cancelling documents not started and stopping the worker")
-        if batch_id is not None:
-            with contextlib.suppress(LegaldocError):
+        note("interrupted: cancelling what has not started; running stages get 10 s to finish")
+        with contextlib.suppress(LegaldocError):
+            if batch_id is not None:
                 service.cancel_batch(rt, batch_id)
-        if worker is not None:
-            worker.stop(timeout=10)
+            if worker is not None:
+                worker.stop(timeout=10)
+            if batch_id is not None:
+                ended = service.abandon_batch(rt, batch_id, "legaldoc run was interrupted")
+                note(f"batch {batch_id} cancelled" + (f" ({ended} documents stopped mid-way)" if ended else ""))
+            settled = True
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if worker is not None:
             worker.stop()
         embedded.stop()
+        if settled or batch_id is None:
+            lock.release()
     _report(result, json_output)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM ends `run` the way Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _absolute(url: str) -> str:

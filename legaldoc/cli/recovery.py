@@ -13,6 +13,7 @@ from legaldoc.cli.output import emit_json, fail, handled, note, stdout
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import MirrorState
 from legaldoc.services import recovery as service
+from legaldoc.services.embedded import reap_dead_run
 from legaldoc.services.wiring import Runtime
 
 
@@ -35,6 +36,8 @@ def recover(
     with handled():
         rt.open_database()
         if batch_id is None:
+            if not dry_run and (reaped := reap_dead_run(rt.require())):
+                note(f"note: {reaped}")
             result = service.recover_stuck(rt.require(), dry_run=dry_run)
         elif analyze:
             _print_analysis(service.analyze_failures(rt, batch_id), json_output)

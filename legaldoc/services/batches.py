@@ -31,6 +31,8 @@ from legaldoc.errors import (
 from legaldoc.lifecycle import (
     FINAL,
     IN_PROGRESS,
+    UNFINISHED,
+    WAITING,
     Attempt,
     AttemptOutcome,
     BatchStatus,
@@ -295,23 +297,43 @@ def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
 class Cancelled:
     summary: BatchSummary
     cancelled_now: int
+    already: bool = False  # the batch had ended before: nothing was done
 
     def as_json(self) -> dict[str, Any]:
-        return self.summary.as_json() | {"cancelled_now": self.cancelled_now}
+        return self.summary.as_json() | {"cancelled_now": self.cancelled_now, "already_ended": self.already}
 
 
 def cancel_batch(rt: Runtime, batch_id: str) -> Cancelled:
-    """Pending documents end as cancelled; running ones finish."""
+    """Documents waiting for a stage end as cancelled; a stage that runs finishes, and its document
+    ends cancelled at its next stage. Cancelling a batch that has ended does nothing."""
     with rt.database.session() as session:
         batch = get_batch(session, batch_id)
-        if batch.status not in IN_PROGRESS:
-            raise UsageError(f"batch {batch_id} is already {batch.status}")
-        batch.status = BatchStatus.CANCELLING
+        already = batch.status not in IN_PROGRESS
+        if not already:
+            batch.status = BatchStatus.CANCELLING
+    if already:
+        return Cancelled(batch_status(rt, batch_id), 0, already=True)
     with rt.database.session() as session:
-        transitions = claims.cancel_pending(session, batch_id)
+        transitions = claims.cancel(session, batch_id, WAITING)
     mirror(rt, transitions)
     finalize_batch(rt, batch_id)
     return Cancelled(batch_status(rt, batch_id), len(transitions))
+
+
+def abandon_batch(rt: Runtime, batch_id: str, reason: str) -> int:
+    """End every unfinished document of a batch whose workers are known to be gone (the `legaldoc
+    run` that held it stopped or was killed) as cancelled, and settle the batch; the count ended."""
+    with rt.database.session() as session:
+        batch = get_batch(session, batch_id)
+        if batch.status not in IN_PROGRESS:
+            return 0
+        batch.status = BatchStatus.CANCELLING
+        transitions = claims.cancel(session, batch_id, UNFINISHED, reason[:500])
+        for transition in transitions:
+            repo.close_abandoned_runs(session, transition.document_id)
+    mirror(rt, transitions)
+    finalize_batch(rt, batch_id)
+    return len(transitions)
 
 
 # -- waiting ------------------------------------------------------------------------------------

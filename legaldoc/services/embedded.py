@@ -8,18 +8,22 @@ Ctrl-C too.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from legaldoc.errors import ConfigurationError, ServiceUnavailable
+from legaldoc.errors import BatchBusy, ConfigurationError, ServiceUnavailable
+from legaldoc.services.wiring import Runtime
+from legaldoc.services.workers import process_alive, worker_command
 from legaldoc.services.workers import tail as _tail
-from legaldoc.services.workers import worker_command
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
@@ -71,6 +75,10 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
 
     @property
     def url_file(self) -> Path:
@@ -182,3 +190,89 @@ class WorkerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+@dataclass
+class RunRecord:
+    """Which `legaldoc run` works in a data folder (``run/run.json``): its process, its private Redis
+    and worker, and its batch. It stays behind when the run dies before its batch has ended."""
+
+    pid: int
+    host: str
+    redis_pid: int | None = None
+    worker_pid: int | None = None
+    batch_id: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.host != socket.gethostname() or process_alive(self.pid)
+
+
+class RunLock:
+    """`run/run.json`: one `legaldoc run` at a time per data folder, and what a dead one left."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "run" / "run.json"
+        self.record = RunRecord(os.getpid(), socket.gethostname())
+        self.previous: RunRecord | None = None
+
+    def read(self) -> RunRecord | None:
+        try:
+            return RunRecord(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def take(self) -> RunRecord | None:
+        """Take the folder for this process; returns the record of a run that died here (its batch
+        and processes to reap), BatchBusy while another run is alive."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        previous = self.read()
+        if previous is not None and previous.pid != os.getpid() and previous.alive:
+            raise BatchBusy(f"another legaldoc run (pid {previous.pid} on {previous.host}) works in {self.path.parent.parent}",
+                            hint="wait for it to finish, or use another --data-dir")  # fmt: skip
+        self.previous = previous
+        self.save()
+        return previous
+
+    def save(self, **fields: object) -> None:
+        for name, value in fields.items():
+            setattr(self.record, name, value)
+        self.path.write_text(json.dumps(asdict(self.record)))
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.read() == self.record:
+                self.path.unlink()
+
+
+def stop_leftovers(record: RunRecord) -> list[int]:
+    """Stop the redis-server and worker a dead run left running (each in its own session); the pids."""
+    import psutil
+
+    stopped = []
+    for pid, marker in ((record.worker_pid, "legaldoc.tasks.worker"), (record.redis_pid, "redis-server")):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if pid and marker in " ".join(psutil.Process(pid).cmdline()):
+                os.killpg(pid, signal.SIGKILL)
+                stopped.append(pid)
+    return stopped
+
+
+def reap_dead_run(rt: Runtime, taken: RunLock | None = None) -> str | None:
+    """When the `legaldoc run` recorded in this data folder died before its batch ended, stop what it
+    left running and end the batch's unfinished documents as cancelled; what was done, or None.
+    `taken`: the lock this run has just taken (it holds the dead run's record as `previous`)."""
+    from legaldoc.services.batches import abandon_batch
+
+    lock = taken or RunLock(rt.settings.data_dir.resolve())
+    record = lock.previous if taken else lock.read()
+    if record is None or record.alive:
+        return None
+    stop_leftovers(record)
+    ended = abandon_batch(rt, record.batch_id, f"its legaldoc run (pid {record.pid}) ended first") if record.batch_id else 0
+    if taken is None:
+        with contextlib.suppress(OSError):
+            lock.path.unlink()
+    if not ended:
+        return None
+    return f"a legaldoc run (pid {record.pid}) died here before its batch {record.batch_id} ended: {ended} documents cancelled"

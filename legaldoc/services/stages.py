@@ -26,6 +26,7 @@ from legaldoc.errors import RETRY_POLICIES, ClaimLost, LegaldocError, categorize
 from legaldoc.lifecycle import (
     Attempt,
     AttemptOutcome,
+    BatchStatus,
     DocumentStatus,
     Failure,
     MirrorState,
@@ -134,8 +135,15 @@ class StageRunner:
                 return StageOutcome(claim.outcome)
             batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
             priority = batch.priority if batch else DEFAULT_PRIORITY
-            options = dict(batch.options or {}) if batch else {}
-            run_id = repo.start_run(session, document_id, stage, attempt, self.worker).id
+            if batch is not None and batch.status == BatchStatus.CANCELLING:  # the batch stops: so does this document
+                stopped = claims.cancel(session, batch.id, frozenset({DocumentStatus.RUNNING}), document_id=document_id)
+            else:
+                options = dict(batch.options or {}) if batch else {}
+                run_id = repo.start_run(session, document_id, stage, attempt, self.worker).id
+                stopped = []
+        if stopped:
+            self._mirror(stopped[0], priority)
+            return StageOutcome(AttemptOutcome.CANCELLED)
         if stage is Stage.EXTRACT:
             self._mirror(claim.transition, priority)
         started = time.monotonic()

@@ -191,23 +191,26 @@ def skip(session: Session, document_id: int, attempt: Attempt, worker: str, *, d
     return _transition(document_id, row, MirrorState.SKIPPED, attempt)
 
 
-def cancel_pending(session: Session, batch_id: str) -> list[Transition]:
-    """Documents of the batch that have not started end as cancelled."""
-    ids = session.scalars(
-        select(Document.id).where(Document.batch_id == batch_id, Document.status == DocumentStatus.PENDING)
-    ).all()
+def cancel(session: Session, batch_id: str, statuses: frozenset[DocumentStatus], reason: str | None = None,
+           document_id: int | None = None) -> list[Transition]:  # fmt: skip
+    """The batch's documents in one of `statuses` (or only `document_id`) end as cancelled:
+    WAITING ones when a batch is cancelled, UNFINISHED ones when the run that held them is gone."""
+    ids = [document_id] if document_id is not None else session.scalars(
+        select(Document.id).where(Document.batch_id == batch_id, Document.status.in_(statuses))).all()  # fmt: skip
     transitions = []
     for offset in range(0, len(ids), 500):
-        chunk = ids[offset : offset + 500]
         rows = session.execute(
-            update(Document).where(Document.id.in_(chunk), Document.status == DocumentStatus.PENDING)
-            .values(_changed(status=DocumentStatus.CANCELLED)).returning(Document.id, *_NEW)
+            update(Document).where(Document.id.in_(ids[offset : offset + 500]), Document.batch_id == batch_id,
+                                   Document.status.in_(statuses))
+            .values(_changed(**_RELEASED, status=DocumentStatus.CANCELLED)).returning(Document.id, Document.version)
         ).all()  # fmt: skip
-        session.execute(
-            update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id.in_(chunk))
-            .values(outcome=MirrorState.CANCELLED)
-        )  # fmt: skip
-        transitions += [_transition(row[0], row[1:], MirrorState.CANCELLED) for row in rows]
+        ended = [row.id for row in rows]
+        if ended:
+            session.execute(
+                update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id.in_(ended))
+                .values(outcome=MirrorState.CANCELLED, reason=reason)
+            )  # fmt: skip
+        transitions += [Transition(row.id, batch_id, row.version, MirrorState.CANCELLED) for row in rows]
     return transitions
 
 
