@@ -439,7 +439,8 @@ class BatchScreen(Screen[None]):
             else:
                 cancelled = app.monitor.cancel(self.batch_id)
                 result = cancelled.as_json()
-                message = f"cancelled {cancelled.cancelled_now} documents; {cancelled.summary.running} running finish"
+                message = (f"already {cancelled.summary.status}" if cancelled.already else
+                           f"cancelled {cancelled.cancelled_now} documents; {cancelled.summary.running} running end after their stage")  # fmt: skip
         except LegaldocError as error:
             app.call_from_thread(app.notify, str(error), title=f"{action} failed", severity="error", timeout=10)
             return
