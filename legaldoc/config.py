@@ -1,12 +1,21 @@
-"""Settings: the one place configuration is read (flags > LEGALDOC_* env > legaldoc.toml > defaults)."""
+"""Settings: the one place configuration is read (flags > LEGALDOC_* env > legaldoc.toml > defaults).
+
+Reading is strict: an unknown key in the file or an unknown ``LEGALDOC_*`` variable is an error that
+names the closest real one, and every URL is checked where it is read, so a typo never falls back to
+a default silently.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,9 +27,7 @@ from pydantic_settings import (
 class Settings(BaseSettings):
     """Every knob of legaldoc; each field is documented in the README."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LEGALDOC_", toml_file="legaldoc.toml", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="LEGALDOC_", extra="forbid", frozen=True)
 
     data_dir: Path = Field(Path(".legaldoc"), description="Where the SQLite database and runtime files live.")
     """Where the SQLite database and runtime files live."""
@@ -229,7 +236,17 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
+
+    @field_validator("redis_url", "broker_url", "result_url", "cache_url", "ratelimit_url", "state_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_database_url(value)
 
 
 REDIS_DATABASES = {"broker": 0, "result": 1, "cache": 2, "ratelimit": 3, "state": 4}
@@ -245,6 +262,131 @@ def with_redis_db(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
+def check_redis_url(url: str) -> str:
+    """`url` when it names a Redis server: ``redis://HOST[:PORT][/DB]``, ``rediss://…``, ``unix:///PATH``."""
+    parts = urlsplit(url)
+    if parts.scheme in ("unix", "redis+socket"):
+        if not parts.path:
+            raise ValueError(f"{url!r} names no socket path; write it like unix:///run/redis.sock")
+        return url
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"{url!r} is not a Redis URL; write it like redis://HOST:6379/0")
+    try:
+        host, _, db = parts.hostname, parts.port, parts.path.strip("/")
+    except ValueError:
+        raise ValueError(f"{url!r} has a port that is not a number from 1 to 65535") from None
+    if not host:
+        raise ValueError(f"{url!r} names no host; write it like redis://HOST:6379")
+    if db and not (db.isdigit() and int(db) < 16):
+        raise ValueError(f"{url!r}: the database number must be 0-15, not {db!r}")
+    return url
+
+
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
+
+
+def check_database_url(url: str) -> str:
+    """`url` for SQLite or PostgreSQL; ``postgres://`` and ``postgresql://`` get the psycopg driver."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"{url!r} is not a database URL; write sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+    if scheme in POSTGRES_SCHEMES:
+        if not urlsplit(f"x://{rest}").hostname and "host=" not in rest:
+            raise ValueError(f"{url!r} names no host; write it like postgresql+psycopg://USER@HOST/DB")
+        return f"postgresql+psycopg://{rest}"
+    if scheme == "sqlite":
+        return url
+    raise ValueError(f"legaldoc stores its results in SQLite or PostgreSQL, not {scheme!r}; "
+                     "write sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")  # fmt: skip
+
+
+# -- where settings come from -------------------------------------------------------------------
+
+ENV_PREFIX = "LEGALDOC_"
+OTHER_VARIABLES = {"LEGALDOC_CONFIG", "LEGALDOC_HOME", "LEGALDOC_TEST_POSTGRES_URL"}  # not settings, also read
+_config_file: Path | None = None  # from --config
+
+
+def use_config_file(path: Path | None) -> None:
+    """The settings file `--config` names (else LEGALDOC_CONFIG, else ./legaldoc.toml)."""
+    global _config_file
+    _config_file = path
+
+
+def config_file() -> Path:
+    return _config_file or Path(os.environ.get("LEGALDOC_CONFIG") or "legaldoc.toml")
+
+
+class SettingsError(ValueError):
+    """Raised when the settings name an unknown key, hold a bad value, or their file cannot be read."""
+
+
+def _closest(name: str, env: bool = False) -> str:
+    match = difflib.get_close_matches(name, list(Settings.model_fields), n=1, cutoff=0.6)
+    if not match:
+        return "; `legaldoc config show` lists every setting"
+    return f"; did you mean {ENV_PREFIX + match[0].upper() if env else match[0]}?"
+
+
+def _file_settings() -> dict[str, Any]:
+    path = config_file()
+    explicit = _config_file is not None or "LEGALDOC_CONFIG" in os.environ
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if explicit:
+            raise SettingsError(f"{path}: no such settings file") from None
+        return {}
+    except (OSError, UnicodeError, tomllib.TOMLDecodeError) as error:
+        raise SettingsError(f"{path}: cannot be read as TOML: {error}") from None
+    for key in data:
+        if key not in Settings.model_fields:
+            raise SettingsError(f"{path}: unknown setting {key!r}{_closest(key)}")
+    return data
+
+
+def _environment() -> dict[str, str]:
+    found = {}
+    for variable, value in os.environ.items():
+        if not variable.upper().startswith(ENV_PREFIX) or variable.upper() in OTHER_VARIABLES:
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        if name not in Settings.model_fields:
+            raise SettingsError(f"unknown environment variable {variable}{_closest(name, env=True)}")
+        found[name] = value
+    return found
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one setting's value came from."""
+
+    name: str
+    value: Any
+    source: str  # flag, env, file or default
+
+
+def setting_sources(settings: Settings, flags: dict[str, Any]) -> list[Source]:
+    """Every setting with its value and where it came from."""
+    environment, file = _environment(), _file_settings()
+    sources = []
+    for name in Settings.model_fields:
+        origin = ("flag" if flags.get(name) is not None else "env" if name in environment
+                  else "file" if name in file else "default")  # fmt: skip
+        sources.append(Source(name, getattr(settings, name), origin))
+    return sources
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings once; command-line flags come in as overrides and win."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    """Build Settings once; command-line flags come in as overrides and win. SettingsError names an
+    unknown key (and the closest real one) or a bad value and where it came from."""
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    environment, file = _environment(), _file_settings()
+    try:
+        return Settings(**flags)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        where = (f"--{name.replace('_', '-')}" if name in flags else f"{ENV_PREFIX}{name.upper()}" if name in environment
+                 else f"{config_file()}: {name}" if name in file else name)  # fmt: skip
+        raise SettingsError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None

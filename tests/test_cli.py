@@ -14,7 +14,7 @@ from tests.conftest import DOCUMENTS, NEF, SAMPLES
 
 COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel", "recover", "workers", "workers start",
             "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear", "monitor",
-            "db", "db current", "db upgrade"]
+            "db", "db current", "db upgrade", "config", "config show"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -106,3 +106,21 @@ def test_db_current_and_upgrade(tmp_path):
     assert again.returncode == 0 and "already at" in again.stderr
     lost = legaldoc("db", "current", "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/x", cwd=tmp_path)
     assert lost.returncode == 3 and "cannot reach the database" in lost.stderr and "Traceback" not in lost.stderr
+
+
+def test_config_show_names_every_source_and_masks_secrets(tmp_path):
+    """`config show --json`: each setting's value and where it came from (flag, env, file, default);
+    a password inside a URL never prints."""
+    (tmp_path / "legaldoc.toml").write_text('ocr_dpi = 150\nstate_url = "redis://user:hunter2@cache:6379/4"\n')
+    result = legaldoc("config", "show", "--json", "--redis-url", "redis://flag:6379", cwd=tmp_path,
+                      env={"LEGALDOC_MAX_PAGES": "12"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)["settings"]
+    assert {name: shown[name]["source"] for name in ("redis_url", "max_pages", "ocr_dpi", "chunk_max_chars")} == {
+        "redis_url": "flag", "max_pages": "env", "ocr_dpi": "file", "chunk_max_chars": "default"}  # fmt: skip
+    assert shown["max_pages"]["value"] == 12 and shown["state_url"]["value"] == "redis://***@cache:6379/4"
+    assert "hunter2" not in result.stdout
+    other = tmp_path / "other.toml"
+    other.write_text("max_pages = 7\n")
+    assert json.loads(legaldoc("--config", str(other), "config", "show", "--json", cwd=tmp_path).stdout)["settings"][
+        "max_pages"] == {"value": 7, "source": "file"}  # fmt: skip

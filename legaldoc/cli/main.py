@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from legaldoc import __version__
-from legaldoc.cli import batches, cache, database, documents, monitor, recovery, workers
+from legaldoc.cli import batches, cache, database, documents, monitor, recovery, settings, workers
 from legaldoc.cli.exit_codes import ExitCode
+from legaldoc.config import use_config_file
 
 app = typer.Typer(
     name="legaldoc",
@@ -27,6 +30,7 @@ app.command("monitor")(monitor.monitor)
 app.add_typer(workers.app, name="workers")
 app.add_typer(cache.app, name="cache")
 app.add_typer(database.app, name="db")
+app.add_typer(settings.app, name="config")
 
 
 def _version(value: bool) -> None:
@@ -38,8 +42,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    config: Path | None = typer.Option(None, "--config", help="Settings file (default: LEGALDOC_CONFIG, else ./legaldoc.toml)."),
 ) -> None:
     """legaldoc: turn legal documents into text, entities and a graph."""
+    use_config_file(config)
 
 
 def run() -> None:

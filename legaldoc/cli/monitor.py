@@ -29,9 +29,9 @@ def monitor(
     Keys: ? help, q quit, Tab next panel, / filter, Enter open a batch, Esc back; on a batch:
     s state filter, r recover, c cancel (each asks first). For a one-off report use `legaldoc status`.
     """
+    settings = settings_from(None, database_url, data_dir, redis_url)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         fail(UsageError("legaldoc monitor needs a terminal", hint="for a report in a script, use: legaldoc status --json"))
-    settings = settings_from(None, database_url, data_dir, redis_url)
     if redis_url is None and "LEGALDOC_REDIS_URL" not in os.environ:
         embedded = running_embedded(settings.data_dir)
         if embedded:  # a `legaldoc run` is working here: watch its private Redis

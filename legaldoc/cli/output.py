@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.text import Text
 
 from legaldoc.cli.exit_codes import ExitCode
-from legaldoc.errors import BatchBusy, LegaldocError, ServiceUnavailable, UsageError
+from legaldoc.errors import (
+    BatchBusy,
+    ConfigurationError,
+    LegaldocError,
+    ServiceUnavailable,
+    UsageError,
+)
 
 stdout = Console(highlight=False, soft_wrap=True)
 if not stdout.is_terminal:
@@ -32,7 +38,7 @@ def fail(error: LegaldocError) -> NoReturn:
     stderr.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
     if isinstance(error, ServiceUnavailable):
         raise typer.Exit(ExitCode.UNAVAILABLE)
-    if isinstance(error, UsageError):
+    if isinstance(error, UsageError | ConfigurationError):  # fix the command line, the settings or the setup
         raise typer.Exit(ExitCode.USAGE)
     if isinstance(error, BatchBusy):
         raise typer.Exit(ExitCode.BUSY)

@@ -13,10 +13,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from legaldoc.errors import ServiceUnavailable
+from legaldoc.errors import ConfigurationError, ServiceUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,7 +44,11 @@ def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot create the data folder {Path(path).parent}: {exc.strerror}",
+                                         hint="choose another with --data-dir or LEGALDOC_DATA_DIR") from None  # fmt: skip
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -93,13 +97,18 @@ def revisions(url: str) -> tuple[str | None, str | None]:
 
 @contextmanager
 def _reachable(engine: Engine) -> Iterator[None]:
+    where = engine.url.render_as_string(hide_password=True)
     try:
         yield
     except OperationalError as exc:
-        raise ServiceUnavailable(
-            f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: {exc.orig}",
-            hint="check LEGALDOC_DATABASE_URL and that the server is running",
-        ) from exc
+        if engine.dialect.name == "sqlite":  # a file: nothing is "down", the path or the file is wrong
+            raise ConfigurationError(f"cannot open the database {where}: {exc.orig}",
+                                     hint="check --data-dir / LEGALDOC_DATABASE_URL and the folder's permissions") from None  # fmt: skip
+        raise ServiceUnavailable(f"cannot reach the database at {where}: {exc.orig}",
+                                 hint="check LEGALDOC_DATABASE_URL and that the server is running") from None  # fmt: skip
+    except DatabaseError as exc:  # e.g. a file that is not an SQLite database
+        raise ConfigurationError(f"{where} is not a legaldoc database: {exc.orig}",
+                                 hint="point --data-dir or LEGALDOC_DATABASE_URL at a legaldoc database") from None  # fmt: skip
 
 
 class Database:

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import signals
 
-from legaldoc.config import load_settings
+from legaldoc.config import SettingsError, load_settings
 from legaldoc.queues import CONSUME_ORDER, MOST_URGENT, RETENTION_TASK, SWEEP_TASK, Queue
 from legaldoc.services.wiring import Runtime
 from legaldoc.services.workers import parse_autoscale
@@ -128,7 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loglevel", default="WARNING")
     parser.add_argument("--pool", default="prefork")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        parser.error(f"invalid settings: {error}")
     app = create_app(settings)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     known = {q.value for q in Queue}
