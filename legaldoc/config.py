@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import platformdirs
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -29,8 +30,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LEGALDOC_", extra="forbid", frozen=True)
 
-    data_dir: Path = Field(Path(".legaldoc"), description="Where the SQLite database and runtime files live.")
-    """Where the SQLite database and runtime files live."""
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), description="Where the SQLite database and runtime files live.")
+    """Where the SQLite database and runtime files live: LEGALDOC_HOME, else the user's data folder
+    (``~/.local/share/legaldoc`` on Linux), the same for every process of a user wherever it starts.
+    A relative path given as a flag or variable is made absolute where it is read."""
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite at DATA_DIR/legaldoc.db.")
     """SQLAlchemy URL; default SQLite at ``data_dir/legaldoc.db``. PostgreSQL: ``postgresql+psycopg://...``."""
@@ -317,6 +325,11 @@ def config_file() -> Path:
     return _config_file or Path(os.environ.get("LEGALDOC_CONFIG") or "legaldoc.toml")
 
 
+def default_data_dir() -> Path:
+    home = os.environ.get("LEGALDOC_HOME")
+    return Path(home).expanduser().absolute() if home else Path(platformdirs.user_data_dir("legaldoc"))
+
+
 class SettingsError(ValueError):
     """Raised when the settings name an unknown key, hold a bad value, or their file cannot be read."""
 
@@ -373,6 +386,8 @@ def setting_sources(settings: Settings, flags: dict[str, Any]) -> list[Source]:
     for name in Settings.model_fields:
         origin = ("flag" if flags.get(name) is not None else "env" if name in environment
                   else "file" if name in file else "default")  # fmt: skip
+        if name == "data_dir" and origin == "default" and os.environ.get("LEGALDOC_HOME"):
+            origin = "env"  # LEGALDOC_HOME
         sources.append(Source(name, getattr(settings, name), origin))
     return sources
 

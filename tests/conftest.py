@@ -126,6 +126,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's own data home (LEGALDOC_HOME), never the user's: the commands it runs default there."""
+    home = tmp_path / ".legaldoc"
+    monkeypatch.setenv("LEGALDOC_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
     """The session's Redis, emptied before the test (queues and state of earlier tests gone)."""

@@ -29,7 +29,7 @@ def test_run_sample_manifest_from_a_fresh_folder(tmp_path):
     status = legaldoc("status", summary["batch_id"], "--json", cwd=work, env=env)
     assert status.returncode == 0
     assert {k: v for k, v in json.loads(status.stdout).items() if k in STATUS_KEYS} == {k: summary[k] for k in STATUS_KEYS}
-    assert not list((work / ".legaldoc" / "run").glob("*.sock"))
+    assert not list((tmp_path / ".legaldoc" / "run").glob("*.sock"))
 
     again = legaldoc("run", "manifests/sample.yaml", cwd=work, env=env)
     assert again.returncode == 0, again.stderr
