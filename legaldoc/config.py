@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     metrics_retention_days: float = Field(7.0, gt=0)
     """Days stage durations, errors and completions are kept in Redis."""
 
+    stall_warning: float = Field(120.0, gt=0)
+    """Seconds without progress after which `submit --wait` says on stderr what holds the batch."""
+
     batch_retention_days: float = Field(30.0, gt=0)
     """Days a finished batch's live state is kept in Redis (the database keeps it for good)."""
 

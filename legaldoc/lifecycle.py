@@ -88,6 +88,7 @@ class AttemptOutcome(StrEnum):
     FAILED = "failed"  # failed for good
     LOST = "lost"  # the claim was taken over (the worker was presumed dead); its writes rolled back
     CANCELLED = "cancelled"  # not run: the document's batch is being cancelled
+    FOREIGN = "foreign"  # not run: the message belongs to another database than this worker's
     DUPLICATE = "duplicate"  # the message did nothing: another live worker holds this attempt
     STALE = "stale"  # the message did nothing: the document has moved on
     MISSING = "missing"  # the message did nothing: the document is gone

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -87,14 +88,15 @@ def _wait(rt: Runtime, batch_id: str, timeout: float | None, quiet: bool,
         if tty:
             detail = " ".join(_counts(summary, (MirrorState.RUNNING, MirrorState.FAILED, MirrorState.SKIPPED)))
             progress.update(task, completed=summary.done, total=summary.total, detail=detail)
-        elif not quiet and time.monotonic() - last_line[0] >= 10:
+        elif not quiet and time.monotonic() - last_line[0] >= 10:  # a log file's line: with its time
             last_line[0] = time.monotonic()
-            note(_line(summary))
+            note(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {_line(summary)}")
 
     with progress:
         task = progress.add_task(f"batch {batch_id}", total=None, detail="")
         try:
-            return service.wait_for_batch(rt, batch_id, timeout=timeout, on_update=update, alive=alive)
+            return service.wait_for_batch(rt, batch_id, timeout=timeout, on_update=update, alive=alive,
+                                          on_stall=lambda why: progress.console.print(f"warning: {why}", markup=False))  # fmt: skip
         except WaitTimedOut as error:
             note(f"error: {error}")
             raise typer.Exit(ExitCode.TIMED_OUT) from None

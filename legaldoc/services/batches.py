@@ -7,6 +7,7 @@ may have ended (or reopened) a batch calls it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -25,6 +26,7 @@ from legaldoc.errors import (
     ErrorCategory,
     LegaldocError,
     NoSuchBatch,
+    ServiceUnavailable,
     UsageError,
     WaitTimedOut,
 )
@@ -47,6 +49,7 @@ from legaldoc.models import STAGES, Stage
 from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
 from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.services.wiring import Runtime
+from legaldoc.state.batches import ErrorNote
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
@@ -89,6 +92,8 @@ def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | 
     _check_options(loaded)
     manifest = loaded.manifest
     skip = manifest.options.skip_processed if skip_processed is None else skip_processed
+    if foreign := foreign_workers(rt, manifest.priority):
+        raise ServiceUnavailable(foreign, hint="start workers with this --data-dir or --database-url, or submit with theirs")
     lock_key = f"submit:{manifest.project}:{loaded.lock_name}"
     if not rt.lock.acquire(lock_key, ttl=300):
         raise BatchBusy(f"another submit of manifest {loaded.lock_name!r} is in progress", hint="wait for it to finish")
@@ -157,6 +162,29 @@ def queues_needed(priority: int) -> list[str]:
     """The queues a batch of this priority goes through: its stages' and its control queue."""
     stage_queues = [STAGE_QUEUE[stage].value for stage in STAGES]
     return list(dict.fromkeys([*stage_queues, batch_queue(priority).value]))
+
+
+def foreign_workers(rt: Runtime, priority: int) -> str | None:
+    """Why a batch would wait for ever: every live worker of a queue it needs serves another database."""
+    online = rt.registry.online()
+    for queue in queues_needed(priority):
+        serving = [w for w in online if queue in w.queues]
+        if serving and all(w.database and w.database != rt.database.identity for w in serving):
+            return (f"the live workers on {queue} ({', '.join(sorted(w.name for w in serving))}) serve the database at "
+                    f"{serving[0].database_url or serving[0].database}, not this one at {rt.database.where}")  # fmt: skip
+    return None
+
+
+def stall_reason(rt: Runtime, priority: int) -> str:
+    """What holds a batch that makes no progress, as far as Redis can tell."""
+    if missing := rt.registry.queues_without_workers(queues_needed(priority)):
+        return f"no live worker consumes {', '.join(missing)} (start one with: legaldoc workers start)"
+    if foreign := foreign_workers(rt, priority):
+        return foreign
+    memory = rt.client("broker").info("memory")
+    if memory.get("maxmemory") and memory.get("used_memory", 0) >= 0.95 * memory["maxmemory"]:
+        return "Redis is out of memory (maxmemory reached)"
+    return "the workers are busy with other work, or slow"
 
 
 # -- settling -----------------------------------------------------------------------------------
@@ -336,19 +364,43 @@ def abandon_batch(rt: Runtime, batch_id: str, reason: str) -> int:
     return len(transitions)
 
 
+def refuse_foreign(rt: Runtime, document_id: int, stage: Stage, database: str) -> AttemptOutcome:
+    """A message of another database reached this worker (two installations share a Redis, or a
+    worker was started on another data folder): say so loudly and do nothing with it."""
+    message = (f"worker serves database {rt.database.identity[:8]} ({rt.database.where}), but the {stage} message of "
+               f"document {document_id} belongs to database {database[:8]}: start workers with that database's "
+               "--data-dir or --database-url")  # fmt: skip
+    log.error("%s", message)
+    try:
+        rt.state.note_error("", document_id, ErrorNote(stage, ErrorCategory.CONFIGURATION, message, 0, time.time()))
+    except redis.RedisError:
+        log.warning("could not record the refusal in Redis", exc_info=True)
+    return AttemptOutcome.FOREIGN
+
+
 # -- waiting ------------------------------------------------------------------------------------
 
 
 def wait_for_batch(rt: Runtime, batch_id: str, *, timeout: float | None,
                    on_update: Callable[[BatchSummary], None] | None = None, poll: float = 0.5,
-                   alive: Callable[[], str | None] | None = None) -> BatchSummary:  # fmt: skip
+                   alive: Callable[[], str | None] | None = None,
+                   on_stall: Callable[[str], None] | None = None) -> BatchSummary:  # fmt: skip
     """Poll the batch until it has settled; `on_update(summary)` sees every poll.
 
     When every document has ended the batch is settled here at once (idempotent), not left to
-    the finalize task. `alive()`, when given, is checked each poll; a message stops the wait."""
+    the finalize task. `alive()`, when given, is checked each poll; a message stops the wait.
+    `on_stall(why)` hears when nothing has moved for the `stall_warning` setting, with the reason."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    seen, since = None, time.monotonic()
     while True:
         summary = batch_status(rt, batch_id)
+        if (summary.done, summary.running, summary.pending) != seen:
+            seen, since = (summary.done, summary.running, summary.pending), time.monotonic()
+        elif on_stall and time.monotonic() - since >= rt.settings.stall_warning and summary.open:
+            with contextlib.suppress(redis.RedisError):
+                on_stall(f"batch {batch_id} has made no progress for {time.monotonic() - since:.0f} s: "
+                         f"{stall_reason(rt, summary.priority)}")  # fmt: skip
+            since = time.monotonic()
         if summary.active and summary.open == 0:
             finalize_batch(rt, batch_id)
             summary = batch_status(rt, batch_id)

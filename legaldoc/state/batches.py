@@ -23,6 +23,7 @@ from legaldoc.state.keys import Keys
 from legaldoc.state.scripts import Script
 
 SETTLEABLE = 2  # the transition script's answer when no document of the batch is open any more
+RECENT_ERRORS = 200  # as transition.lua keeps
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,13 @@ class BatchState:
         fields, docs, errors = pipe.execute()
         notes = {int(d): note for d, v in errors.items() if (note := ErrorNote.from_json(v)) is not None}
         return _text(fields) or None, {int(d): DocumentState.parse(v) for d, v in docs.items()}, notes
+
+    def note_error(self, batch_id: str, document_id: int, note: ErrorNote) -> None:
+        """Add an error to the newest errors the dashboard shows, outside any document's transition."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(self.keys.recent_errors, f"{batch_id}|{document_id}|{note.to_json()}")
+        pipe.ltrim(self.keys.recent_errors, 0, RECENT_ERRORS - 1)
+        pipe.execute()
 
     def trim_metrics(self, before: float, stages: Iterable[str], categories: Iterable[str]) -> int:
         """Drop metrics older than `before` (epoch seconds)."""

@@ -16,7 +16,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,8 +101,9 @@ def _body(args: tuple[Any, ...]) -> str:
 class Broker:
     """Publishes legaldoc task messages to the broker database and measures queue depths."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, database: Callable[[], str] | None = None) -> None:
         self.client = client
+        self.database = database  # the identity stage messages carry: a worker of another database refuses them
         self._templates: dict[tuple[str, str, int], _Template] = {}
         self._ids: tuple[int, str, itertools.count] | None = None
         self._queue_stats = Script(client, "queue_stats")
@@ -161,10 +162,11 @@ class Broker:
         pipe.execute()
 
     def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None) -> int:
-        """Publish (document id, stage, attempt) messages to each stage's queue."""
+        """Publish (document id, stage, attempt[, database]) messages to each stage's queue."""
         eta = datetime.now(UTC) + timedelta(seconds=countdown) if countdown else None
+        stamp = (self.database(),) if self.database else ()
         return self.publish(
-            Message(stage_task(stage), (document_id, stage.value, attempt), STAGE_QUEUE[stage], priority, eta)
+            Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta)
             for document_id, stage, attempt in items
         )
 

@@ -37,6 +37,8 @@ class Heartbeat:
     interval: float = 5.0
     autoscale: list[int] | None = None
     stopped: bool = False
+    database: str = ""  # the identity of the database it serves
+    database_url: str = ""  # and where that is (no password)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def online(self, now: float | None = None) -> bool:
@@ -45,7 +47,7 @@ class Heartbeat:
 
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         """The fields `workers status --json` prints."""
-        shown = {k: v for k, v in asdict(self).items() if k not in ("started", "interval", "stopped", "extra")}
+        shown = {k: v for k, v in asdict(self).items() if k not in ("started", "interval", "stopped", "extra", "database_url")}
         return shown | {"online": self.online(now)}
 
 

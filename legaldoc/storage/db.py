@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,19 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @cached_property
+    def identity(self) -> str:
+        """The database's identity, written when it was created: who serves which database."""
+        from legaldoc.storage.tables import Installation
+
+        with self.read() as session:
+            return session.scalars(select(Installation.id)).one()
+
+    @property
+    def where(self) -> str:
+        """The URL, safe to show (no password)."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

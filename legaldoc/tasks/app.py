@@ -118,8 +118,11 @@ def _register(app: Celery, settings: Settings) -> None:
 def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
     queue = STAGE_QUEUE[stage].value
 
-    def run_stage(document_id: int, stage_name: str, attempt: int) -> str:
-        status = runtime(settings).runner.execute(document_id, Stage(stage_name), attempt).status
+    def run_stage(document_id: int, stage_name: str, attempt: int, database: str | None = None) -> str:
+        rt = runtime(settings)
+        if database and database != rt.database.identity:
+            return batches.refuse_foreign(rt, document_id, Stage(stage_name), database).value
+        status = rt.runner.execute(document_id, Stage(stage_name), attempt).status
         if status in FAILURES:
             stats.count_failure()
         return status.value

@@ -21,6 +21,7 @@ from typing import Any
 from celery import signals
 
 from legaldoc.config import SettingsError, load_settings
+from legaldoc.errors import LegaldocError
 from legaldoc.queues import CONSUME_ORDER, MOST_URGENT, RETENTION_TASK, SWEEP_TASK, Queue
 from legaldoc.services.wiring import Runtime
 from legaldoc.services.workers import parse_autoscale
@@ -150,11 +151,17 @@ def main(argv: list[str] | None = None) -> None:
         concurrency = autoscale[0]
     name = args.name or f"legaldoc-{os.getpid()}@{socket.gethostname()}"
     rt = runtime(settings)
+    try:  # the database this worker serves: migrated once here, named in every heartbeat
+        identity, where = rt.database.identity, rt.database.where
+    except LegaldocError as error:
+        parser.exit(3, f"{parser.prog}: error: {error}\n")
+    rt.database.engine.dispose()  # the pool processes open their own
     scheduler = Scheduler(rt)
     heartbeater = Heartbeater(rt, Heartbeat(
         name=name, host=socket.gethostname(), pid=os.getpid(), queues=ordered,
         concurrency=autoscale[1] if autoscale else concurrency, started=time.time(),
         interval=settings.heartbeat_interval, autoscale=list(autoscale) if autoscale else None,
+        database=identity, database_url=where,
     ))  # fmt: skip
     stats.create()
 
