@@ -21,10 +21,11 @@ from rich.text import Text
 from legaldoc.cli.common import JsonOption, connected
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
-from legaldoc.errors import LegaldocError, UsageError, WaitTimedOut
+from legaldoc.errors import ConfigurationError, LegaldocError, UsageError, WaitTimedOut
 from legaldoc.lifecycle import BatchStatus, MirrorState
 from legaldoc.manifest import load_manifest
 from legaldoc.services import batches as service
+from legaldoc.services.doctor import CHEAP, Verdict, diagnose
 from legaldoc.services.embedded import EmbeddedRedis, RunLock, WorkerProcess, reap_dead_run
 from legaldoc.services.summary import BatchSummary
 from legaldoc.services.wiring import Runtime
@@ -140,7 +141,12 @@ def submit(
     limit = parse_duration(timeout)
     with handled():
         loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb)
-        if reaped := reap_dead_run(rt.require()):
+        for check in diagnose(rt.require(), only=CHEAP):  # what doctor would say, the quick part
+            if check.verdict is Verdict.FAIL:
+                fail(ConfigurationError(f"{check.name}: {check.detail}", hint=check.fix))
+            if check.verdict is Verdict.WARN:
+                note(f"warning: {check.name}: {check.detail} ({check.fix})")
+        if reaped := reap_dead_run(rt):
             note(f"note: {reaped}")
         submitted = service.submit_batch(rt, loaded, skip_processed=skip_processed)
     _warn_unserved_queues(rt, submitted)

@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from legaldoc import __version__
-from legaldoc.cli import batches, cache, database, documents, monitor, recovery, settings, workers
+from legaldoc.cli import (
+    batches,
+    cache,
+    database,
+    doctor,
+    documents,
+    monitor,
+    recovery,
+    settings,
+    workers,
+)
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.config import use_config_file
 
@@ -27,6 +37,7 @@ app.command("status")(batches.status)
 app.command("cancel")(batches.cancel)
 app.command("recover")(recovery.recover)
 app.command("monitor")(monitor.monitor)
+app.command("doctor")(doctor.doctor)
 app.add_typer(workers.app, name="workers")
 app.add_typer(cache.app, name="cache")
 app.add_typer(database.app, name="db")
