@@ -273,23 +273,31 @@ def with_redis_db(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
+def masked(url: str) -> str:
+    """A URL safe to print: no password."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
 def check_redis_url(url: str) -> str:
     """`url` when it names a Redis server: ``redis://HOST[:PORT][/DB]``, ``rediss://…``, ``unix:///PATH``."""
     parts = urlsplit(url)
     if parts.scheme in ("unix", "redis+socket"):
         if not parts.path:
-            raise ValueError(f"{url!r} names no socket path; write it like unix:///run/redis.sock")
+            raise ValueError(f"{masked(url)!r} names no socket path; write it like unix:///run/redis.sock")
         return url
     if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"{url!r} is not a Redis URL; write it like redis://HOST:6379/0")
+        raise ValueError(f"{masked(url)!r} is not a Redis URL; write it like redis://HOST:6379/0")
     try:
         host, _, db = parts.hostname, parts.port, parts.path.strip("/")
     except ValueError:
-        raise ValueError(f"{url!r} has a port that is not a number from 1 to 65535") from None
+        raise ValueError(f"{masked(url)!r} has a port that is not a number from 1 to 65535") from None
     if not host:
-        raise ValueError(f"{url!r} names no host; write it like redis://HOST:6379")
+        raise ValueError(f"{masked(url)!r} names no host; write it like redis://HOST:6379")
     if db and not (db.isdigit() and int(db) < 16):
-        raise ValueError(f"{url!r}: the database number must be 0-15, not {db!r}")
+        raise ValueError(f"{masked(url)!r}: the database number must be 0-15, not {db!r}")
     return url
 
 
@@ -300,10 +308,10 @@ def check_database_url(url: str) -> str:
     """`url` for SQLite or PostgreSQL; ``postgres://`` and ``postgresql://`` get the psycopg driver."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"{url!r} is not a database URL; write sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+        raise ValueError(f"{masked(url)!r} is not a database URL; write sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
     if scheme in POSTGRES_SCHEMES:
         if not urlsplit(f"x://{rest}").hostname and "host=" not in rest:
-            raise ValueError(f"{url!r} names no host; write it like postgresql+psycopg://USER@HOST/DB")
+            raise ValueError(f"{masked(url)!r} names no host; write it like postgresql+psycopg://USER@HOST/DB")
         return f"postgresql+psycopg://{rest}"
     if scheme == "sqlite":
         return url

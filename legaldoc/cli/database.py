@@ -7,8 +7,8 @@ import typer
 from legaldoc.cli.common import JsonOption, connected
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, handled, note, stdout
+from legaldoc.config import masked
 from legaldoc.services.wiring import Runtime
-from legaldoc.state.connection import describe
 from legaldoc.storage.db import get_engine, migrate, revisions
 
 app = typer.Typer(help="The database: its schema revision, and the upgrade to the newest.", no_args_is_help=True)
@@ -24,9 +24,9 @@ def current(rt: Runtime, json_output: JsonOption = False) -> None:
     with handled():
         revision, head = revisions(url)
     if json_output:
-        emit_json({"database": describe(url), "revision": revision, "head": head, "current": revision == head})
+        emit_json({"database": masked(url), "revision": revision, "head": head, "current": revision == head})
     else:
-        stdout.print(f"{describe(url)}: revision {revision or 'none (empty database)'}, newest {head}")
+        stdout.print(f"{masked(url)}: revision {revision or 'none (empty database)'}, newest {head}")
     if revision != head:
         raise typer.Exit(ExitCode.DOCUMENTS_FAILED)
 
@@ -40,6 +40,6 @@ def upgrade(rt: Runtime, json_output: JsonOption = False) -> None:
         before, _ = revisions(url)
         after = migrate(get_engine(url))
     if json_output:
-        emit_json({"database": describe(url), "from": before, "to": after})
+        emit_json({"database": masked(url), "from": before, "to": after})
         return
-    note(f"{describe(url)}: " + (f"upgraded from {before or 'empty'} to {after}" if before != after else f"already at {after}"))
+    note(f"{masked(url)}: " + (f"upgraded from {before or 'empty'} to {after}" if before != after else f"already at {after}"))

@@ -16,16 +16,15 @@ from legaldoc.cli.common import (
     settings_from,
 )
 from legaldoc.cli.output import emit_json, fail, stdout
-from legaldoc.config import SettingsError, config_file, setting_sources
+from legaldoc.config import SettingsError, config_file, masked, setting_sources
 from legaldoc.errors import UsageError
-from legaldoc.state.connection import describe
 
 app = typer.Typer(help="The settings: what each is, and where its value came from.", no_args_is_help=True)
 
 
 def _shown(value: object) -> object:
     """Secrets masked: a password inside a URL never prints."""
-    return describe(value) if isinstance(value, str) and "://" in value else str(value) if isinstance(value, Path) else value
+    return masked(value) if isinstance(value, str) and "://" in value else str(value) if isinstance(value, Path) else value
 
 
 @app.command()

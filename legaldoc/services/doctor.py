@@ -18,7 +18,8 @@ import redis
 
 from legaldoc.config import config_file
 from legaldoc.errors import LegaldocError
-from legaldoc.services.batches import queues_needed
+from legaldoc.queues import DEFAULT_PRIORITY
+from legaldoc.services.batches import foreign_workers, queues_needed
 from legaldoc.services.wiring import Runtime
 from legaldoc.storage.db import revisions
 
@@ -105,22 +106,16 @@ def _soffice(rt: Runtime) -> Check:
 
 def _workers(rt: Runtime) -> Check:
     known = rt.registry.workers()
-    online = [w for w in known if w.online()]
     if not known:
         return Check("workers", Verdict.OK, "none yet (legaldoc run starts its own; for submit: legaldoc workers start)")
-    foreign = {w.name for w in online if w.database and w.database != rt.database.identity}
-    bare = [q for q in queues_needed(5) if not any(q in w.queues for w in online)]
-    stopped = [q for q in queues_needed(5) if online and all(w.name in foreign for w in online if q in w.queues)
-               and any(q in w.queues for w in online)]  # fmt: skip
-    skewed = [w.name for w in online if w.last_seen - time.time() > 5]
-    if stopped:
-        return Check("workers", Verdict.FAIL, f"every live worker on {', '.join(stopped)} serves another database",
-                     "start workers with this --data-dir / --database-url")  # fmt: skip
-    if bare or skewed:
-        detail = f"no live worker on {', '.join(bare)}" if bare else f"clocks ahead of this machine: {', '.join(skewed)}"
-        return Check("workers", Verdict.WARN, detail, "legaldoc workers start" if bare else "synchronise clocks (NTP)")
-    return Check("workers", Verdict.OK, f"{len(online)} live on every queue, this database" +
-                 (f" (and {len(foreign)} on another)" if foreign else ""))  # fmt: skip
+    if foreign := foreign_workers(rt, DEFAULT_PRIORITY):
+        return Check("workers", Verdict.FAIL, foreign, "start workers with this --data-dir / --database-url")
+    if bare := rt.registry.queues_without_workers(queues_needed(DEFAULT_PRIORITY)):
+        return Check("workers", Verdict.WARN, f"no live worker on {', '.join(bare)}", "legaldoc workers start")
+    online = [w for w in known if w.online()]
+    if skewed := [w.name for w in online if w.last_seen - time.time() > 5]:
+        return Check("workers", Verdict.WARN, f"clocks ahead of this machine: {', '.join(skewed)}", "synchronise clocks (NTP)")
+    return Check("workers", Verdict.OK, f"{len(online)} live on every queue, serving this database")
 
 
 CHECKS: list[tuple[str, Callable[[Runtime], Check]]] = [

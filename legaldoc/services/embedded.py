@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from legaldoc.errors import BatchBusy, ConfigurationError, ServiceUnavailable
+from legaldoc.services.batches import abandon_batch
 from legaldoc.services.wiring import Runtime
 from legaldoc.services.workers import process_alive, worker_command
 from legaldoc.services.workers import tail as _tail
@@ -262,8 +263,6 @@ def reap_dead_run(rt: Runtime, taken: RunLock | None = None) -> str | None:
     """When the `legaldoc run` recorded in this data folder died before its batch ended, stop what it
     left running and end the batch's unfinished documents as cancelled; what was done, or None.
     `taken`: the lock this run has just taken (it holds the dead run's record as `previous`)."""
-    from legaldoc.services.batches import abandon_batch
-
     lock = taken or RunLock(rt.settings.data_dir.resolve())
     record = lock.previous if taken else lock.read()
     if record is None or record.alive:

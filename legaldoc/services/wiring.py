@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from legaldoc.config import Settings
+from legaldoc.config import Settings, masked
 from legaldoc.errors import ServiceUnavailable
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker
 from legaldoc.state.cache import ResultCache
-from legaldoc.state.connection import client, describe
+from legaldoc.state.connection import client
 from legaldoc.state.keys import Keys
 from legaldoc.state.locks import Lock
 from legaldoc.state.workers import WorkerRegistry
@@ -50,7 +50,7 @@ class Runtime:
 
     def where(self, role: str = "state") -> str:
         """The Redis of a role, safe to show (no password)."""
-        return describe(self.settings.redis_url_for(role))
+        return masked(self.settings.redis_url_for(role))
 
     @cached_property
     def database(self) -> Database:

@@ -22,10 +22,3 @@ def client(url: str, *, interactive: bool = False) -> redis.Redis:
     """This process's client of `url`; an interactive one gives up within seconds."""
     return _client(url, interactive, os.getpid())
 
-
-def describe(url: str) -> str:
-    """A URL safe to print: no password."""
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
