@@ -80,7 +80,9 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
     for index in range(count):
         (folder / f"{index:06d}.txt").write_bytes(b"x")
     client = redis.Redis.from_url(redis_url + "/0")
-    sample_key, sample = Broker(client).encode(Message("legaldoc.extract", (123456, "extract", 1), "ocr", 5))
+    # the same size as a real first-stage message: (document id, stage, attempt, database identity)
+    stamp = "00000000-0000-4000-8000-000000000000"
+    sample_key, sample = Broker(client).encode(Message("legaldoc.extract", (123456, "extract", 1, stamp), "ocr", 5))
     submit_times, bare_times, publish_times = [], [], []
     for round_index in range(rounds):
         client.flushall()
@@ -93,7 +95,7 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
         client.flushall()
 
         started = time.perf_counter()
-        Broker(client).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
+        Broker(client, database=lambda: stamp).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
         publish_times.append(time.perf_counter() - started)
         client.flushall()
 
@@ -114,7 +116,7 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
     with app.producer_or_acquire() as producer:
         started = time.perf_counter()
         for index in range(sample_size):
-            app.send_task("legaldoc.extract", args=(index, "extract", 1), queue="ocr", priority=4, producer=producer)
+            app.send_task("legaldoc.extract", args=(index, "extract", 1, stamp), queue="ocr", priority=4, producer=producer)
         celery_time = (time.perf_counter() - started) * count / sample_size
     bare = statistics.median(bare_times)
     return {
