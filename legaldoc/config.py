@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     max_unzipped_mb: float = Field(500.0, gt=0)
     """DOCX files that would inflate beyond this (zip bombs) fail as DATA."""
 
+    archive_max_members: int = Field(10_000, gt=0)
+    """Archives (and e-mails) holding more files than this fail as DATA."""
+
+    archive_max_mb: float = Field(2048.0, gt=0)
+    """Archives whose members would inflate beyond this in all fail as DATA (zip bombs)."""
+
+    archive_max_depth: int = Field(3, ge=1)
+    """Archives inside archives are expanded this many levels deep; deeper ones fail as DATA."""
+
     document_timeout: float = Field(900.0, gt=0)
     """Seconds one document may spend in extraction before it fails as RESOURCE."""
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from legaldoc.errors import UsageError
+from legaldoc.paths import source_text
 from legaldoc.queues import DEFAULT_PRIORITY, parse_priority
 
 REMOTE_SCHEMES = ("s3://",)
@@ -137,15 +138,15 @@ def _expand(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]
     if entry.path:
         path = (base / entry.path).resolve()
         if not path.is_file():
-            raise UsageError(f"{manifest_path}: document {entry.path!r} does not exist (looked for {path})")
-        return [DocumentSpec(source=str(path), metadata=entry.metadata)]
+            raise UsageError(f"{manifest_path}: document {entry.path!r} does not exist (looked for {source_text(path)})")
+        return [DocumentSpec(source=source_text(path), metadata=entry.metadata)]
     assert entry.glob, "Entry._exactly_one guarantees path, glob or uri"
     pattern = entry.glob if Path(entry.glob).is_absolute() else str(base / entry.glob)
     matches = sorted(Path(p).resolve() for p in globlib.glob(pattern, recursive=True))
     files = [p for p in matches if p.is_file() and not p.name.startswith(".")]
     if not files:
-        raise UsageError(f"{manifest_path}: glob {entry.glob!r} matches no files (searched {pattern})")
-    return [DocumentSpec(source=str(p), metadata=entry.metadata) for p in files]
+        raise UsageError(f"{manifest_path}: glob {entry.glob!r} matches no files (searched {source_text(pattern)})")
+    return [DocumentSpec(source=source_text(p), metadata=entry.metadata) for p in files]
 
 
 def load_manifest(path: Path, *, max_mb: float = 50.0, now: datetime | None = None) -> LoadedManifest:

@@ -149,6 +149,7 @@ def submit(
         if reaped := reap_dead_run(rt):
             note(f"note: {reaped}")
         submitted = service.submit_batch(rt, loaded, skip_processed=skip_processed)
+    _note_left_out(submitted)
     _warn_unserved_queues(rt, submitted)
     if not wait:
         if json_output:
@@ -161,6 +162,13 @@ def submit(
     if not json_output:
         note(f"submitted batch {submitted.batch_id} ({submitted.name}): {submitted.total} documents")
     _report(_wait(rt, submitted.batch_id, limit, json_output), json_output)
+
+
+def _note_left_out(submitted: service.Submitted) -> None:
+    if left := submitted.not_documents:
+        shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        note(f"note: {len(left)} file(s) inside archives or e-mails are not documents legaldoc reads "
+             f"and were left out: {shown}")  # fmt: skip
 
 
 def _live(rt: Runtime) -> None:
@@ -269,6 +277,7 @@ def run(
         lock.save(redis_pid=embedded.pid, worker_pid=worker.pid)
         with handled():
             submitted = service.submit_batch(rt.require(), loaded, skip_processed=skip_processed)
+            _note_left_out(submitted)
         batch_id = submitted.batch_id
         lock.save(batch_id=batch_id)
         if not json_output:

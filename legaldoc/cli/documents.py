@@ -17,7 +17,8 @@ from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
-from legaldoc.services.process import iter_files, process_paths
+from legaldoc.paths import source_text
+from legaldoc.services.process import expand_paths, process_sources
 from legaldoc.services.queries import list_entities, show_document
 from legaldoc.services.wiring import Runtime
 
@@ -31,15 +32,20 @@ def process(
     force: Annotated[bool, typer.Option("--force", help="Re-run documents that are already done and unchanged.")] = False,
 ) -> None:
     """Run every stage on PATHS in this process and store the results (no Redis needed)."""
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [source_text(p) for p in paths if not p.exists()]
     if missing:
         fail(UsageError(f"no such file or folder: {', '.join(missing)}"))
     settings = rt.settings
     with handled():
         database = rt.open_database().database
-    files = list(iter_files(paths))
+    expanded = expand_paths(paths, settings)
+    files = [spec.source for spec in expanded.documents]
     if not files:
-        fail(UsageError("no supported documents found", hint="supported: PDF, DOCX, DOC, WPD, EML, TXT, HTML, PNG, JPEG, TIFF"))
+        fail(UsageError("no supported documents found",
+                        hint="supported: PDF, DOCX, DOC, WPD, EML, MSG, TXT, HTML, PNG, JPEG, TIFF, and ZIP/TAR archives of them"))  # fmt: skip
+    if left := expanded.skipped:
+        shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        note(f"note: {len(left)} file(s) inside archives or e-mails are not documents legaldoc reads and were left out: {shown}")
     counts = Counter[DocumentStatus]()
     show_progress = not json_output and stderr.is_terminal
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -47,7 +53,7 @@ def process(
     table = Table("id", "status", "pages", "ocr", "chunks", "mentions", "entities", "source / error", box=None)
     with progress:
         task = progress.add_task("processing", total=len(files))
-        for report in process_paths(files, settings.project, settings, database, force=force):
+        for report in process_sources(files, settings.project, settings, database, force=force):
             counts[report.status] += 1
             progress.advance(task)
             if json_output:

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,7 @@ from legaldoc.lifecycle import (
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
 from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
+from legaldoc.services.sources import expand_documents
 from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
@@ -69,6 +70,7 @@ class Submitted:
     queued: int
     skipped: int
     settled: bool = False  # at once: nothing to run
+    not_documents: list[str] = field(default_factory=list)  # archive members legaldoc does not read
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "settled"}
@@ -90,6 +92,8 @@ def _check_options(loaded: LoadedManifest) -> None:
 def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | None = None) -> Submitted:
     """Insert the batch and its documents, initialize its live state, publish its first-stage messages."""
     _check_options(loaded)
+    expanded = expand_documents(loaded.documents, rt.settings)
+    loaded = loaded.model_copy(update={"documents": expanded.documents})
     manifest = loaded.manifest
     skip = manifest.options.skip_processed if skip_processed is None else skip_processed
     if foreign := foreign_workers(rt, manifest.priority):
@@ -98,7 +102,9 @@ def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | 
     if not rt.lock.acquire(lock_key, ttl=300):
         raise BatchBusy(f"another submit of manifest {loaded.lock_name!r} is in progress", hint="wait for it to finish")
     try:
-        return _submit(rt, loaded, skip)
+        submitted = _submit(rt, loaded, skip)
+        submitted.not_documents = expanded.skipped
+        return submitted
     finally:
         rt.lock.release(lock_key)
 

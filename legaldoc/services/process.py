@@ -12,10 +12,13 @@ from sqlalchemy import select
 
 from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
-from legaldoc.errors import ErrorCategory
+from legaldoc.errors import ErrorCategory, LegaldocError
 from legaldoc.lifecycle import AttemptOutcome, DocumentStatus
+from legaldoc.manifest import DocumentSpec
 from legaldoc.models import STAGES, Stage, StageError
-from legaldoc.pipeline.extract import SUPPORTED_SUFFIXES
+from legaldoc.paths import is_remote, source_path, source_text, split_container
+from legaldoc.pipeline.extract.formats import is_supported_name
+from legaldoc.services.sources import Expanded, expand_documents, read_source
 from legaldoc.services.stages import StageRunner
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -46,10 +49,17 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not child.name.startswith(".") and child.suffix.lower() in SUPPORTED_SUFFIXES:
+                if child.is_file() and not child.name.startswith(".") and is_supported_name(child.name):
                     yield child
         else:
             yield path
+
+
+def expand_paths(paths: Iterable[Path], settings: Settings) -> Expanded:
+    """The documents of files and folders: archives replaced by their members, e-mails followed by
+    their attachments; names that are not UTF-8 escaped (see `legaldoc.paths`)."""
+    specs = [DocumentSpec(source=source_text(path.resolve())) for path in iter_files(paths)]
+    return expand_documents(specs, settings)
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -78,20 +88,30 @@ def report_for(database: Database, document_id: int, status: DocumentStatus, err
         )  # fmt: skip
 
 
-def process_paths(
-    paths: Iterable[Path], project: str, settings: Settings, database: Database, *, force: bool = False
+def _fingerprint(source: str, settings: Settings) -> tuple[str, int]:
+    if split_container(source) is None and not is_remote(source):
+        return sha256_file(source_path(source))
+    data = read_source(source, settings)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def process_sources(
+    sources: Iterable[str], project: str, settings: Settings, database: Database, *, force: bool = False
 ) -> Iterator[DocumentReport]:
-    """Every stage for every file, in this process. Unchanged documents already done are skipped."""
+    """Every stage for every document, in this process. Unchanged documents already done are skipped."""
     runner = StageRunner(settings, database, retries=False, use_cache=not force)
     with database.session() as session:
         project_id = repo.get_or_create_project(session, project).id
-    for path in iter_files(paths):
-        source = str(path.resolve())
+    for source in sources:
         try:
-            sha256, size = sha256_file(path)
+            sha256, size = _fingerprint(source, settings)
         except OSError as exc:
             yield DocumentReport(None, source, DocumentStatus.FAILED, StageError(
                 category=ErrorCategory.DATA, stage=Stage.EXTRACT, message=f"{source} cannot be read: {exc.strerror}"))  # fmt: skip
+            continue
+        except LegaldocError as exc:  # a member whose container is damaged or hostile
+            yield DocumentReport(None, source, DocumentStatus.FAILED, StageError(
+                category=exc.category, stage=Stage.EXTRACT, message=str(exc)))  # fmt: skip
             continue
         with database.session() as session:
             document = repo.register_document(session, project_id, source, sha256, size)
@@ -129,3 +149,11 @@ def process_paths(
                     message=f"another process took over the {stage.value} stage ({outcome.status})")  # fmt: skip
                 break
         yield report_for(database, document_id, DocumentStatus.FAILED if error else DocumentStatus.DONE, error)
+
+
+def process_paths(
+    paths: Iterable[Path], project: str, settings: Settings, database: Database, *, force: bool = False
+) -> Iterator[DocumentReport]:
+    """`process_sources` of the documents in files and folders (archives and e-mails expanded)."""
+    sources = [spec.source for spec in expand_paths(paths, settings).documents]
+    return process_sources(sources, project, settings, database, force=force)

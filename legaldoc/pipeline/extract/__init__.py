@@ -7,19 +7,21 @@ import re
 from legaldoc.config import Settings
 from legaldoc.errors import DataError, DocumentTooLarge, UnsupportedFormat
 from legaldoc.models import ExtractedDocument
+from legaldoc.paths import MEMBER_SEPARATOR
+from legaldoc.pipeline.extract.containers import ContainerLimits, list_entries
+from legaldoc.pipeline.extract.formats import SUPPORTED_SUFFIXES, container_kind, is_archive_name
 from legaldoc.pipeline.extract.html import html_to_text
 from legaldoc.pipeline.extract.image import extract_image
-from legaldoc.pipeline.extract.mail import extract_email
+from legaldoc.pipeline.extract.mail import extract_email, extract_outlook
 from legaldoc.pipeline.extract.ocr import OcrProvider, TesseractOcr, ocr_provider_from_settings
 from legaldoc.pipeline.extract.office import extract_docx, extract_legacy
 from legaldoc.pipeline.extract.pdf import extract_pdf
 from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
 
-__all__ = ["extract", "sniff_kind", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings"]
+__all__ = ["extract", "sniff_kind", "container_limits", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings",
+           "SUPPORTED_SUFFIXES"]
 
-SUPPORTED_SUFFIXES = frozenset(
-    [".pdf", ".docx", ".doc", ".wpd", ".eml", ".msg", ".txt", ".text", ".html", ".htm", ".png", ".jpg", ".jpeg", ".tif", ".tiff"]
-)
+_OUTLOOK_STREAM = "__substg1.0_".encode("utf-16-le")  # the property streams of an Outlook message
 _EMAIL_HEADER = re.compile(
     rb"^(Return-Path|Received|From|To|Subject|Date|Message-ID|MIME-Version|Delivered-To|X-[\w-]+):", re.I | re.M
 )
@@ -29,12 +31,17 @@ def sniff_kind(data: bytes, name: str) -> str:
     """The document kind from its bytes first, its file name second."""
     head = data[:2048]
     lowered_name = name.lower()
+    # Containers first: a zip, tar or Outlook file may hold a PDF within its first kilobyte.
+    if head.startswith(b"PK\x03\x04"):
+        return "archive" if is_archive_name(name) or not _is_office_zip(data) else "docx"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "msg" if lowered_name.endswith(".msg") or _OUTLOOK_STREAM in data else "doc"
+    if head[257:262] == b"ustar":
+        return "archive"
     if b"%PDF-" in data[:1024]:
         return "pdf"
-    if head.startswith(b"PK\x03\x04"):
-        return "docx"
-    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "doc"
+    if is_archive_name(name):
+        return "archive"
     if head.startswith(b"\xffWPC"):
         return "wpd"
     if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head[:4] in (b"II*\x00", b"MM\x00*"):
@@ -47,6 +54,46 @@ def sniff_kind(data: bytes, name: str) -> str:
     if lowered_name.endswith(".pdf"):
         return "pdf"
     return "text"
+
+
+def _is_office_zip(data: bytes) -> bool:
+    """A zip that is a Word document (or another OOXML file), not an archive of documents."""
+    import io
+    import zipfile
+
+    try:
+        names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return True  # damaged: the DOCX reader says what is wrong with it
+    return "[Content_Types].xml" in names or "word/document.xml" in names
+
+
+def container_limits(settings: Settings) -> ContainerLimits:
+    return ContainerLimits(
+        max_members=settings.archive_max_members,
+        max_total_bytes=int(settings.archive_max_mb * 1024 * 1024),
+        max_member_bytes=int(settings.max_file_mb * 1024 * 1024),
+        max_depth=settings.archive_max_depth,
+    )
+
+
+def _refuse_archive(data: bytes, source: str, settings: Settings) -> None:
+    """An archive reached extraction whole: say why its members were not processed on their own."""
+    import io
+
+    limits = container_limits(settings)
+    kind = container_kind(source) or ("zip" if data.startswith(b"PK") else "tar")
+    if source.count(MEMBER_SEPARATOR) >= limits.max_depth:
+        raise DataError(f"{source} is an archive nested more than {limits.max_depth} containers deep",
+                        hint="unpack the inner archive, or raise LEGALDOC_ARCHIVE_MAX_DEPTH")  # fmt: skip
+    entries, skipped = list_entries(io.BytesIO(data), source, limits, kind)  # a hostile one raises here
+    if not entries:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        raise UnsupportedFormat(f"{source} is an archive with no document legaldoc reads"
+                                + (f" (it holds {shown})" if skipped else " (it is empty)"),
+                                hint=f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}")  # fmt: skip
+    raise DataError(f"{source} is an archive of {len(entries)} documents that reached extraction whole",
+                    hint="submit it again: archives expand into one document per member")  # fmt: skip
 
 
 def decode_text(data: bytes, source: str) -> str:
@@ -86,6 +133,11 @@ def extract(
         document = extract_image(data, source, settings, ocr, deadline)
     elif kind == "email":
         document = extract_email(data, source)
+    elif kind == "msg":
+        document = extract_outlook(data, source)
+    elif kind == "archive":
+        _refuse_archive(data, source, settings)
+        raise AssertionError("unreachable: _refuse_archive always raises")
     elif kind == "html":
         document = assemble("html", [(clean_text(html_to_text(decode_text(data, source))), False, "html")])
     elif kind == "text":

@@ -49,3 +49,31 @@ def extract_email(data: bytes, source: str) -> ExtractedDocument:
     if attachments:
         metadata["attachments"] = attachments
     return assemble("email", [(text, False, "email")], {k: v for k, v in metadata.items() if v})
+
+
+def extract_outlook(data: bytes, source: str) -> ExtractedDocument:
+    """An Outlook .msg (through extract-msg): the same headers and body text as an .eml."""
+    from legaldoc.pipeline.extract.containers import open_msg
+
+    message = open_msg(data, source)
+    try:
+        fields = {"Subject": message.subject, "From": message.sender, "To": message.to, "Cc": message.cc,
+                  "Date": message.date.isoformat() if message.date else None}  # fmt: skip
+        body = message.body or ""
+        if not body.strip() and message.htmlBody:
+            html = message.htmlBody
+            body = html_to_text(html.decode("utf-8", "replace") if isinstance(html, bytes) else str(html))
+        attachments = [a.longFilename or a.shortFilename for a in message.attachments if a.longFilename or a.shortFilename]
+    except Exception as exc:  # extract-msg raises many kinds for a damaged file; all mean the same
+        raise DataError(f"{source} is an Outlook .msg file that cannot be decoded ({type(exc).__name__}: {exc})",
+                        hint="re-export it from Outlook, or save it as .eml") from None  # fmt: skip
+    finally:
+        message.close()
+    header_lines = [f"{name}: {' '.join(str(value).split())}" for name, value in fields.items() if value]
+    if not header_lines and not body.strip():
+        raise DataError(f"{source} is an Outlook message with no headers and no text")
+    text = clean_text("\n".join(header_lines) + "\n\n" + clean_text(body))
+    metadata: dict = {"subject": fields["Subject"], "from": fields["From"], "date": fields["Date"]}
+    if attachments:
+        metadata["attachments"] = attachments
+    return assemble("email", [(text, False, "email")], {k: v for k, v in metadata.items() if v})
