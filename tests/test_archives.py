@@ -25,8 +25,8 @@ from tests.conftest import DOCUMENTS, NEF, settings_env
 from tests.msgkit import outlook_message
 from tests.test_cli import legaldoc
 
-PDF_A, PDF_B = DOCUMENTS / "ca4_17.pdf", DOCUMENTS / "ca7_3.pdf"
-NOTICE = NEF / "almd_1.txt"
+PDF_A, PDF_B, PDF_C = DOCUMENTS / "ca4_17.pdf", DOCUMENTS / "ca7_3.pdf", DOCUMENTS / "ca9_19.pdf"
+NOTICE, OTHER_NOTICE = NEF / "almd_1.txt", sorted(NEF.glob("*.txt"))[-1]
 
 
 def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
@@ -49,7 +49,7 @@ def _email_with_attachments(path: Path) -> Path:
     message = EmailMessage()
     message["Subject"], message["From"], message["To"] = "Order entered", "ecf@almd.uscourts.gov", "counsel@example.com"
     message.set_content("An order was entered. The order is attached.")
-    message.add_attachment(PDF_A.read_bytes(), maintype="application", subtype="pdf", filename="order.pdf")
+    message.add_attachment(PDF_C.read_bytes(), maintype="application", subtype="pdf", filename="order.pdf")
     message.add_attachment(b"GIF89a", maintype="image", subtype="gif", filename="logo.gif")
     forwarded = EmailMessage()
     forwarded["Subject"], forwarded["From"] = "Fwd: hearing", "clerk@example.com"
@@ -127,7 +127,7 @@ def test_emails_are_documents_and_so_are_their_attachments(tmp_path):
         expansion = expand(stream, str(mail), ContainerLimits())
     assert expansion.sources == [str(mail), f"{mail}!/order.pdf", f"{mail}!/forwarded-3.eml"]
     assert expansion.skipped == [f"{mail}!/logo.gif"]
-    assert read_source(f"{mail}!/order.pdf", Settings()) == PDF_A.read_bytes()
+    assert read_source(f"{mail}!/order.pdf", Settings()) == PDF_C.read_bytes()
     forwarded = extract(read_source(expansion.sources[2], Settings()), expansion.sources[2], Settings())
     assert "March 3, 2021" in forwarded.text
 
@@ -185,7 +185,7 @@ def test_a_batch_of_archives_and_emails_through_real_workers(batch_settings, sta
     env = settings_env(batch_settings)
     folder = tmp_path / "matter"
     folder.mkdir()
-    inner = _tar(tmp_path / "inner.tar.gz", {"c.txt": NOTICE.read_bytes()})
+    inner = _tar(tmp_path / "inner.tar.gz", {"c.txt": OTHER_NOTICE.read_bytes()})
     _zip(folder / "two.zip", {"a.pdf": PDF_A.read_bytes(), "sub/b.pdf": PDF_B.read_bytes(), "inner.tar.gz": inner.read_bytes()})
     _email_with_attachments(folder / "notice.eml")
     with open(os.fsencode(folder) + b"/\xff\xfe.txt", "wb") as handle:
@@ -195,7 +195,7 @@ def test_a_batch_of_archives_and_emails_through_real_workers(batch_settings, sta
     result = legaldoc("submit", str(manifest), "--wait", "--timeout", "4m", "--json", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert (summary["total"], summary["succeeded"]) == (7, 7)
+    assert (summary["total"], summary["succeeded"]) == (7, 7), summary  # seven different contents: none skipped
     assert "logo.gif" in result.stderr  # left out, and said so
     listed = legaldoc("status", summary["batch_id"], "--docs", "--json", cwd=tmp_path, env=env)
     sources = sorted(d["source"] for d in json.loads(listed.stdout)["documents"])
