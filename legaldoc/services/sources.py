@@ -16,12 +16,10 @@ from legaldoc.errors import ConfigurationError, DataError, TransientError
 from legaldoc.manifest import DocumentSpec
 from legaldoc.paths import is_remote, source_path, split_container
 from legaldoc.pipeline.extract import container_limits
-from legaldoc.pipeline.extract.containers import expand, read_member
+from legaldoc.pipeline.extract.containers import expand, may_have_attachments, read_member
 from legaldoc.pipeline.extract.formats import container_kind
 
 log = logging.getLogger("legaldoc.sources")
-
-_MAY_HAVE_ATTACHMENTS = (b"attachment", b"filename=", b"name=", b"message/rfc822")
 
 
 def read_source(source: str, settings: Settings) -> bytes:
@@ -79,10 +77,10 @@ def _worth_opening(source: str, settings: Settings) -> bool:
         return kind == "eml"
     try:
         with _local(source) as handle:
-            data = handle.read().lower()
+            data = handle.read()
     except (DataError, ConfigurationError, OSError):
         return False  # extraction reports it
-    return any(marker in data for marker in _MAY_HAVE_ATTACHMENTS)
+    return may_have_attachments(data)
 
 
 def expand_documents(documents: Sequence[DocumentSpec], settings: Settings) -> Expanded:

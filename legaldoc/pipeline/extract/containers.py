@@ -84,32 +84,31 @@ def _read_capped(handle: IO[bytes], source: str, name: str, limit: int) -> bytes
 
 
 class _Zip:
-    _ERRORS = (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        EOFError,
-        ValueError,
-        zlib.error,
-        NotImplementedError,
-        OSError,
-    )
+    """One zip archive, its central directory read once."""
+
+    _ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, zlib.error, NotImplementedError, OSError)
+
+    def __init__(self) -> None:
+        self._archive: zipfile.ZipFile | None = None
+        self._infos: dict[str, zipfile.ZipInfo] = {}
 
     def _open(self, stream: BinaryIO, source: str) -> zipfile.ZipFile:
-        try:
-            return zipfile.ZipFile(stream)
-        except self._ERRORS as exc:
-            raise DataError(
-                f"{source} is not a readable zip archive ({exc})", hint="re-create the archive"
-            ) from None
+        if self._archive is None:
+            try:
+                self._archive = zipfile.ZipFile(stream)
+            except self._ERRORS as exc:
+                raise DataError(f"{source} is not a readable zip archive ({exc})", hint="re-create the archive") from None
+            self._infos = {source_text(i.filename): i for i in self._archive.infolist() if not i.is_dir()}
+        return self._archive
 
     def entries(self, stream: BinaryIO, source: str) -> Iterator[Entry]:
-        for info in self._open(stream, source).infolist():
-            if not info.is_dir():
-                yield Entry(source_text(info.filename), info.file_size)
+        self._open(stream, source)
+        for name, info in self._infos.items():
+            yield Entry(name, info.file_size)
 
     def read(self, stream: BinaryIO, source: str, name: str, limit: int) -> bytes:
         archive = self._open(stream, source)
-        info = next((i for i in archive.infolist() if source_text(i.filename) == name), None)
+        info = self._infos.get(name)
         if info is None:
             raise KeyError(name)
         if info.file_size > limit:
@@ -126,37 +125,49 @@ class _Zip:
 
 
 class _Tar:
+    """One tar archive (plain or compressed), its headers read once, in order."""
+
     _ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
 
-    def _members(
-        self, stream: BinaryIO, source: str
-    ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-        stream.seek(0)
-        try:
-            with tarfile.open(fileobj=stream, mode="r:*") as archive:
-                for info in archive:
-                    yield archive, info
-        except self._ERRORS as exc:
-            raise DataError(
-                f"{source} is not a readable tar archive ({exc})", hint="re-create the archive"
-            ) from None
+    def __init__(self) -> None:
+        self._archive: tarfile.TarFile | None = None
+        self._infos: dict[str, tarfile.TarInfo] = {}
 
     def entries(self, stream: BinaryIO, source: str) -> Iterator[Entry]:
-        for _, info in self._members(stream, source):
-            if info.isfile():
-                yield Entry(source_text(info.name), info.size)
-            elif not info.isdir():  # links and devices are not documents; say so
-                yield Entry(source_text(info.name), -1)
+        if self._archive is None:
+            stream.seek(0)
+            try:
+                self._archive = tarfile.open(fileobj=stream, mode="r:*")  # noqa: SIM115 - the caller owns the stream
+                for info in self._archive:  # headers one by one: a limit stops a hostile one early
+                    name = source_text(info.name)
+                    if info.isfile():
+                        self._infos[name] = info
+                        yield Entry(name, info.size)
+                    elif not info.isdir():  # links and devices are not documents; say so
+                        yield Entry(name, -1)
+            except self._ERRORS as exc:
+                raise DataError(f"{source} is not a readable tar archive ({exc})", hint="re-create the archive") from None
+            return
+        for name, info in self._infos.items():
+            yield Entry(name, info.size)
 
     def read(self, stream: BinaryIO, source: str, name: str, limit: int) -> bytes:
-        for archive, info in self._members(stream, source):
-            if info.isfile() and source_text(info.name) == name:
-                if info.size > limit:
-                    raise _too_large(source, name, info.size, limit)
-                handle = archive.extractfile(info)
-                assert handle is not None, "extractfile returns a file for regular members"
-                return _read_capped(handle, source, name, limit)
-        raise KeyError(name)
+        if self._archive is None:
+            for _ in self.entries(stream, source):
+                pass
+        assert self._archive is not None, "entries() opened the archive"
+        info = self._infos.get(name)
+        if info is None:
+            raise KeyError(name)
+        if info.size > limit:
+            raise _too_large(source, name, info.size, limit)
+        try:
+            handle = self._archive.extractfile(info)
+            assert handle is not None, "extractfile returns a file for regular members"
+            return _read_capped(handle, source, name, limit)
+        except self._ERRORS as exc:
+            raise DataError(f"{member_source(source, name)} is damaged inside its archive ({exc})",
+                            hint="re-create the archive") from None  # fmt: skip
 
 
 def _attachment_name(filename: str | None, content_type: str, index: int, taken: set[str]) -> str:
@@ -173,22 +184,30 @@ def _attachment_name(filename: str | None, content_type: str, index: int, taken:
 
 
 class _Mail:
-    """An e-mail's attachments as members; each kind of e-mail says how to find them."""
+    """An e-mail's attachments as members, decoded once; each kind of e-mail says how to find them."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, bytes] | None = None
 
     def _attachments(self, stream: BinaryIO, source: str) -> Iterator[tuple[str, bytes]]:
         raise NotImplementedError
 
+    def _decoded(self, stream: BinaryIO, source: str) -> dict[str, bytes]:
+        if self._items is None:
+            self._items = {source_text(name): data for name, data in self._attachments(stream, source)}
+        return self._items
+
     def entries(self, stream: BinaryIO, source: str) -> Iterator[Entry]:
-        for name, data in self._attachments(stream, source):
-            yield Entry(source_text(name), len(data))
+        for name, data in self._decoded(stream, source).items():
+            yield Entry(name, len(data))
 
     def read(self, stream: BinaryIO, source: str, name: str, limit: int) -> bytes:
-        for candidate, data in self._attachments(stream, source):
-            if source_text(candidate) == name:
-                if len(data) > limit:
-                    raise _too_large(source, name, len(data), limit)
-                return data
-        raise KeyError(name)
+        data = self._decoded(stream, source).get(name)
+        if data is None:
+            raise KeyError(name)
+        if len(data) > limit:
+            raise _too_large(source, name, len(data), limit)
+        return data
 
 
 class _Eml(_Mail):
@@ -261,7 +280,12 @@ class _Msg(_Mail):
                     yield _attachment_name(stem + ".msg", "application/vnd.ms-outlook", index, taken), data.exportBytes()
 
 
-_READERS: dict[str, _Reader] = {"zip": _Zip(), "tar": _Tar(), "eml": _Eml(), "msg": _Msg()}
+_READERS: dict[str, type[_Reader]] = {"zip": _Zip, "tar": _Tar, "eml": _Eml, "msg": _Msg}
+
+
+def _reader(kind: str) -> _Reader:
+    """A reader for one container: it keeps what it has parsed, so read it through one reader."""
+    return _READERS[kind]()
 
 
 def _hidden(name: str) -> bool:
@@ -269,8 +293,17 @@ def _hidden(name: str) -> bool:
     return any(part.startswith(".") for part in parts) or parts[0] == "__MACOSX"
 
 
+_ATTACHMENT_MARKERS = (b"attachment", b"filename=", b"name=", b"message/rfc822")
+
+
+def may_have_attachments(data: bytes) -> bool:
+    """False when an RFC 822 e-mail surely has no attachment (a cheap look before parsing it)."""
+    lowered = data.lower()
+    return any(marker in lowered for marker in _ATTACHMENT_MARKERS)
+
+
 def list_entries(
-    stream: BinaryIO, source: str, limits: ContainerLimits, kind: str | None = None
+    stream: BinaryIO, source: str, limits: ContainerLimits, kind: str | None = None, reader: _Reader | None = None
 ) -> tuple[list[Entry], list[str]]:
     """The documents directly inside a container, and the names it skipped; DataError for a hostile one."""
     kind = kind or container_kind(source)
@@ -279,7 +312,8 @@ def list_entries(
     documents: list[Entry] = []
     skipped: list[str] = []
     total = 0
-    for count, entry in enumerate(_READERS[kind].entries(stream, source), start=1):
+    reader = reader or _reader(kind)
+    for count, entry in enumerate(reader.entries(stream, source), start=1):
         if _unsafe(entry.name):
             raise DataError(f"{source} holds a member named {entry.name!r} that points outside the archive",
                             hint="this is how zip-slip attacks look; ask the sender for a clean archive")  # fmt: skip
@@ -311,8 +345,9 @@ def expand(stream: BinaryIO, source: str, limits: ContainerLimits, depth: int = 
     keeps_self = kind in ("eml", "msg")
     if kind is None:
         return Expansion([source])
+    reader = _reader(kind)
     try:
-        entries, skipped = list_entries(stream, source, limits)
+        entries, skipped = list_entries(stream, source, limits, kind, reader)
     except (DataError, ConfigurationError) as exc:
         return Expansion([source], problems=[str(exc)])
     result = Expansion(
@@ -326,9 +361,12 @@ def expand(stream: BinaryIO, source: str, limits: ContainerLimits, depth: int = 
             and 0 <= entry.size <= limits.max_member_bytes
         ):
             try:
-                data = _READERS[kind].read(stream, source, entry.name, limits.max_member_bytes)
+                data = reader.read(stream, source, entry.name, limits.max_member_bytes)
             except (DataError, KeyError):
                 result.sources.append(member)  # its extraction says what is wrong with it
+                continue
+            if container_kind(entry.name) == "eml" and not may_have_attachments(data):
+                result.sources.append(member)  # most e-mails have none: skip parsing them
                 continue
             inner = expand(io.BytesIO(data), member, limits, depth + 1)
             result.sources.extend(inner.sources)
@@ -352,7 +390,7 @@ def read_member(
     if depth > limits.max_depth:
         raise DataError(f"{member_source(container, path)} is nested more than {limits.max_depth} containers deep",
                         hint="unpack the inner archive, or raise LEGALDOC_ARCHIVE_MAX_DEPTH")  # fmt: skip
-    reader = _READERS[kind]
+    reader = _reader(kind)
     names = {entry.name for entry in reader.entries(stream, container)}
     candidates = [path] + [
         path[:i] for i in range(len(path)) if path.startswith(MEMBER_SEPARATOR, i)
