@@ -15,6 +15,7 @@ from legaldoc.cli import (
     documents,
     monitor,
     recovery,
+    results,
     settings,
     workers,
 )
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.command("process")(documents.process)
 app.command("show")(documents.show)
 app.command("entities")(documents.entities)
+app.command("export")(results.export)
 app.command("run")(batches.run)
 app.command("submit")(batches.submit)
 app.command("status")(batches.status)

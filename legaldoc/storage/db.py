@@ -147,6 +147,19 @@ class Database:
             yield session
 
     @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session that sees one consistent state for all its queries, however long it
+        runs and whatever commits meanwhile (PostgreSQL: REPEATABLE READ; SQLite: one WAL read
+        transaction). Long exports and reports read through it."""
+        if self.dialect == "postgresql":
+            engine = self.engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                yield session
+            return
+        with self.read() as session:
+            yield session
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading only; on SQLite it does not wait for or block writers."""
         with self._read_sessions() as session, session.begin():
