@@ -7,12 +7,18 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
 
 from legaldoc.cli.common import JsonOption, ProjectOption, connected
-from legaldoc.cli.output import emit_json, handled, note, stderr
+from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
+from legaldoc.errors import UsageError
+from legaldoc.paths import display_name
 from legaldoc.services.export import ExportFormat, Tick
 from legaldoc.services.export import export as export_project
+from legaldoc.services.search import search_entity, search_text
 from legaldoc.services.wiring import Runtime
+from legaldoc.storage.search import HIGHLIGHT
 
 
 @connected("database")
@@ -46,3 +52,58 @@ def export(
     rows = sum(f.rows for f in result.files)
     note(f"exported project {result.project} as {fmt.value}: {rows:,} rows"
          + ("" if to_stdout else f" in {result.out}"))  # fmt: skip
+
+
+@connected("database")
+def search(
+    rt: Runtime,
+    query: Annotated[str | None, typer.Argument(help='Words, "exact phrases", a or b, -excluded (same on SQLite and PostgreSQL).')] = None,
+    project: ProjectOption = None,
+    entity: Annotated[str | None, typer.Option("--entity", "-e", help="Instead of text: the documents and pages that mention this entity (name, alias or id).")] = None,
+    entity_type: Annotated[str | None, typer.Option("--type", "-t", help="Only chunks holding a mention of this type (with --entity: only entities of this type).")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many results.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """Search the text of a project's documents, or find where an entity is mentioned."""
+    if (query is None) == (entity is None):
+        fail(UsageError("give a QUERY or --entity NAME (one of them)", hint='legaldoc search "summary judgment" --project acme'))
+    database = rt.open_database().database
+    with handled():
+        if entity is not None:
+            entities = search_entity(database, rt.settings.project, entity, entity_type=entity_type, limit=limit)
+        else:
+            assert query is not None, "checked above"
+            hits = search_text(database, rt.settings.project, query, limit=limit, entity_type=entity_type)
+    if entity is not None:
+        if json_output:
+            emit_json([e.as_json() for e in entities])
+            return
+        for found in entities:
+            stdout.print(Text(f"{found.type}  {found.name}  (entity {found.entity_id}; aliases: {'; '.join(found.aliases) or '-'})", style="bold"))
+            table = Table("doc", "pages", "mentions", "source", box=None)
+            for document in found.documents:
+                table.add_row(str(document.document_id), _pages(document.pages), str(document.mentions), document.source)
+            stdout.print(table)
+        return
+    if json_output:
+        emit_json([h.as_json() for h in hits])
+        return
+    if not hits:
+        note(f"nothing in project {rt.settings.project} matches {query!r}")
+        return
+    table = Table("#", "doc", "page", "snippet", "source", box=None)
+    for hit in hits:
+        table.add_row(str(hit.rank), str(hit.document_id), str(hit.page), _bold(hit.snippet), display_name(hit.source))
+    stdout.print(table)
+
+
+def _bold(snippet: str) -> Text:
+    """`**word**` markers as bold text."""
+    shown = Text()
+    for index, part in enumerate(snippet.split(HIGHLIGHT)):
+        shown.append(part, style="bold yellow" if index % 2 else "")
+    return shown
+
+
+def _pages(pages: list[int]) -> str:
+    return ", ".join(str(p) for p in pages[:12]) + (" ..." if len(pages) > 12 else "")
