@@ -118,9 +118,9 @@ def _print_summary(summary: BatchSummary) -> None:
         stdout.print(f"rate {summary.rate_per_minute:g} documents/min{eta}")
 
 
-def _report(summary: BatchSummary, json_output: bool) -> None:
+def _report(rt: Runtime, summary: BatchSummary, json_output: bool) -> None:
     if json_output:
-        emit_json(summary.as_json())
+        emit_json(summary.as_json() | {"failed_documents": service.failed_documents(rt, summary.batch_id)})
     else:
         _print_summary(summary)
     code = _exit_code(summary)
@@ -161,7 +161,7 @@ def submit(
         return
     if not json_output:
         note(f"submitted batch {submitted.batch_id} ({submitted.name}): {submitted.total} documents")
-    _report(_wait(rt, submitted.batch_id, limit, json_output), json_output)
+    _report(rt, _wait(rt, submitted.batch_id, limit, json_output), json_output)
 
 
 def _note_left_out(submitted: service.Submitted) -> None:
@@ -309,7 +309,7 @@ def run(
         embedded.stop()
         if settled or batch_id is None:
             lock.release()
-    _report(result, json_output)
+    _report(rt, result, json_output)
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +17,10 @@ from legaldoc.cli.common import JsonOption, ProjectOption, connected
 from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
 from legaldoc.errors import UsageError
 from legaldoc.paths import display_name
+from legaldoc.services import batches
 from legaldoc.services.export import ExportFormat, Tick
 from legaldoc.services.export import export as export_project
+from legaldoc.services.report import render_html, render_markdown
 from legaldoc.services.search import search_entity, search_text
 from legaldoc.services.wiring import Runtime
 from legaldoc.storage.search import HIGHLIGHT
@@ -107,3 +112,34 @@ def _bold(snippet: str) -> Text:
 
 def _pages(pages: list[int]) -> str:
     return ", ".join(str(p) for p in pages[:12]) + (" ..." if len(pages) > 12 else "")
+
+
+class ReportFormat(StrEnum):
+    MD = "md"
+    HTML = "html"
+    JSON = "json"
+
+
+@connected("database")
+def report(
+    rt: Runtime,
+    batch_id: Annotated[str, typer.Argument(help="A batch id (legaldoc status lists them).")],
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="md (Markdown), html (one self-contained file) or json.")] = ReportFormat.MD,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+) -> None:
+    """A batch's report: outcomes, duration, throughput, failures by cause with what to do, new entities."""
+    if out is not None and out.exists() and not force:
+        fail(UsageError(f"{out} exists", hint="use --force to replace it, or choose another --out"))
+    with handled():
+        data = batches.report(rt.open_database(), batch_id)
+    text = {ReportFormat.MD: render_markdown, ReportFormat.HTML: render_html,
+            ReportFormat.JSON: lambda r: json.dumps(r, indent=2, ensure_ascii=False) + "\n"}[fmt](data)  # fmt: skip
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(UsageError(f"cannot write {out}: {exc.strerror}", hint="choose an --out in a folder you can write to"))
+    note(f"report of batch {batch_id} written to {out}")

@@ -47,6 +47,7 @@ from legaldoc.lifecycle import (
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
 from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
+from legaldoc.services.report import batch_report, build_report
 from legaldoc.services.sources import expand_documents
 from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.services.wiring import Runtime
@@ -211,6 +212,10 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
         if status != batch.status:
             batch.status = status
             batch.finished_at = None if status in IN_PROGRESS else datetime.now(UTC)
+            batch.report = None
+        if status not in IN_PROGRESS and batch.report is None:  # kept as settled: later batches do not rewrite it
+            session.flush()
+            batch.report = build_report(session, batch)
         summary = BatchSummary.from_database(batch, _project_name(session, batch), counts, errors, time.time())
     if rt.mirror is not None:
         try:
@@ -248,9 +253,10 @@ def _project_name(session: Session, batch: Batch) -> str:
 
 def _errors_by_category(session: Session, batch_id: str) -> dict[str, int]:
     rows = session.execute(
-        select(Document.error_category, func.count()).join(BatchDocument, BatchDocument.document_id == Document.id)
+        select(category := func.coalesce(BatchDocument.error_category, Document.error_category), func.count())
+        .select_from(Document).join(BatchDocument, BatchDocument.document_id == Document.id)
         .where(BatchDocument.batch_id == batch_id, BatchDocument.outcome == MirrorState.FAILED)
-        .group_by(Document.error_category)
+        .group_by(category)
     ).all()  # fmt: skip
     return {category or ErrorCategory.PERMANENT: count for category, count in sorted(rows, key=lambda r: str(r[0]))}
 
@@ -303,25 +309,53 @@ def list_batches(rt: Runtime, *, limit: int = 50) -> list[BatchSummary]:
 
 
 def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
-    """Every document of a batch with its state in the batch, stage, attempts and error."""
+    """Every document of a batch with its state in the batch, stage, attempts and error: as it ended
+    in this batch (the batch's own record), or live while the batch still holds it."""
     with rt.database.read() as session:
         get_batch(session, batch_id)
         rows = session.execute(
             select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
                    Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
-                   BatchDocument.reason, Document.batch_id)
+                   BatchDocument.reason, Document.batch_id, BatchDocument.stage, BatchDocument.error_category,
+                   BatchDocument.attempts)
             .join(BatchDocument, BatchDocument.document_id == Document.id)
             .where(BatchDocument.batch_id == batch_id).order_by(Document.id)
         ).all()  # fmt: skip
     documents = []
-    for doc_id, source, status, stage, attempts, category, error_stage, message, outcome, reason, owner in rows:
+    for (doc_id, source, status, stage, attempts, category, error_stage, message, outcome, reason, owner,
+         ended_stage, ended_category, ended_attempts) in rows:  # fmt: skip
         state = mirror_state(status, outcome, owner == batch_id)
+        recorded = ended_category is not None or (outcome is not None and ended_attempts)
         if state is MirrorState.FAILED:
-            documents.append(DocumentRow(doc_id, source, state, error_stage, attempts, category, message, reason))
+            if ended_category is not None:  # the batch's own record of the failure
+                documents.append(DocumentRow(doc_id, source, state, ended_stage, ended_attempts, ended_category, reason, reason))
+            else:  # ended before batches kept their own record
+                documents.append(DocumentRow(doc_id, source, state, error_stage, attempts, category, message, reason))
+        elif outcome is not None:
+            documents.append(DocumentRow(doc_id, source, state, None, ended_attempts if recorded else attempts, reason=reason))
         else:
             documents.append(DocumentRow(doc_id, source, state, stage if state is MirrorState.RUNNING else None,
                                          attempts, reason=reason))  # fmt: skip
     return documents
+
+
+def failed_documents(rt: Runtime, batch_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """The batch's failed documents as the batch recorded them: id, source, category, stage, message."""
+    with rt.database.read() as session:
+        rows = session.execute(
+            select(Document.id, Document.source, func.coalesce(BatchDocument.error_category, Document.error_category),
+                   func.coalesce(BatchDocument.stage, Document.error_stage), BatchDocument.reason)
+            .select_from(Document).join(BatchDocument, BatchDocument.document_id == Document.id)
+            .where(BatchDocument.batch_id == batch_id, BatchDocument.outcome == MirrorState.FAILED)
+            .order_by(Document.id).limit(limit)
+        ).all()  # fmt: skip
+    return [{"document_id": d, "source": s, "category": c, "stage": st, "message": m} for d, s, c, st, m in rows]
+
+
+def report(rt: Runtime, batch_id: str) -> dict[str, Any]:
+    """The batch's report: stored when it settled, live while it runs (see `services.report`)."""
+    with rt.database.read() as session:
+        return batch_report(session, get_batch(session, batch_id))
 
 
 # -- cancel -------------------------------------------------------------------------------------

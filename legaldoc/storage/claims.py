@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from legaldoc import PIPELINE_VERSION
@@ -126,12 +126,31 @@ def renew(session: Session, document_id: int, stage: Stage, attempt: int, worker
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def _most(attempts: int) -> ColumnElement[int]:
+    return case((BatchDocument.attempts < attempts, attempts), else_=BatchDocument.attempts)
+
+
 def _set_outcome(session: Session, batch_id: str | None, document_id: int, outcome: MirrorState,
-                 reason: str | None = None) -> None:  # fmt: skip
-    if batch_id is not None:
+                 reason: str | None = None, *, attempt: Attempt | None = None) -> None:  # fmt: skip
+    """The document's end in this batch, kept as it was (a later batch writes its own row)."""
+    if batch_id is None:
+        return
+    failed = outcome is MirrorState.FAILED and attempt is not None and attempt.failure is not None
+    session.execute(
+        update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id == document_id)
+        .values(outcome=outcome, reason=reason, finished_at=now_utc(),
+                stage=attempt.stage.value if failed and attempt else None,
+                error_category=attempt.failure.category.value if failed and attempt and attempt.failure else None,
+                **({"attempts": _most(attempt.number)} if attempt is not None else {}))
+    )  # fmt: skip
+
+
+def _note_attempts(session: Session, batch_id: str | None, document_id: int, attempt: Attempt) -> None:
+    """A stage that needed more than one attempt: the batch's record says so."""
+    if batch_id is not None and attempt.number > 1:
         session.execute(
             update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id == document_id)
-            .values(outcome=outcome, reason=reason)
+            .values(attempts=_most(attempt.number))
         )  # fmt: skip
 
 
@@ -150,8 +169,9 @@ def advance(session: Session, document_id: int, attempt: Attempt, worker: str) -
     if row is None:
         raise ClaimLost(f"document {document_id}: the {attempt.stage} claim was taken over")
     if last:
-        _set_outcome(session, row.batch_id, document_id, MirrorState.SUCCEEDED)
+        _set_outcome(session, row.batch_id, document_id, MirrorState.SUCCEEDED, attempt=attempt)
         return _transition(document_id, row, MirrorState.SUCCEEDED, attempt)
+    _note_attempts(session, row.batch_id, document_id, attempt)
     return _transition(document_id, row, MirrorState.RUNNING, attempt)
 
 
@@ -173,7 +193,7 @@ def fail(session: Session, document_id: int, attempt: Attempt, worker: str | Non
         return None
     if retry:
         return _transition(document_id, row, MirrorState.RUNNING, attempt)
-    _set_outcome(session, row.batch_id, document_id, MirrorState.FAILED, failure.message[:500])
+    _set_outcome(session, row.batch_id, document_id, MirrorState.FAILED, failure.message[:500], attempt=attempt)
     return _transition(document_id, row, MirrorState.FAILED, attempt)
 
 
@@ -187,7 +207,7 @@ def skip(session: Session, document_id: int, attempt: Attempt, worker: str, *, d
     ).one_or_none()
     if row is None:
         raise ClaimLost(f"document {document_id}: the extract claim was taken over")
-    _set_outcome(session, row.batch_id, document_id, MirrorState.SKIPPED, reason)
+    _set_outcome(session, row.batch_id, document_id, MirrorState.SKIPPED, reason, attempt=attempt)
     return _transition(document_id, row, MirrorState.SKIPPED, attempt)
 
 
@@ -208,7 +228,7 @@ def cancel(session: Session, batch_id: str, statuses: frozenset[DocumentStatus],
         if ended:
             session.execute(
                 update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id.in_(ended))
-                .values(outcome=MirrorState.CANCELLED, reason=reason)
+                .values(outcome=MirrorState.CANCELLED, reason=reason, finished_at=now_utc())
             )  # fmt: skip
         transitions += [Transition(row.id, batch_id, row.version, MirrorState.CANCELLED) for row in rows]
     return transitions
@@ -288,7 +308,7 @@ def requeue_failed(session: Session, batch_id: str, document_ids: Sequence[int])
         if taken:
             session.execute(
                 update(BatchDocument).where(BatchDocument.batch_id == batch_id, BatchDocument.document_id.in_(taken))
-                .values(outcome=None, reason=None)
+                .values(outcome=None, reason=None, stage=None, error_category=None, finished_at=None)
             )  # fmt: skip
         transitions += [_transition(row[0], row[1:], MirrorState.RUNNING) for row in rows]
     return transitions

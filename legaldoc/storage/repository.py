@@ -269,10 +269,11 @@ def load_entity_index(session: Session, project_id: int, types: Iterable[EntityT
 
 def save_entities(session: Session, project_id: int, entities: Iterable[CanonicalEntity]) -> dict[EntityRef, int]:
     """Upsert canonical entities and their aliases; return their ids."""
-    entities = list(entities)
+    entities, now = list(entities), datetime.now(UTC)
     _insert_ignore(
         session, Entity,
-        [{"project_id": project_id, "type": e.type.value, "key": e.key, "name": e.name} for e in entities],
+        [{"project_id": project_id, "type": e.type.value, "key": e.key, "name": e.name, "created_at": now}
+         for e in entities],
         ["project_id", "type", "key"],
     )  # fmt: skip
     ids: dict[EntityRef, int] = {}

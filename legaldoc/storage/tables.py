@@ -80,6 +80,7 @@ class Batch(Base):
     errors_by_category: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # as settled: later batches do not rewrite it
 
 
 class BatchDocument(Base):
@@ -90,7 +91,11 @@ class BatchDocument(Base):
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     outcome: Mapped[str | None] = mapped_column(String(20))
-    reason: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(String(500))  # why it failed, was skipped or cancelled
+    stage: Mapped[str | None] = mapped_column(String(20))  # where it failed in this batch
+    error_category: Mapped[str | None] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the most any stage took
+    finished_at: Mapped[datetime | None] = mapped_column()
 
 
 class Document(Base):
@@ -180,6 +185,7 @@ class Entity(Base):
     type: Mapped[str] = mapped_column(String(20))
     key: Mapped[str] = mapped_column(String(500))
     name: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime | None] = mapped_column()  # NULL: before it was recorded
 
 
 class EntityAlias(Base):
