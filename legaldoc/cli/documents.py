@@ -19,7 +19,17 @@ from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
 from legaldoc.paths import source_text
 from legaldoc.services.process import expand_paths, process_sources
-from legaldoc.services.queries import list_entities, show_document
+from legaldoc.services.queries import (
+    document_mentions,
+    document_relations,
+    entity_detail,
+    find_document,
+    find_entities,
+    list_documents,
+    list_entities,
+    list_projects,
+    show_document,
+)
 from legaldoc.services.wiring import Runtime
 
 
@@ -73,13 +83,21 @@ def process(
 @connected("database")
 def show(
     rt: Runtime,
-    document_id: Annotated[int, typer.Argument(help="Document id, as printed by process.")],
+    document: Annotated[str, typer.Argument(help="Document id, or its path as in the manifest or absolute (archive.zip!/a.pdf for a member).")],
+    project: Annotated[str | None, typer.Option("--project", "-p", help="The project, when the same file is in several.")] = None,
+    mentions: Annotated[bool, typer.Option("--mentions", help="Every mention with its context line and entity.")] = False,
+    relations: Annotated[bool, typer.Option("--relations", help="The document's relationships with their evidence.")] = False,
     text: Annotated[bool, typer.Option("--text", help="Include the full text and chunks.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Show one document: status, pages, stage runs and its mentions."""
+    """Show one document: status, pages, stage runs and its mentions (in context with --mentions)."""
     with handled():
+        document_id = find_document(rt.database, document, project)
         detail = show_document(rt.database, document_id, include_text=text)
+        if mentions:
+            detail["mentions"] = document_mentions(rt.database, document_id)
+        if relations:
+            detail["relationship_list"] = document_relations(rt.database, document_id)
     if json_output:
         emit_json(detail)
         return
@@ -89,28 +107,101 @@ def show(
     if detail["error"]:
         failure = detail["error"]
         stdout.print(Text.assemble((failure["category"], "red"), f" in {failure['stage']}: {failure['message']}"))
-    table = Table("type", "text", "normalized", "page", "offsets", box=None)
-    for mention in detail["mentions"]:
-        table.add_row(mention["type"], " ".join(mention["text"].split())[:60], mention["normalized"][:60], str(mention["page"]),
-                      f"{mention['start']}-{mention['end']}")  # fmt: skip
+    if mentions:
+        table = Table("type", "page", "mention", "entity", "context", box=None)
+        for mention in detail["mentions"]:
+            table.add_row(mention["type"], str(mention["page"]), " ".join(mention["text"].split())[:50],
+                          (mention["entity"] or "-")[:40], _highlight(mention["context"], mention["text"]))  # fmt: skip
+    else:
+        table = Table("type", "text", "normalized", "page", "offsets", box=None)
+        for mention in detail["mentions"]:
+            table.add_row(mention["type"], " ".join(mention["text"].split())[:60], mention["normalized"][:60], str(mention["page"]),
+                          f"{mention['start']}-{mention['end']}")  # fmt: skip
     stdout.print(table)
+    if relations:
+        _print_relations(detail["relationship_list"])
     if text and detail.get("text"):
         sys.stdout.write(detail["text"] + "\n")
+
+
+def _highlight(context: str, mention: str) -> Text:
+    shown = Text(context)
+    shown.highlight_words([" ".join(mention.split())], style="bold yellow")
+    return shown
+
+
+def _print_relations(relations: list[dict]) -> None:
+    table = Table("type", "from", "to", "weight", "evidence", box=None)
+    for r in relations:
+        table.add_row(r["type"], f"{r['source']['type']} {r['source']['name']}"[:45], f"{r['target']['type']} {r['target']['name']}"[:45],
+                      f"{r['weight']:g}", " | ".join(e["text"] for e in r["evidence"][:2])[:120])  # fmt: skip
+    stdout.print(table)
+
+
+@connected("database")
+def documents(
+    rt: Runtime,
+    project: ProjectOption = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Only the documents of this batch.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only documents in this status (done, failed, skipped, ...).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many (0: all; legaldoc export streams any number).")] = 1000,
+    json_output: JsonOption = False,
+) -> None:
+    """List a project's documents: status, pages, OCR pages, mentions, entities, relationships, last error."""
+    with handled():
+        rows, total = list_documents(rt.database, rt.settings.project, batch_id=batch, status=status, limit=limit or None)
+    if json_output:
+        emit_json(rows)
+    else:
+        table = Table("id", "status", "kind", "pages", "ocr", "mentions", "entities", "rels", "source / error", box=None)
+        for r in rows:
+            error = r["error"]
+            detail = r["source"] if error is None else f"{r['source']}\n  {error['category']} in {error['stage']}: {error['message']}"
+            table.add_row(str(r["document_id"]), r["status"], r["kind"] or "-", str(r["pages"]), str(r["ocr_pages"]),
+                          str(r["mentions"]), str(r["entities"]), str(r["relationships"]), detail)  # fmt: skip
+        stdout.print(table)
+    if total > len(rows):
+        note(f"showing {len(rows)} of {total} documents; --limit 0 shows all")
+
+
+@connected("database")
+def projects(rt: Runtime, json_output: JsonOption = False) -> None:
+    """List projects with their document, entity and batch counts."""
+    with handled():
+        rows = list_projects(rt.open_database().database)
+    if json_output:
+        emit_json(rows)
+        return
+    table = Table("project", "documents", "entities", "batches", "last batch", box=None)
+    for r in rows:
+        table.add_row(r["project"], str(r["documents"]), str(r["entities"]), str(r["batches"]), r["last_batch_at"] or "-")
+    stdout.print(table)
 
 
 @connected("database")
 def entities(
     rt: Runtime,
+    entity: Annotated[str | None, typer.Argument(help="One entity in detail: its id, name, key or an alias.")] = None,
     project: ProjectOption = None,
     entity_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this entity type, e.g. COURT.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many entities.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List a project's canonical entities with their aliases and mention counts."""
+    """List a project's canonical entities with their aliases and mention counts; or show one."""
     from legaldoc.models import EntityType
 
     if entity_type and entity_type.upper() not in EntityType.__members__:
         fail(UsageError(f"unknown entity type {entity_type!r}", hint=f"one of: {', '.join(EntityType.__members__)}"))
+    if entity is not None:
+        with handled():
+            ids = [int(entity)] if entity.strip().isdigit() else find_entities(rt.database, rt.settings.project, entity)
+            details = [entity_detail(rt.database, entity_id) for entity_id in ids]
+        if json_output:
+            emit_json(details if len(details) > 1 else details[0])
+            return
+        for detail in details:
+            _print_entity(detail)
+        return
     with handled():
         rows = list_entities(rt.database, rt.settings.project, entity_type.upper() if entity_type else None, limit)
     if json_output:
@@ -121,3 +212,21 @@ def entities(
         table.add_row(row["type"], row["name"][:70], str(row["mentions"]), str(row["documents"]),
                       "; ".join(a["alias"] for a in row["aliases"])[:80])  # fmt: skip
     stdout.print(table)
+
+
+def _print_entity(detail: dict) -> None:
+    stdout.print(Text.assemble((f"{detail['type']}  {detail['name']}", "bold"),
+                               f"  (entity {detail['id']}, key {detail['key']}, {detail['mentions']} mentions)"))  # fmt: skip
+    if detail["aliases"]:
+        aliases = Table("alias", "why it merged", box=None)
+        for alias in detail["aliases"]:
+            aliases.add_row(alias["alias"], alias["reason"])
+        stdout.print(aliases)
+    table = Table("doc", "page", "context", box=None)
+    for document in detail["documents"]:
+        stdout.print(Text(document["source"], style="dim"))
+        for mention in document["mentions"]:
+            table.add_row(str(document["document_id"]), str(mention["page"]), _highlight(mention["context"], mention["text"]))
+    stdout.print(table)
+    if detail["relationships"]:
+        _print_relations(detail["relationships"])

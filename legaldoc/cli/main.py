@@ -32,6 +32,8 @@ app = typer.Typer(
 app.command("process")(documents.process)
 app.command("show")(documents.show)
 app.command("entities")(documents.entities)
+app.command("documents")(documents.documents)
+app.command("projects")(documents.projects)
 app.command("export")(results.export)
 app.command("search")(results.search)
 app.command("report")(results.report)

@@ -1,16 +1,22 @@
-"""Read-side use cases: one document in full, a project's canonical entities."""
+"""Read-side use cases: documents, their mentions and relationships, entities, projects."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import aliased, undefer
 
 from legaldoc.errors import UsageError
+from legaldoc.lifecycle import DocumentStatus
+from legaldoc.paths import MEMBER_SEPARATOR, is_remote, source_text
+from legaldoc.services.export import iso
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import (
+    Batch,
+    BatchDocument,
     ChunkRow,
     Document,
     Entity,
@@ -30,7 +36,7 @@ def show_document(database: Database, document_id: int, include_text: bool = Fal
             query = query.options(undefer(Document.text))
         document = session.scalars(query).one_or_none()
         if document is None:
-            raise UsageError(f"no document with id {document_id}", hint="list documents with: legaldoc entities --json")
+            raise UsageError(f"no document with id {document_id}", hint="list documents with: legaldoc documents --project P")
         project = session.get(Project, document.project_id)
         counts = repo.count_rows(session, document_id)
         pages = session.scalars(select(Page).where(Page.document_id == document_id).order_by(Page.number)).all()
@@ -100,3 +106,164 @@ def list_entities(database: Database, project: str, entity_type: str | None = No
              "documents": documents, "aliases": sorted(aliases.get(entity.id, []), key=lambda a: a["alias"])}  # fmt: skip
             for entity, mentions, documents in rows
         ]
+
+
+# -- finding things by what users know ------------------------------------------------------------
+
+
+def find_document(database: Database, reference: str, project: str | None = None) -> int:
+    """The id of a document named by its id, or by its path as in the manifest or absolute (also a
+    member's `archive.zip!/a.pdf`); UsageError naming the reference when none or several match."""
+    reference = reference.strip()
+    if reference.isdigit():
+        return int(reference)
+    candidates = [reference]
+    if not is_remote(reference):
+        local, _, member = reference.partition(MEMBER_SEPARATOR)
+        resolved = source_text(Path(local).expanduser().resolve())
+        candidates.append(resolved + (MEMBER_SEPARATOR + member if member else ""))
+    with database.read() as session:
+        query = select(Document.id, Project.name).join(Project, Project.id == Document.project_id).where(Document.source.in_(candidates))
+        if project:
+            query = query.where(Project.name == project)
+        found = session.execute(query.order_by(Document.id)).all()
+    if not found:
+        raise UsageError(f"no document {reference!r}" + (f" in project {project!r}" if project else ""),
+                         hint="list documents with: legaldoc documents --project P")  # fmt: skip
+    if len({name for _, name in found}) > 1:
+        raise UsageError(f"{reference!r} is a document of several projects: {', '.join(sorted({n for _, n in found}))}",
+                         hint="name one with --project")  # fmt: skip
+    return int(found[0][0])
+
+
+def _snippet(text: str, start: int, end: int, chars: int = 80) -> str:
+    return " ".join(text[max(0, start - chars) : end + chars].split())
+
+
+def document_mentions(database: Database, document_id: int) -> list[dict[str, Any]]:
+    """Every mention of a document with its context line and the entity it resolved to."""
+    with database.read() as session:
+        text = session.scalar(select(Document.text).where(Document.id == document_id)) or ""
+        rows = session.execute(
+            select(MentionRow, Entity.name).outerjoin(Entity, Entity.id == MentionRow.entity_id)
+            .where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.type)
+        ).all()  # fmt: skip
+    return [{"type": m.type, "text": m.text, "normalized": m.normalized, "page": m.page, "start": m.start, "end": m.end,
+             "entity_id": m.entity_id, "entity": name, "context": _snippet(text, m.start, m.end)} for m, name in rows]  # fmt: skip
+
+
+def _relations(session: Any, condition: Any) -> list[dict[str, Any]]:
+    source, target = aliased(Entity), aliased(Entity)
+    rows = session.execute(
+        select(RelationshipRow, source.type, source.name, target.type, target.name, Document.source)
+        .outerjoin(source, source.id == RelationshipRow.source_entity_id).join(target, target.id == RelationshipRow.target_entity_id)
+        .join(Document, Document.id == RelationshipRow.document_id).where(condition)
+        .order_by(RelationshipRow.document_id, RelationshipRow.type, RelationshipRow.id)
+    ).all()  # fmt: skip
+    texts: dict[int, str] = {}
+    result = []
+    for r, source_type, source_name, target_type, target_name, document_source in rows:
+        if r.document_id not in texts:
+            texts[r.document_id] = session.scalar(select(Document.text).where(Document.id == r.document_id)) or ""
+        evidence = [{**e, "text": _snippet(texts[r.document_id], e["start"], e["end"], 40)} for e in (r.evidence or [])]
+        result.append({
+            "id": r.id, "type": r.type, "document_id": r.document_id, "document": document_source, "weight": r.weight,
+            "source": {"id": r.source_entity_id, "type": source_type, "name": source_name} if r.source_entity_id
+            else {"id": None, "type": "DOCUMENT", "name": document_source},
+            "target": {"id": r.target_entity_id, "type": target_type, "name": target_name}, "evidence": evidence,
+        })  # fmt: skip
+    return result
+
+
+def document_relations(database: Database, document_id: int) -> list[dict[str, Any]]:
+    """The relationships a document gave evidence for, with that evidence in context."""
+    with database.read() as session:
+        return _relations(session, RelationshipRow.document_id == document_id)
+
+
+def list_documents(database: Database, project: str, *, batch_id: str | None = None, status: str | None = None,
+                   limit: int | None = None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    """A project's documents (or one batch's) with status, pages, OCR pages, counts and last error;
+    and how many there are in all."""
+    with database.read() as session:
+        project_row = repo.find_project(session, project)
+        if project_row is None:
+            raise UsageError(f"no project named {project!r}", hint="list projects with: legaldoc projects")
+        query = select(Document).where(Document.project_id == project_row.id)
+        if batch_id:
+            batch = session.get(Batch, batch_id)
+            if batch is None or batch.project_id != project_row.id:
+                raise UsageError(f"no batch {batch_id} in project {project!r}", hint="list batches with: legaldoc status")
+            query = query.where(Document.id.in_(select(BatchDocument.document_id).where(BatchDocument.batch_id == batch_id)))
+        if status:
+            if status not in DocumentStatus.__members__.values():
+                raise UsageError(f"unknown status {status!r}", hint=f"one of: {', '.join(s.value for s in DocumentStatus)}")
+            query = query.where(Document.status == status)
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        documents = session.scalars(query.order_by(Document.id).limit(limit)).all()
+        ids = [d.id for d in documents]
+        mentions: dict[int, tuple[int, int]] = {}
+        relationships: dict[int, int] = {}
+        for offset in range(0, len(ids), 500):
+            part = ids[offset : offset + 500]
+            for doc_id, count, entities in session.execute(
+                select(MentionRow.document_id, func.count(), func.count(func.distinct(MentionRow.entity_id)))
+                .where(MentionRow.document_id.in_(part)).group_by(MentionRow.document_id)):  # fmt: skip
+                mentions[doc_id] = (count, entities)
+            relationships.update(session.execute(
+                select(RelationshipRow.document_id, func.count()).where(RelationshipRow.document_id.in_(part))
+                .group_by(RelationshipRow.document_id)).tuples().all())  # fmt: skip
+        rows = [{
+            "document_id": d.id, "source": d.source, "status": d.status, "kind": d.kind, "pages": d.pages or 0,
+            "ocr_pages": d.ocr_pages or 0, "mentions": mentions.get(d.id, (0, 0))[0], "entities": mentions.get(d.id, (0, 0))[1],
+            "relationships": relationships.get(d.id, 0), "batch_id": d.batch_id, "updated_at": iso(d.updated_at),
+            "error": {"category": d.error_category, "stage": d.error_stage, "message": d.error_message} if d.error_category else None,
+        } for d in documents]  # fmt: skip
+        return rows, total
+
+
+def find_entities(database: Database, project: str, reference: str) -> list[int]:
+    """Ids of the project's entities named `reference`: id, key, name, an alias, or a mention's text."""
+    from legaldoc.services.search import search_entity
+
+    return [hit.entity_id for hit in search_entity(database, project, reference, limit=1)]
+
+
+def entity_detail(database: Database, entity_id: int, mention_limit: int = 200) -> dict[str, Any]:
+    """One entity: aliases with why they merged, its documents and mentions in context, its relationships."""
+    with database.read() as session:
+        entity = session.get(Entity, entity_id)
+        if entity is None:
+            raise UsageError(f"no entity with id {entity_id}", hint="list entities with: legaldoc entities --project P")
+        aliases = session.execute(select(EntityAlias.alias, EntityAlias.reason).where(EntityAlias.entity_id == entity_id)
+                                  .order_by(EntityAlias.alias)).all()  # fmt: skip
+        rows = session.execute(
+            select(MentionRow, Document.source).join(Document, Document.id == MentionRow.document_id)
+            .where(MentionRow.entity_id == entity_id).order_by(MentionRow.document_id, MentionRow.start).limit(mention_limit)
+        ).all()  # fmt: skip
+        texts: dict[int, str] = {}
+        documents: dict[int, dict[str, Any]] = {}
+        for mention, source in rows:
+            if mention.document_id not in texts:
+                texts[mention.document_id] = session.scalar(select(Document.text).where(Document.id == mention.document_id)) or ""
+            document = documents.setdefault(mention.document_id, {"document_id": mention.document_id, "source": source, "mentions": []})
+            document["mentions"].append({"text": mention.text, "page": mention.page, "start": mention.start, "end": mention.end,
+                                         "context": _snippet(texts[mention.document_id], mention.start, mention.end)})  # fmt: skip
+        total = session.scalar(select(func.count()).select_from(MentionRow).where(MentionRow.entity_id == entity_id)) or 0
+        relations = _relations(session, (RelationshipRow.source_entity_id == entity_id) | (RelationshipRow.target_entity_id == entity_id))
+        return {"id": entity.id, "type": entity.type, "key": entity.key, "name": entity.name,
+                "aliases": [{"alias": a, "reason": r} for a, r in aliases], "mentions": total,
+                "documents": list(documents.values()), "relationships": relations}  # fmt: skip
+
+
+def list_projects(database: Database) -> list[dict[str, Any]]:
+    """Every project with its document, entity and batch counts and its last batch."""
+    with database.read() as session:
+        def counts(column: Any) -> dict[int, int]:
+            return dict(session.execute(select(column, func.count()).group_by(column)).tuples().all())
+
+        documents, entities, batches = counts(Document.project_id), counts(Entity.project_id), counts(Batch.project_id)
+        last = dict(session.execute(select(Batch.project_id, func.max(Batch.created_at)).group_by(Batch.project_id)).tuples().all())
+        return [{"project": p.name, "documents": documents.get(p.id, 0), "entities": entities.get(p.id, 0),
+                 "batches": batches.get(p.id, 0), "created_at": iso(p.created_at), "last_batch_at": iso(last.get(p.id))}
+                for p in session.scalars(select(Project).order_by(Project.name))]  # fmt: skip
