@@ -17,7 +17,8 @@ from tests.batchkit import nef_copies, write_manifest
 from tests.conftest import FAST_CLAIMS, settings_env
 from tests.test_cli import legaldoc
 
-STATUS_KEYS = {"name", "host", "pid", "queues", "concurrency", "active", "processed", "failed", "rss", "last_seen", "online"}
+STATUS_KEYS = {"name", "host", "pid", "queues", "concurrency", "active", "processed", "failed", "rss", "last_seen",
+               "started_at", "online"}
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from legaldoc.errors import ConfigurationError, UsageError
 from legaldoc.models import EntityType
+from legaldoc.moments import iso
 from legaldoc.storage import exports as rows
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -75,15 +75,6 @@ class ExportResult:
 
 
 # -- values as text ------------------------------------------------------------------------------
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC (`2026-12-02T14:05:09Z`), the one timestamp form of every export and --json."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def snippet(text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> str:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import aliased, undefer
 
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
+from legaldoc.moments import iso
 from legaldoc.paths import MEMBER_SEPARATOR, is_remote, source_text
-from legaldoc.services.export import iso
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import (

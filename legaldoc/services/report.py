@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from legaldoc.errors import ADVICE, ErrorCategory
 from legaldoc.lifecycle import IN_PROGRESS, BatchStatus, MirrorState
-from legaldoc.services.export import iso
+from legaldoc.moments import iso
 from legaldoc.storage.tables import (
     Batch,
     BatchDocument,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from legaldoc.lifecycle import IN_PROGRESS, BatchStatus, DocumentStatus, MirrorState
+from legaldoc.moments import iso
 from legaldoc.queues import priority_name
 from legaldoc.storage.tables import Batch
 
@@ -110,7 +111,7 @@ class BatchSummary:
             "status": self.status.value, "total": self.total, **{s.value: getattr(self, s) for s in MirrorState},
             "errors_by_category": self.errors_by_category, DocumentStatus.DONE.value: self.done,
             "rate_per_minute": self.rate_per_minute, "eta_seconds": self.eta_seconds,
-            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
+            "created_at": iso(self.created_at), "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
         }  # fmt: skip
 
 

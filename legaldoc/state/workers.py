@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from legaldoc.moments import iso
 from legaldoc.state.keys import Keys
 
 MISSED_BEATS = 3
@@ -48,7 +49,7 @@ class Heartbeat:
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         """The fields `workers status --json` prints."""
         shown = {k: v for k, v in asdict(self).items() if k not in ("started", "interval", "stopped", "extra", "database_url")}
-        return shown | {"online": self.online(now)}
+        return shown | {"online": self.online(now), "last_seen": iso(self.last_seen), "started_at": iso(self.started)}
 
 
 class WorkerRegistry:
