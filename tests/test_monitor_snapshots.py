@@ -10,7 +10,7 @@ from legaldoc.config import Settings, load_settings
 from legaldoc.tui.app import BatchScreen, MonitorApp
 from tests.monitorkit import NOW, FixedMemory, fill_scene
 
-SIZE = (160, 48)
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 
 
 async def _refreshed(pilot) -> None:
@@ -35,11 +35,13 @@ def scene(tmp_path, redis_url) -> Settings:
     return settings
 
 
-def test_main_screen(snap_compare, scene):
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen(snap_compare, scene, size):
     app = MonitorApp(FixedMemory(scene, clock=lambda: NOW), refresh=60)
-    assert snap_compare(app, terminal_size=SIZE, run_before=_refreshed)
+    assert snap_compare(app, terminal_size=size, run_before=_refreshed)
 
 
-def test_batch_screen(snap_compare, scene):
+@pytest.mark.parametrize("size", SIZES)
+def test_batch_screen(snap_compare, scene, size):
     app = MonitorApp(FixedMemory(scene, clock=lambda: NOW), refresh=60)
-    assert snap_compare(app, terminal_size=SIZE, run_before=_batch_screen)
+    assert snap_compare(app, terminal_size=size, run_before=_batch_screen)

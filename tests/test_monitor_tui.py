@@ -13,9 +13,9 @@ import redis
 from textual.widgets import DataTable, Static
 
 from legaldoc.services.monitor import Monitor
-from legaldoc.tui.app import BatchScreen, ConfirmScreen, DashboardScreen, HelpScreen, MonitorApp
+from legaldoc.tui.app import BatchScreen, ConfirmScreen, DashboardScreen, DocumentScreen, HelpScreen, MonitorApp
 from tests.batchkit import connect, nef_copies, write_manifest
-from tests.conftest import DOCUMENTS, _free_port
+from tests.conftest import DOCUMENTS, NEF, _free_port
 from tests.monitorkit import NOW, FixedMemory, fill_scene
 from tests.test_cli import legaldoc
 
@@ -65,8 +65,8 @@ def test_dashboard_shows_a_real_batch_with_failures_then_recovers_and_cancels(ba
             assert isinstance(screen, DashboardScreen)
             batches = screen.query_one("#batches", DataTable)
             row = cells(batches, batch_id)
-            assert row[1] == "nightly" and row[2] == "acme" and row[5] == f"{GOOD + 1}/{GOOD + 1}" and row[6] == str(GOOD + 1)
-            assert row[-1] == "finished" and "100%" in row[4]
+            assert row[5] == "nightly" and row[6] == "acme" and row[2] == f"{GOOD + 1}/{GOOD + 1}" and row[3] == str(GOOD + 1)
+            assert row[0] == "finished" and "100%" in row[1]  # status and progress first: narrow terminals show them
             top = header(app)
             attempts = GOOD * settings.max_attempts + 1  # every TRANSIENT attempt failed; DATA is not retried
             assert "● connected" in top and f"failed docs 24h {GOOD + 1}" in top and f"errors {attempts}" in top
@@ -98,7 +98,8 @@ def test_dashboard_shows_a_real_batch_with_failures_then_recovers_and_cancels(ba
             documents = detail.query_one("#documents", DataTable)
             assert documents.row_count == GOOD + 1
             assert column(documents, 1) == ["failed"] * (GOOD + 1)
-            assert any("empty.pdf" in source for source in column(documents, 5)), column(documents, 5)
+            assert "empty.pdf" in column(documents, 3), column(documents, 3)  # the file name, not the whole path
+            assert any(why.startswith("empty.pdf") for why in column(documents, 2))  # the reason names the file
             groups = detail.query_one("#groups", DataTable)
             assert cells(groups, "TRANSIENT")[:2] == ["TRANSIENT", str(GOOD)] and cells(groups, "DATA")[:2] == ["DATA", "1"]
             assert cells(groups, "TRANSIENT:0")[2] == "entities" and cells(groups, "DATA:0")[2] == "extract"
@@ -123,7 +124,7 @@ def test_dashboard_shows_a_real_batch_with_failures_then_recovers_and_cancels(ba
             assert column(documents, 1)[0] == "failed"  # failures stay on top
             await pilot.press("escape")
             assert isinstance(app.screen, DashboardScreen)
-            await until(pilot, lambda: cells(batches, batch_id)[6] == "1", what="the batch row to follow")
+            await until(pilot, lambda: cells(batches, batch_id)[3] == "1", what="the batch row to follow")
             assert "failed docs 24h 1" in header(app)  # recovered documents no longer count as failed
 
             worker.stop(timeout=20)  # nobody serves the next batch: it stays pending until cancelled
@@ -131,7 +132,7 @@ def test_dashboard_shows_a_real_batch_with_failures_then_recovers_and_cancels(ba
                                                    name="to-cancel")).batch_id  # fmt: skip
             await until(pilot, lambda: second in [str(k.value) for k in batches.rows], what="the new batch")
             assert batches.get_row_index(second) == 0  # active batches first
-            assert cells(batches, second)[5] == "0/3" and "workers 0/1" in header(app)
+            assert cells(batches, second)[2] == "0/3" and "workers 0/1" in header(app)
             assert cells(screen.query_one("#queues", DataTable), "ocr")[1] == "3"  # waiting, nobody consuming
             batches.focus()
             batches.move_cursor(row=0)
@@ -175,7 +176,7 @@ def test_state_filter_cycles_through_document_states(batch_settings):
         app = MonitorApp(FixedMemory(batch_settings, clock=lambda: NOW), refresh=60)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.refreshes >= 1)
-            assert column(app.screen.query_one("#batches", DataTable), 0)[:2] == ["20270115-075900-d4e5f6", "20270115-075000-a1b2c3"]
+            assert column(app.screen.query_one("#batches", DataTable), 4)[:2] == ["20270115-075900-d4e5f6", "20270115-075000-a1b2c3"]
             await pilot.press("down", "enter")
             await until(pilot, lambda: isinstance(app.screen, BatchScreen) and app.screen.refreshes >= 1)
             documents = app.screen.query_one("#documents", DataTable)
@@ -244,3 +245,31 @@ def test_monitor_needs_a_terminal(tmp_path):
 def test_monitor_rejects_a_bad_refresh(tmp_path, refresh):
     result = legaldoc("monitor", "--refresh", refresh, cwd=tmp_path)
     assert result.returncode == 2 and "--refresh" in result.stderr
+
+
+def test_enter_on_a_document_shows_its_mentions_in_context(batch_settings):
+    """The document screen reads the same service as `show --mentions`: every mention with the
+    entity it resolved to and its context line; `/` filters them."""
+    from legaldoc.services.process import process_paths
+    from legaldoc.storage.db import Database
+
+    [report] = list(process_paths([NEF / "almd_1.txt"], "acme", batch_settings, Database(batch_settings.resolved_database_url)))
+    fill_scene(batch_settings)
+
+    async def scenario() -> None:
+        app = MonitorApp(Monitor(batch_settings), refresh=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.refreshes >= 1, what="the first refresh")
+            app.push_screen(DocumentScreen(report.document_id))
+            await until(pilot, lambda: isinstance(app.screen, DocumentScreen) and app.screen.view is not None, what="the document")
+            mentions = app.screen.query_one("#mentions", DataTable)
+            assert mentions.row_count == len(report.mentions) > 5
+            texts, contexts = column(mentions, 2), column(mentions, 4)
+            assert all(" ".join(t.split())[:20] in " ".join(c.split()) for t, c in zip(texts, contexts, strict=True))
+            assert "almd_1.txt" in str(app.screen.query_one("#summary", Static).render())
+            await pilot.press("slash", *"docket_number")  # a type no text or context holds
+            await until(pilot, lambda: set(column(mentions, 0)) == {"DOCKET_NUMBER"}, what="the filter")
+            await pilot.press("escape", "escape")
+            assert not isinstance(app.screen, DocumentScreen)
+
+    asyncio.run(scenario())

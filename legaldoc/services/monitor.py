@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -20,6 +21,7 @@ from legaldoc.lifecycle import ATTENTION_ORDER, MirrorState
 from legaldoc.models import Stage
 from legaldoc.queues import Queue
 from legaldoc.services import batches as batch_service
+from legaldoc.services import queries
 from legaldoc.services import recovery as recovery_service
 from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.services.wiring import Runtime
@@ -60,6 +62,12 @@ class ErrorGroup:
     category: str
     count: int
     messages: list[tuple[int, str, str]]  # (count, stage, an example message), most common cause first
+
+
+@dataclass
+class DocumentView:
+    detail: dict[str, Any]  # as `show --json`
+    mentions: list[dict[str, Any]]  # as `show --mentions --json`: with context and entity
 
 
 @dataclass
@@ -169,6 +177,13 @@ class Monitor:
             summary = BatchSummary.from_live(batch_id, fields, now)
         documents.sort(key=lambda d: (SHOWN_FIRST.get(d.state, 9), d.document_id))
         return BatchDetail(summary, documents, group_errors(documents))
+
+    # -- the document screen ----------------------------------------------------------------------
+
+    def document(self, document_id: int) -> DocumentView:
+        """One document with its mentions in context (the same service as `show --mentions`)."""
+        database = self.runtime.database
+        return DocumentView(queries.show_document(database, document_id), queries.document_mentions(database, document_id))
 
     # -- actions ----------------------------------------------------------------------------------
 

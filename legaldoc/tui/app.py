@@ -19,8 +19,9 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from legaldoc.errors import LegaldocError, ServiceUnavailable
 from legaldoc.lifecycle import ATTENTION_ORDER, MirrorState
-from legaldoc.services.monitor import BatchDetail, Dashboard, Monitor
-from legaldoc.services.summary import BatchSummary
+from legaldoc.paths import display_name
+from legaldoc.services.monitor import BatchDetail, Dashboard, DocumentView, Monitor
+from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.tui import format as fmt
 
 DOCUMENTS_SHOWN = 2000  # rows of the batch screen's table; the filters reach every document
@@ -93,7 +94,8 @@ class ConfirmScreen(ModalScreen[bool]):
 def _progress(row: BatchSummary, width: int = 16) -> Text:
     """Succeeded, skipped, failed and cancelled documents, then running ones (not counted as done)."""
     done = [(row.succeeded, "green"), (row.skipped, "cyan"), (row.failed, "red"), (row.cancelled, "grey50")]
-    return fmt.progress(done, row.total, width, in_flight=(row.running, "yellow"))
+    processed = row.succeeded + row.skipped + row.failed  # cancelled documents were not processed: not 100%
+    return fmt.progress(done, row.total, width, in_flight=(row.running, "yellow"), processed=processed)
 
 
 def _matches(needle: str, *values: Any) -> bool:
@@ -143,8 +145,8 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
-        self.query_one("#batches", DataTable).add_columns(
-            "batch", "name", "project", "pri", "progress", "done/total", MirrorState.FAILED, "rate/min", "ETA", "age", "status")
+        self.query_one("#batches", DataTable).add_columns(  # what matters first: narrow terminals show it
+            "status", "progress", "done/total", MirrorState.FAILED, "batch", "name", "project", "pri", "rate/min", "ETA", "age")
         self.query_one("#queues", DataTable).add_columns("queue", "depth", "consumers", "processes", "oldest")
         self.query_one("#workers", DataTable).add_columns("worker", "queues", "conc", "active", "processed", "RSS", "seen")
         self.query_one("#errors", DataTable).add_columns("when", "batch", "doc", "stage", "category", "message")
@@ -180,10 +182,10 @@ class DashboardScreen(Screen[None]):
     @staticmethod
     def _batch_cells(row: BatchSummary) -> list[Any]:
         return [
-            row.batch_id, fmt.clip(row.name, 28), row.project, f"{row.priority} {row.priority_name}", _progress(row),
-            f"{row.done}/{row.total}", Text(str(row.failed), style="red" if row.failed else "grey50"),
-            fmt.rate(row.rate_per_minute), fmt.duration(row.eta_seconds) if row.active else "",
-            fmt.duration(row.age_seconds), fmt.status(row.status),
+            fmt.status(row.status), _progress(row), f"{row.done}/{row.total}",
+            Text(str(row.failed), style="red" if row.failed else "grey50"), row.batch_id, fmt.clip(row.name, 28), row.project,
+            f"{row.priority} {row.priority_name}", fmt.rate(row.rate_per_minute),
+            fmt.duration(row.eta_seconds) if row.active else "", fmt.duration(row.age_seconds),
         ]  # fmt: skip
 
     def _queues(self, dashboard: Dashboard) -> None:
@@ -265,14 +267,14 @@ def _fill(table: DataTable, rows: list[tuple[str, list[Any]]]) -> None:
             keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         except Exception:
             keep = None
-    old_row, scroll = table.cursor_row, table.scroll_y
+    old_row, old_column, scroll_x, scroll_y = table.cursor_row, table.cursor_column, table.scroll_x, table.scroll_y
     table.clear()
     for key, cells in rows:
         table.add_row(*cells, key=key)
     if rows:
         keys = [k for k, _ in rows]
-        table.move_cursor(row=keys.index(keep) if keep in keys else min(old_row, len(rows) - 1), scroll=False)
-        table.scroll_to(y=scroll, animate=False, immediate=True)
+        table.move_cursor(row=keys.index(keep) if keep in keys else min(old_row, len(rows) - 1), column=old_column, scroll=False)
+        table.scroll_to(x=scroll_x, y=scroll_y, animate=False, immediate=True)
 
 
 class BatchScreen(Screen[None]):
@@ -302,6 +304,7 @@ class BatchScreen(Screen[None]):
             with Vertical(classes="panel", id="documents-panel"):
                 yield Label("Documents", classes="title", id="documents-title")
                 yield DataTable(id="documents", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable")
+                yield Static(id="document-detail")
             with Vertical(classes="panel", id="groups-panel"):
                 yield Label("Failures by category", classes="title")
                 yield DataTable(id="groups", cursor_type="row", cursor_foreground_priority="renderable")
@@ -309,7 +312,7 @@ class BatchScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
-        self.query_one("#documents", DataTable).add_columns("id", "state", "stage", "category", "attempts", "source", "message")
+        self.query_one("#documents", DataTable).add_columns("id", "state", "why", "file", "stage", "category", "tries")
         self.query_one("#groups", DataTable).add_columns("category", "n", "stage", "message")
         self.query_one("#documents", DataTable).focus()
         self.ready = True
@@ -367,8 +370,10 @@ class BatchScreen(Screen[None]):
         shown = [d for d in detail.documents
                  if (self.state_filter is None or d.state == self.state_filter)
                  and _matches(needle, d.document_id, d.source, d.state, d.stage, d.category, d.message)]  # fmt: skip
-        rows = [(str(d.document_id), [str(d.document_id), fmt.status(d.state), d.stage or "", fmt.category(d.category),
-                             "" if d.attempts is None else str(d.attempts), fmt.clip_path(d.source, 60), fmt.clip(d.message, 100)])
+        self.shown = {str(d.document_id): d for d in shown[:DOCUMENTS_SHOWN]}
+        rows = [(str(d.document_id), [str(d.document_id), fmt.status(d.state), fmt.clip(fmt.reason(d.message or d.reason, d.source), 70),
+                                      fmt.clip(display_name(d.source), 32), d.stage or "", fmt.category(d.category),
+                                      "" if d.attempts is None else str(d.attempts)])
                 for d in shown[:DOCUMENTS_SHOWN]]  # fmt: skip
         _fill(self.query_one("#documents", DataTable), rows)
         title = f"Documents: {len(shown)}" + (f" of {len(detail.documents)}" if len(shown) != len(detail.documents) else "")
@@ -379,6 +384,7 @@ class BatchScreen(Screen[None]):
         if len(shown) > DOCUMENTS_SHOWN:
             title += f" (first {DOCUMENTS_SHOWN} shown; filter to see others)"
         self.query_one("#documents-title", Label).update(title)
+        self.describe()
         groups = []
         for group in detail.errors:
             groups.append((group.category, [fmt.category(group.category), Text(str(group.count), style="bold"), "", ""]))
@@ -386,6 +392,35 @@ class BatchScreen(Screen[None]):
                 groups.append((f"{group.category}:{i}", ["", str(count), stage, fmt.clip(message, 200)]))
         _fill(self.query_one("#groups", DataTable), groups)
         self.refreshes += 1
+
+    shown: dict[str, DocumentRow] = {}
+
+    @on(DataTable.RowHighlighted, "#documents")
+    def describe(self) -> None:
+        """The highlighted document in full under the table: where it is, and the whole message."""
+        table = self.query_one("#documents", DataTable)
+        document = None
+        if table.row_count:
+            try:
+                document = self.shown.get(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+            except Exception:
+                document = None
+        if document is None:
+            self.query_one("#document-detail", Static).update("")
+            return
+        why = document.message or document.reason
+        self.query_one("#document-detail", Static).update(Text.assemble(
+            (f"{document.document_id}  ", "bold"), fmt.status(document.state),
+            f"  {document.stage or ''}  " if document.stage else "  ", fmt.category(document.category),
+            f"  tries {document.attempts}" if document.attempts else "", "\n", (document.source, "dim"),
+            *(("\n", (why, "red" if document.state is MirrorState.FAILED else "")) if why else ()),
+            ("\nEnter: its mentions and entities", "grey50"),
+        ))  # fmt: skip
+
+    @on(DataTable.RowSelected, "#documents")
+    def open_document(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.app.push_screen(DocumentScreen(int(event.row_key.value)))
 
     def action_back(self) -> None:
         box = self.query_one("#filter", FilterInput)
@@ -451,6 +486,89 @@ class BatchScreen(Screen[None]):
         app.actions.append((action, self.batch_id, result))
         app.call_from_thread(app.notify, message, title=f"batch {self.batch_id}")
         app.call_from_thread(self.load)
+
+
+class DocumentScreen(Screen[None]):
+    """One document: its mentions in context with the entities they resolved to (as `show --mentions`)."""
+
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("slash", "filter", "Filter")]
+
+    def __init__(self, document_id: int) -> None:
+        super().__init__()
+        self.document_id = document_id
+        self.view: DocumentView | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header("loading…", id="header")
+        yield Static(id="summary")
+        yield FilterInput(placeholder="filter mentions: type, text, entity or context (Esc clears)", id="filter")
+        yield DataTable(id="mentions", cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter").display = False
+        self.query_one("#mentions", DataTable).add_columns("type", "page", "mention", "entity", "context")
+        self.query_one("#mentions", DataTable).focus()
+        self.load()
+
+    @work(thread=True, exclusive=True, group="document")
+    def load(self) -> None:
+        app: MonitorApp = self.app  # type: ignore[assignment]
+        try:
+            view = app.monitor.document(self.document_id)
+        except LegaldocError as error:
+            app.call_from_thread(app.notify, str(error), title=f"document {self.document_id}", severity="error")
+            return
+        except Exception as error:  # never a traceback on the screen
+            app.call_from_thread(app.notify, f"{type(error).__name__}: {error}", title=f"document {self.document_id}",
+                                 severity="error")  # fmt: skip
+            return
+        app.call_from_thread(self.show, view)
+
+    def show(self, view: DocumentView | None = None) -> None:
+        app: MonitorApp = self.app  # type: ignore[assignment]
+        self.query_one(Header).update(app.header_text())
+        if view is None:
+            return
+        self.view = view
+        d = view.detail
+        error = d.get("error")
+        self.query_one("#summary", Static).update(Text.assemble(
+            (d["source"], "bold"), f"  document {d['document_id']}, project {d['project']}\n", fmt.status(d["status"]),
+            f"  {d['kind'] or '-'}  pages {len(d['pages'])}  ocr {d['ocr_pages']}  chunks {d['chunks']}  "
+            f"mentions {len(view.mentions)}  entities {d['entities']}  relationships {d['relationships']}",
+            *(("\n", (f"{error['category']} in {error['stage']}: {error['message']}", "red")) if error else ()),
+        ))  # fmt: skip
+        needle = self.query_one("#filter", FilterInput).value.strip().lower()
+        rows = []
+        for i, m in enumerate(view.mentions):
+            if not _matches(needle, m["type"], m["text"], m["entity"], m["context"]):
+                continue
+            context = Text(m["context"])
+            context.highlight_words([" ".join(m["text"].split())], style="bold yellow")
+            rows.append((str(i), [m["type"], str(m["page"]), fmt.clip(m["text"], 40), fmt.clip(m["entity"] or "-", 40), context]))
+        _fill(self.query_one("#mentions", DataTable), rows)
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        if box.display or box.value:
+            box.action_close()
+            self.show(self.view)
+            return
+        self.app.pop_screen()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filtered(self) -> None:
+        self.show(self.view)
+
+    @on(Input.Submitted, "#filter")
+    def keep_filter(self) -> None:
+        self.query_one("#mentions", DataTable).focus()
 
 
 class MonitorApp(App):

@@ -60,25 +60,40 @@ def rate(per_minute: float | None) -> str:
 
 
 def progress(parts: Sequence[tuple[int, str]], total: int, width: int = 20,
-             in_flight: tuple[int, str] | None = None) -> Text:  # fmt: skip
+             in_flight: tuple[int, str] | None = None, processed: int | None = None) -> Text:  # fmt: skip
     """A bar of `width` cells: each finished (count, style) part in turn, then the in-flight part
-    (drawn lighter, not counted in the percentage), the rest empty, then the finished percentage."""
-    text = Text()
-    used = 0
-    shown = 0
+    (drawn lighter), the rest empty, then the percentage processed (`processed`, else every finished
+    part). A part that is not zero always gets a cell, so one failure in a thousand still shows."""
     drawn = [(count, style, "█") for count, style in parts]
     if in_flight:
         drawn.append((in_flight[0], in_flight[1], "▒"))
-    for count, style, mark in drawn:
-        shown += count
-        cells = min(width, round(shown / total * width)) - used if total else 0
-        if cells > 0:
-            text.append(mark * cells, style=style)
-            used += cells
-    text.append("░" * (width - used), style="grey37")
-    done = sum(c for c, _ in parts)
+    cells = allot([count for count, _, _ in drawn], total, width)
+    text = Text()
+    for (_, style, mark), n in zip(drawn, cells, strict=True):
+        if n:
+            text.append(mark * n, style=style)
+    text.append("░" * (width - sum(cells)), style="grey37")
+    done = sum(c for c, _ in parts) if processed is None else processed
     text.append(f" {done / total * 100:3.0f}%" if total else "    -")
     return text
+
+
+def allot(counts: Sequence[int], total: int, width: int) -> list[int]:
+    """Cells for each count out of `total` in `width`: proportional (largest remainders), at least
+    one for any count above zero, never more than `width` in all."""
+    if not total or not width:
+        return [0] * len(counts)
+    exact = [count / total * width for count in counts]
+    cells = [max(int(x), 1 if count else 0) for x, count in zip(exact, counts, strict=True)]
+    target = min(width, max(round(sum(counts) / total * width), sum(cells)))
+    for i in sorted(range(len(counts)), key=lambda i: exact[i] - int(exact[i]), reverse=True):
+        if sum(cells) >= target:
+            break
+        if counts[i] and cells[i] < exact[i]:
+            cells[i] += 1
+    while sum(cells) > width:
+        cells[max(range(len(cells)), key=lambda i: cells[i])] -= 1
+    return cells
 
 
 def sparkline(values: Sequence[int]) -> Text:
@@ -115,3 +130,12 @@ def clip_path(path: str | None, width: int = 60) -> str:
     """A path shortened from the left, so the file name stays visible."""
     text = path or ""
     return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def reason(message: str | None, source: str) -> str:
+    """A failure message with its document's path cut to the file name: the reason reads first."""
+    text = message or ""
+    if source and source in text:
+        name = source.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
+        text = text.replace(source, name)
+    return text
