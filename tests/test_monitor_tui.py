@@ -13,7 +13,14 @@ import redis
 from textual.widgets import DataTable, Static
 
 from legaldoc.services.monitor import Monitor
-from legaldoc.tui.app import BatchScreen, ConfirmScreen, DashboardScreen, DocumentScreen, HelpScreen, MonitorApp
+from legaldoc.tui.app import (
+    BatchScreen,
+    ConfirmScreen,
+    DashboardScreen,
+    DocumentScreen,
+    HelpScreen,
+    MonitorApp,
+)
 from tests.batchkit import connect, nef_copies, write_manifest
 from tests.conftest import DOCUMENTS, NEF, _free_port
 from tests.monitorkit import NOW, FixedMemory, fill_scene
