@@ -83,15 +83,20 @@ def snippet(text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> str:
 
 
 class _Contexts:
-    """Context snippets of mentions streamed in document order: one document's text held at a time."""
+    """Context snippets of mentions streamed in document order: the documents' texts are a second
+    stream in the same order, one text held at a time."""
 
-    def __init__(self, session: Session) -> None:
-        self.session, self.document_id, self.text = session, -1, ""
+    def __init__(self, session: Session, scope: rows.Scope) -> None:
+        self.texts = rows.stream(session, rows.document_texts(scope))
+        self.document_id, self.text = -1, ""
 
     def __call__(self, row: Any) -> str:
-        if row.document_id != self.document_id:
-            self.document_id, self.text = row.document_id, rows.document_text(self.session, row.document_id)
-        return snippet(self.text, row.start, row.end)
+        while self.document_id < row.document_id:
+            current = next(self.texts, None)
+            if current is None:
+                break
+            self.document_id, self.text = current[0], current[1] or ""
+        return snippet(self.text, row.start, row.end) if self.document_id == row.document_id else ""
 
 
 def _cells(table: str, row: Any, contexts: _Contexts | None = None) -> list[Any]:
@@ -99,21 +104,28 @@ def _cells(table: str, row: Any, contexts: _Contexts | None = None) -> list[Any]
     if table == "documents":
         values = list(row)
         values[12], values[13] = iso(values[12]), iso(values[13])
-        values[14] = json.dumps(values[14] or {}, ensure_ascii=False)
+        values[14] = _json_text(values[14], "{}")
         return values
     if table == "mentions":
         return [*row, contexts(row) if contexts else ""]
     if table == "relationships":
-        return [*list(row)[:6], json.dumps(row.evidence or [], ensure_ascii=False)]
+        return [*list(row)[:6], _json_text(row.evidence, "[]")]
     return list(row)
 
 
+def _json_text(value: Any, empty: str) -> str:
+    """JSON as text: as the database holds it (CSV and Parquet read it cast), else encoded."""
+    if isinstance(value, str):
+        return value or empty
+    return json.dumps(value, ensure_ascii=False) if value else empty
+
+
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[rows.Scope], Any]]] = {
-    "documents": (rows.DOCUMENT_COLUMNS, rows.documents),
+    "documents": (rows.DOCUMENT_COLUMNS, lambda scope: rows.documents(scope, json_as_text=True)),
     "mentions": ((*rows.MENTION_COLUMNS, "context"), rows.mentions),
     "entities": (rows.ENTITY_COLUMNS, rows.entities),
     "aliases": (rows.ALIAS_COLUMNS, rows.aliases),
-    "relationships": (rows.RELATIONSHIP_COLUMNS, rows.relationships),
+    "relationships": (rows.RELATIONSHIP_COLUMNS, lambda scope: rows.relationships(scope, json_as_text=True)),
 }
 
 
@@ -289,7 +301,7 @@ def _csv(session: Session, scope: rows.Scope, folder: Path, tick: Tick, excel: b
             writer = csv.writer(handle)
             writer.writerow(columns)
             count = 0
-            contexts = _Contexts(session)
+            contexts = _Contexts(session, scope) if table == "mentions" else None
             for row in rows.stream(session, query(scope)):
                 writer.writerow(_cells(table, row, contexts))
                 count += 1
@@ -460,7 +472,7 @@ def _parquet(session: Session, scope: rows.Scope, folder: Path, tick: Tick, _exc
         count = 0
         with pa.parquet.ParquetWriter(str(path), schema) as writer:
             batch: list[list[Any]] = []
-            contexts = _Contexts(session)
+            contexts = _Contexts(session, scope) if table == "mentions" else None
             for row in rows.stream(session, query(scope)):
                 batch.append(_cells(table, row, contexts))
                 count += 1

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from legaldoc.storage.tables import (
@@ -50,19 +50,21 @@ class Scope:
 
 
 def stream(session: Session, query: Select) -> Iterator[Any]:
-    """Rows of `query`, fetched a slice at a time."""
-    yield from session.execute(query.execution_options(yield_per=STREAM_ROWS))
+    """Rows of `query`, fetched a slice at a time (Core rows in the session's transaction: no ORM)."""
+    yield from session.connection().execute(query.execution_options(yield_per=STREAM_ROWS))
 
 
 DOCUMENT_COLUMNS = ("id", "source", "status", "kind", "pages", "ocr_pages", "size", "sha256", "batch_id",
                     "error_category", "error_stage", "error_message", "created_at", "updated_at", "metadata")  # fmt: skip
 
 
-def documents(scope: Scope) -> Select:
+def documents(scope: Scope, json_as_text: bool = False) -> Select:
+    """Documents by id; `json_as_text`: metadata as the JSON text the database holds (for CSV)."""
+    metadata = cast(Document.doc_metadata, Text) if json_as_text else Document.doc_metadata
     return (
         select(Document.id, Document.source, Document.status, Document.kind, Document.pages, Document.ocr_pages,
                Document.size, Document.sha256, Document.batch_id, Document.error_category, Document.error_stage,
-               Document.error_message, Document.created_at, Document.updated_at, Document.doc_metadata)  # fmt: skip
+               Document.error_message, Document.created_at, Document.updated_at, metadata)  # fmt: skip
         .where(Document.id.in_(scope.documents()))
         .order_by(Document.id)
     )
@@ -119,12 +121,13 @@ def aliases(scope: Scope) -> Select:
 RELATIONSHIP_COLUMNS = ("id", "type", "document_id", "source_entity_id", "target_entity_id", "weight", "evidence")
 
 
-def relationships(scope: Scope) -> Select:
+def relationships(scope: Scope, json_as_text: bool = False) -> Select:
     """Edges of documents in scope whose ends are in scope (source None: the document itself)."""
     in_scope = scope.entities()
+    evidence = cast(RelationshipRow.evidence, Text).label("evidence") if json_as_text else RelationshipRow.evidence
     return (
         select(RelationshipRow.id, RelationshipRow.type, RelationshipRow.document_id, RelationshipRow.source_entity_id,
-               RelationshipRow.target_entity_id, RelationshipRow.weight, RelationshipRow.evidence)  # fmt: skip
+               RelationshipRow.target_entity_id, RelationshipRow.weight, evidence)  # fmt: skip
         .where(RelationshipRow.document_id.in_(scope.documents()), RelationshipRow.target_entity_id.in_(in_scope),
                or_(RelationshipRow.source_entity_id.is_(None), RelationshipRow.source_entity_id.in_(in_scope)))  # fmt: skip
         .order_by(RelationshipRow.document_id, RelationshipRow.id)
@@ -151,8 +154,13 @@ def chunk_counts(scope: Scope) -> Select:
     )
 
 
-def document_text(session: Session, document_id: int) -> str:
-    return session.scalar(select(Document.text).where(Document.id == document_id)) or ""
+def document_texts(scope: Scope) -> Select:
+    """(id, text) of the documents in scope that have mentions, by id: the context of mentions."""
+    return (
+        select(Document.id, Document.text)
+        .where(Document.id.in_(scope.documents()), Document.id.in_(select(MentionRow.document_id)))
+        .order_by(Document.id)
+    )
 
 
 def count(session: Session, query: Select) -> int:
