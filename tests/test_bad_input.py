@@ -62,6 +62,14 @@ CASES: list[tuple[str, list[str], dict[str, str], Callable[[Path], None] | None,
     ("submit bad timeout", ["submit", "MANIFEST", "--wait", "--timeout", "soon"], {}, None, 2, "invalid duration"),
     ("entities unknown type", ["entities", "--type", "WIZARD"], {}, None, 2, "unknown entity type"),
     ("show unknown document", ["show", "424242"], {}, None, 2, "no document with id 424242"),
+    ("export unknown project", ["export", "--project", "nope", "--format", "csv"], {}, None, 2, "no project named 'nope'"),
+    ("export parquet to stdout", ["export", "--format", "parquet", "--out", "-"], {}, None, 2, "only jsonl can go to stdout"),
+    ("search unbalanced quote", ["search", '"motion to'], {}, None, 2, "unbalanced quote"),
+    ("search nothing to find", ["search", "--", "-moot"], {}, None, 2, "no word to look for"),
+    ("search no query", ["search"], {}, None, 2, "give a QUERY or --entity"),
+    ("report unknown batch", ["report", "no-such-batch"], {}, None, 2, "no batch no-such-batch"),
+    ("documents unknown project", ["documents", "--project", "nope"], {}, None, 2, "no project named 'nope'"),
+    ("show unknown path", ["show", "nowhere/at/all.pdf"], {}, None, 2, "no document 'nowhere/at/all.pdf'"),
 ]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from legaldoc.errors import UsageError
 from legaldoc.models import EntityType
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
-from legaldoc.storage.search import HIGHLIGHT, ChunkHit, search_chunks
+from legaldoc.storage.search import HIGHLIGHT, ChunkHit, parse_query, search_chunks
 from legaldoc.storage.tables import Document, Entity, EntityAlias, MentionRow, Page
 
 
@@ -83,6 +83,7 @@ def search_text(database: Database, project: str, query: str, *, limit: int = 20
     """Chunks of the project matching `query` (see `storage.search` for the syntax), best first."""
     if limit < 1:
         raise UsageError("--limit must be at least 1")
+    parse_query(query)  # a bad query is named before anything else
     project_id = _project_id(database, project)
     with database.read() as session:
         hits = search_chunks(session, project_id, query, limit, _check_type(entity_type))
