@@ -161,14 +161,24 @@ def baseline(path: Path, fmt: str, out: Path) -> None:
 # -- measuring -------------------------------------------------------------------------------------
 
 
+GNU_TIME = Path("/usr/bin/time")
+
+
 def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process, from the kernel's accounting."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command} failed")
+    """Wall seconds and peak RSS (MB) of one command, from the kernel's accounting. Through GNU
+    time when it is there: a child forked from this (large) process would otherwise carry this
+    process's resident size into its own peak until it execs."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        wrapped = [str(GNU_TIME), "-o", report.name, "-f", "%e %M", *command] if GNU_TIME.exists() else command
+        started = time.perf_counter()
+        process = subprocess.Popen(wrapped, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{command} failed")
+        if GNU_TIME.exists():
+            seconds, peak_kb = report.read().split()[-2:]
+            return float(seconds), int(peak_kb) / 1024
     return elapsed, usage.ru_maxrss / 1024
 
 
