@@ -14,7 +14,8 @@ from tests.conftest import DOCUMENTS, NEF, SAMPLES
 
 COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel", "recover", "workers", "workers start",
             "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear", "monitor",
-            "db", "db current", "db upgrade", "config", "config show", "doctor"]
+            "db", "db current", "db upgrade", "config", "config show", "doctor", "export", "search", "report", "documents",
+            "projects"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

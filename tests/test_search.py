@@ -19,7 +19,7 @@ from legaldoc.storage.tables import ChunkRow, Entity, MentionRow
 from tests.conftest import DOCUMENTS, NEF
 from tests.test_cli import legaldoc
 
-MDL_ORDER = DOCUMENTS / "gov.uscourts.azd.1085839.3.0.pdf"  # 5 pages of text layer
+MDL_ORDER = (DOCUMENTS / "gov.uscourts.azd.1085839.3.0.pdf").resolve()  # 5 pages of text layer; stored resolved
 INPUTS = [MDL_ORDER, DOCUMENTS / "missouri.pdf", *sorted(NEF.glob("*.txt"))[:6]]
 
 
