@@ -39,7 +39,7 @@ lint: $(BIN)/legaldoc
 	$(BIN)/mypy
 
 test: system-deps $(BIN)/legaldoc lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 samples: $(BIN)/legaldoc
 	$(BIN)/python scripts/make_samples.py
