@@ -152,3 +152,13 @@ def test_html_to_text_keeps_blocks_and_collapses_inline_whitespace():
 def test_latin1_text_is_decoded():
     document = extract("Défendeur: Société Générale, Plaintiff".encode("latin-1") * 5, "notes.txt", load_settings())
     assert "Société Générale" in document.text
+
+
+@pytest.mark.parametrize(("markup", "expected"), [
+    ("<html><head><title>Docket</title><body><p>Case No. 1:21-cv-1</p>", "Case No. 1:21-cv-1"),  # no </head>
+    ("<head><meta charset=utf-8><table><tr><td>Plaintiff</td><td>ACME</td></tr></table>", "Plaintiff ACME"),
+    ("<head><title>T</title><style>p{}</style></head><body><p>A</p><script>var x = 1</script><p>B</p>", "A\n\nB"),
+    ("<p>keep</p><noscript>gone</noscript><p>also</p>", "keep\n\nalso"),
+])  # fmt: skip
+def test_html_without_a_closed_head_keeps_its_body(markup, expected):
+    assert html_to_text(markup) == expected

@@ -10,6 +10,9 @@ _BLOCK = frozenset(
 )
 _CELL = frozenset({"td", "th"})
 _SKIP = frozenset({"script", "style", "head", "noscript", "template", "xml"})
+_IN_HEAD = frozenset({"title", "meta", "link", "style", "script", "noscript", "base", "template"})
+"""What may stand in <head>: any other tag ends an unclosed head (as browsers do), so a page whose
+author forgot </head> still shows its body."""
 _SPACE = re.compile(r"[ \t\r\n\f\u00a0\u200b]+")
 
 
@@ -18,7 +21,7 @@ class _TextCollector(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.lines: list[str] = []
         self.current: list[str] = []
-        self.skip_depth = 0
+        self.skipping: list[str] = []  # the skipped elements open around the parser, innermost last
         self.pre_depth = 0
 
     def _break(self) -> None:
@@ -28,8 +31,10 @@ class _TextCollector(HTMLParser):
             self.lines.append(line)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.skipping == ["head"] and tag not in _IN_HEAD:
+            self.skipping.clear()  # body content: the head ended without </head>
         if tag in _SKIP:
-            self.skip_depth += 1
+            self.skipping.append(tag)
         elif tag == "pre":
             self._break()
             self.pre_depth += 1
@@ -39,12 +44,15 @@ class _TextCollector(HTMLParser):
             self.current.append("  ")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.skipping == ["head"] and tag not in _IN_HEAD:
+            self.skipping.clear()
         if tag in _BLOCK:
             self._break()
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP:
-            self.skip_depth = max(0, self.skip_depth - 1)
+            if tag in self.skipping:  # close it and anything left open inside it
+                del self.skipping[len(self.skipping) - 1 - self.skipping[::-1].index(tag) :]
         elif tag == "pre":
             self._break()
             self.pre_depth = max(0, self.pre_depth - 1)
@@ -52,7 +60,7 @@ class _TextCollector(HTMLParser):
             self._break()
 
     def handle_data(self, data: str) -> None:
-        if not self.skip_depth:
+        if not self.skipping:
             self.current.append(data)
 
     def text(self) -> str:
