@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from rapidfuzz import fuzz
 
 from legaldoc.config import load_settings
@@ -151,3 +152,19 @@ def test_documents_corpus_citation_mentions_carry_normalized_reporters():
     courts = {m.normalized for m in mentions if m.type is EntityType.COURT}
     assert "ca1" in courts
     assert any(m.type is EntityType.DOCKET_NUMBER and m.normalized == "20-1507" for m in mentions)
+
+
+@pytest.mark.parametrize(("text", "judges"), [
+    ("Opinion of the Court delivered by Justice Scalia.", ["Scalia"]),
+    ("CHIEF JUSTICE ROBERTS delivered the opinion of the Court.", ["Roberts"]),
+    ("Before the Honorable Rebecca M. Kowalski, United States District Judge.", ["Rebecca M. Kowalski"]),
+    ("The Speedy Trial Act and the Criminal Justice Act govern appointed counsel.", []),
+    ("A report of the Justice Initiative and the Equal Justice Center.", []),
+    ("Grants from the Office of Justice Programs.", []),
+    ("Signed by Senior United States District Judge Alvin K. Hellerstein.", ["Alvin K. Hellerstein"]),
+    ("Senior United States District Judge", []),
+    ("Judge Active Service From 1990 to 2004.", []),
+])  # fmt: skip
+def test_judge_rules(text, judges):
+    found = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.JUDGE]
+    assert found == judges

@@ -179,13 +179,29 @@ _JUDGE_PATTERNS = (
     re.compile(r"(?<![\w])(?P<name>[A-Z]{3,}(?:[ \t][A-Z]{3,})?),[ \t]+(?:C\.[ \t]?)?J\.,"),
 )
 _JUDGE_NOT = frozenset({"court", "district", "circuit", "the", "united", "states"})
+# Words of a title or a docket phrase, never of a judge's name ("Senior United States", "Active Service From").
+_TITLE_WORDS = frozenset({"senior", "chief", "united", "states", "district", "circuit", "magistrate", "bankruptcy",
+                          "judge", "judges", "court", "active", "service", "from", "presiding", "assigned", "referred",
+                          "honorable", "associate", "acting", "retired", "panel", "appeals", "justice", "justices"})  # fmt: skip
+# "Justice" before an institution's word is a name of a thing, not a person ("Justice Act", "Justice Initiative").
+_NOT_A_JUSTICE = frozenset({"act", "initiative", "department", "center", "centre", "institute", "project", "program",
+                            "programs", "programme", "system", "systems", "reform", "coalition", "foundation", "fund",
+                            "alliance", "league", "council", "committee", "commission", "statistics", "studies", "policy",
+                            "network", "clinic", "section", "division", "office", "bureau", "courts", "delayed", "denied",
+                            "served", "movement", "partnership", "review", "report", "task", "working",
+                            "information", "research", "assistance", "grant", "grants", "services", "collaborative"})  # fmt: skip
+_INSTITUTION_BEFORE = re.compile(r"(?:\bof|\bfor|Criminal|Juvenile|Social|Restorative|Equal|Racial|Environmental|Economic|"
+                                 r"Civil|Military|Tribal|Federal|National|Youth|Community|Immigrant|Health|Data|Climate)[ \t]+$")  # fmt: skip
 
 
 def judge_mentions(sink: MentionSink) -> None:
-    for pattern in _JUDGE_PATTERNS:
+    for index, pattern in enumerate(_JUDGE_PATTERNS):
         for match in pattern.finditer(sink.text):
             name = match["name"]
-            if name.split()[0].lower() in _JUDGE_NOT:
+            words = name.lower().replace(".", " ").split()
+            if words[0] in _JUDGE_NOT or any(word in _TITLE_WORDS for word in words):
+                continue
+            if index == 3 and (words[0] in _NOT_A_JUSTICE or _INSTITUTION_BEFORE.search(sink.text, max(0, match.start() - 30), match.start())):
                 continue
             sink.add(EntityType.JUDGE, match.start("name"), match.end("name"), normalize_person(name), "rules", 0.85)
 
