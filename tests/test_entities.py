@@ -168,3 +168,14 @@ def test_documents_corpus_citation_mentions_carry_normalized_reporters():
 def test_judge_rules(text, judges):
     found = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.JUDGE]
     assert found == judges
+
+
+@pytest.mark.parametrize(("text", "firms"), [
+    ("Application to Employ Troutman Sanders LLP as Special Counsel", ["Troutman Sanders LLP"]),
+    ("Order Approving Retention of Kirkland & Ellis LLP", ["Kirkland & Ellis LLP"]),
+    ("Counsel: Lane Powell P.C., 301 W. Northern Lights Blvd.", ["Lane Powell P.C."]),
+    ("Whitfield Crane LLP appeared for the plaintiff.", ["Whitfield Crane LLP"]),
+])  # fmt: skip
+def test_law_firms_start_at_the_firm(text, firms):
+    found = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.LAW_FIRM]
+    assert found == firms

@@ -319,7 +319,9 @@ _ORG = re.compile(
     r"|(?P<ust>(?:United[ \t]+States|U\.S\.)[ \t]+Trustee)"
 )
 _LEADING_NOISE = re.compile(
-    r"^(?:(?:The|See|By|And|Of|For|From|To|In|On|Filed|Plaintiffs?|Defendants?|Appellants?|Appellees?|Debtors?|Creditors?|Notice|Order|Motion|Behalf|Counsel|Attorneys?|Re|RE|Case|Name|Filer|Party|Interested|Dear|Via|Respondents?|Petitioners?)\.?,?[ \t]+)+"
+    r"^(?:(?:The|See|By|And|Of|For|From|To|In|On|Filed|Plaintiffs?|Defendants?|Appellants?|Appellees?|Debtors?|Creditors?|Notice|Order|Motion|Behalf|Counsel|Attorneys?|Re|RE|Case|Name|Filer|Party|Interested|Dear|Via|Respondents?|Petitioners?"
+    # docket-text verbs and document words that precede a firm's name but are never part of it
+    r"|Employ|Employing|Employment|Retain|Retaining|Retention|Engage|Engaging|Engagement|Substitute|Substitution|Appoint|Appointing|Withdraw|Withdrawal|Authorize|Authorizing|Approve|Approving|Compensate|Compensation|Pay|Payment|Granting|Denying|Application|Applications|Stipulation|Declaration|Affidavit|Certificate|Letter|Memorandum|Response|Reply|Objection|Opposition|Joinder|Summons|Subpoena|Statement|Proof|Against|Between|With|Amended|Supplemental|Emergency|Proposed|Interim|Final|Fees?|Expenses|Reimbursement|As|Special|Local|Co)\.?,?[ \t]+)+"
 )
 
 
