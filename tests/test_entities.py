@@ -179,3 +179,17 @@ def test_judge_rules(text, judges):
 def test_law_firms_start_at_the_firm(text, firms):
     found = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.LAW_FIRM]
     assert found == firms
+
+
+@pytest.mark.parametrize(("text", "citation"), [
+    ("See Shelby County v. Holder, 570\nU.S. 529 (2013).", "570 U.S. 529"),
+    ("Bell Atlantic Corp. v. Twombly, 550 U.S.\n544, 570 (2007)", "550 U.S. 544"),
+    ("Id. at 12; see also 42 U.S.C.\n§ 1983.", None),
+])  # fmt: skip
+def test_citations_broken_across_lines_are_found_with_exact_offsets(text, citation):
+    mentions = LocalEntityProvider().extract(text)
+    assert all(text[m.start : m.end] == m.text for m in mentions)
+    if citation:
+        assert citation in {m.normalized for m in mentions if m.type is EntityType.CASE_CITATION}
+    else:
+        assert any(m.type is EntityType.STATUTE and "1983" in m.normalized for m in mentions)

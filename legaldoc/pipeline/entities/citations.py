@@ -83,6 +83,9 @@ def _case_name_span(text: str, citation: FullCaseCitation) -> tuple[int, int, st
     return start, start + len(window), squash(window)
 
 
+_FLAT = {ord("\n"): " ", ord("\r"): " ", ord("\t"): " ", ord("\f"): " ", ord("\v"): " "}
+
+
 def citation_mentions(sink: MentionSink) -> None:
     """Full, short, supra and id citations (resolved to their full citation), statutes, rules."""
     from eyecite import get_citations, resolve_citations
@@ -97,7 +100,9 @@ def citation_mentions(sink: MentionSink) -> None:
     )
 
     text = sink.text
-    citations = get_citations(text)
+    # Line breaks and tabs read as spaces, one character for one, so a citation broken across lines
+    # ("571\nU.S. 49") is found and every offset still points into the text as it is.
+    citations = get_citations(text.translate(_FLAT))
     resolved_to: dict[int, object] = {}
     try:
         for resource, members in resolve_citations(citations).items():
