@@ -193,3 +193,69 @@ def test_citations_broken_across_lines_are_found_with_exact_offsets(text, citati
         assert citation in {m.normalized for m in mentions if m.type is EntityType.CASE_CITATION}
     else:
         assert any(m.type is EntityType.STATUTE and "1983" in m.normalized for m in mentions)
+
+
+BANKRUPTCY_BLOCK = """Debtor
+Jane Q. Example
+12 Any Street
+Springfield, IL 62701
+SSN / ITIN: xxx-xx-0000
+
+represented by Damon Q. Smith
+Smith & Associates LLC
+126 East Main Street
+Florence, AL 35630
+Email: damon@example.com
+
+Mary Lou Jones
+(See above for address)
+
+Pending Counts
+None
+
+Trustee
+Acme Trust Company
+PO Box 19045
+
+Filing Date # Docket Text
+"""
+
+DISTRICT_ROW = """Plaintiff
+
+West Example Insurance Company represented by Brewster H. Jamieson
+Lane Powell LLC
+Anchorage, AK 99503
+LEAD ATTORNEY
+
+V.
+
+Defendant
+
+Matthew Brent Example
+"""
+
+
+def test_party_blocks_of_docket_sheets():
+    mentions = LocalEntityProvider().extract(BANKRUPTCY_BLOCK)
+    assert all(BANKRUPTCY_BLOCK[m.start : m.end] == m.text for m in mentions)
+    parties = {(m.normalized, m.attrs.get("role")) for m in mentions if m.type is EntityType.PARTY}
+    assert parties == {("Jane Q. Example", "debtor"), ("Acme Trust Company", "trustee")}
+    attorneys = {(m.normalized, m.attrs.get("represents")) for m in mentions if m.type is EntityType.ATTORNEY}
+    assert attorneys == {("Damon Q. Smith", "Jane Q. Example"), ("Mary Lou Jones", "Jane Q. Example")}  # not "Pending Counts"
+    assert {m.normalized for m in mentions if m.type is EntityType.LAW_FIRM} == {"Smith & Associates LLC"}
+
+    row = LocalEntityProvider().extract(DISTRICT_ROW)
+    assert {(m.normalized, m.attrs.get("role")) for m in row if m.type is EntityType.PARTY} == {
+        ("West Example Insurance Company", "plaintiff"), ("Matthew Brent Example", "defendant")}  # fmt: skip
+    assert [m.normalized for m in row if m.type is EntityType.ATTORNEY] == ["Brewster H. Jamieson"]
+
+
+@pytest.mark.parametrize("text", [
+    "HARBOR LIGHT FOODS, INC.,\nPlaintiff\nv.\nMERIDIAN FREIGHT SYSTEMS LLC,\nDefendant\nCOMPLAINT FOR BREACH OF CONTRACT\n",
+    "The Plaintiff\nfiled a motion. (Davidson, Adam) (Washington, DC)\n",
+])  # fmt: skip
+def test_no_party_blocks_or_filer_attorneys_outside_docket_sheets(text):
+    mentions = LocalEntityProvider().extract(text)
+    assert not [m for m in mentions if m.type is EntityType.ATTORNEY]
+    assert "COMPLAINT FOR BREACH OF CONTRACT" not in {m.normalized for m in mentions if m.type is EntityType.PARTY}
+    assert "DC Washington" not in {m.normalized for m in mentions}

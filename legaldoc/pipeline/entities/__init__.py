@@ -16,6 +16,7 @@ from legaldoc.pipeline.entities.names import (
     case_name_mentions,
     judge_mentions,
     organization_mentions,
+    party_block_mentions,
     people_mentions,
 )
 
@@ -54,6 +55,7 @@ class LocalEntityProvider:
         citation_mentions(sink)
         court_mentions(sink)
         docket_mentions(sink)
+        party_block_mentions(sink)
         case_name_mentions(sink)
         judge_mentions(sink)
         people_mentions(sink)

@@ -259,8 +259,12 @@ def people_mentions(sink: MentionSink) -> None:
         name = match["name"]
         if any(word.lower().strip(",") in ORG_WORDS for word in name.split()):
             continue
-        sink.add(EntityType.ATTORNEY, match.start("name"), match.end("name"),
-                 normalize_person(last_first_to_first_last(name)), "rules", 0.65, role="filer")  # fmt: skip
+        first = name.split(",", 1)[1].strip()
+        if re.fullmatch(r"[A-Z]{2}|[A-Z]\.?[A-Z]\.?", first):  # "(Washington, DC)": a place, not a person
+            continue
+        # "(Last, First)" after a docket entry names whoever typed it in: a clerk as often as counsel
+        sink.add(EntityType.PERSON, match.start("name"), match.end("name"),
+                 normalize_person(last_first_to_first_last(name)), "rules", 0.6, role="filer")  # fmt: skip
     for match in _ENTERED_BY.finditer(text):
         name = match["name"]
         if _is_person_name(last_first_to_first_last(name)) and "FirstName" not in name:
@@ -351,3 +355,104 @@ def organization_mentions(sink: MentionSink) -> None:
                 kind = EntityType.LAW_FIRM
             sink.add(kind, start, end, value, "rules", 0.75)
             taken.append((start, end))
+
+
+# -- party blocks of docket sheets ------------------------------------------------------------------
+
+_ROLE_NOUN = (r"(?:Plaintiffs?|Defendants?|Debtors?(?:[ \t]+In[ \t]+Possession)?|Trustees?|Appellants?|Appellees?|"
+              r"Petitioners?|Respondents?|Movants?|Intervenors?|Claimants?|Party|Parties|Creditors?|Mediators?|Amicus|"
+              r"Amici|Garnishees?|Receivers?|Master|Objectors?|Witness|Committee|Examiner|Counter-?[ \t]?(?:Claimant|Defendant)|"
+              r"Cross-?[ \t]?(?:Claimant|Defendant)|Plaintiff-Appellant|Defendant-Appellee|Plaintiff-Appellee|Defendant-Appellant)")  # fmt: skip
+_PARTY_ROLE = re.compile(
+    rf"^[ \t]*(?P<role>(?:[A-Z][\w.'’-]*[ \t]+){{0,3}}{_ROLE_NOUN})(?:[ \t]*\([^)\n]{{1,60}}\))?[ \t]*$", re.M | re.I
+)
+_REPRESENTED = re.compile(r"(?:^|[ \t])represented[ \t]+by[ \t]+(?P<name>[^\n]+?)[ \t]*$", re.M | re.I)
+_BLOCK_END = re.compile(r"^[ \t]*(?:Filing[ \t]+Date|Date[ \t]+Filed|Docket[ \t]+Text|#[ \t]+Docket)\b", re.M | re.I)
+_NOT_A_FIRM = re.compile(r"^(?:\d|P\.?[ \t]?O\.?[ \t]+Box|Suite|\(See|See[ \t]+above|Email|E-mail|Fax|Phone|Tel|"
+                         r"LEAD[ \t]+ATTORNEY|ATTORNEY[ \t]+TO|PRO[ \t]+(?:SE|HAC)|Designation|Bar[ \t]+Status|TERMINATED)", re.I)  # fmt: skip
+_ADDRESS_TAIL = re.compile(r"\b[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?\b|\b\d{3}[ \t.-]\d{3}[ \t.-]\d{4}\b")
+_COUNSEL_DETAIL = re.compile(
+    r"Email|E-mail|Fax|LEAD[ \t]+ATTORNEY|ATTORNEY[ \t]+TO[ \t]+BE[ \t]+NOTICED|See[ \t]+above[ \t]+for[ \t]+address|PRO[ \t]+HAC|"
+    r"Designation|\b[A-Z]{2}[ \t]+\d{5}\b|\(?\d{3}\)?[ \t.-]*\d{3}[ \t.-]\d{4}", re.I)
+"""What an attorney's group of lines in a party block holds (and a section heading does not): contact
+details, a ZIP code, a role, a cross-reference."""
+_TRAILING_PAREN = re.compile(r"[ \t]*\((?:[^()\n]{0,80})\)[ \t]*$")
+
+
+def _lines(text: str, start: int, end: int) -> list[tuple[int, str]]:
+    """(offset, line) of text[start:end], line by line."""
+    out = []
+    position = start
+    for line in text[start:end].split("\n"):
+        out.append((position, line))
+        position += len(line) + 1
+    return out
+
+
+def party_block_mentions(sink: MentionSink) -> None:
+    """Docket sheets' party blocks: a role line (Plaintiff, Debtor, Appellee, ...), the party's name on
+    the next line, then "represented by ATTORNEY", the firm on the line below, more attorneys after
+    blank lines. Only in texts that hold "represented by" (docket reports): a caption's lone
+    "Plaintiff" line elsewhere is left to the caption rule."""
+    text = sink.text
+    if not _REPRESENTED.search(text):
+        return
+    roles = list(_PARTY_ROLE.finditer(text))
+    ends = [m.start() for m in roles[1:]]
+    for index, role_match in enumerate(roles):
+        limit = ends[index] if index < len(ends) else len(text)
+        block_end = _BLOCK_END.search(text, role_match.end(), limit)
+        limit = min(limit, block_end.start() if block_end else limit, role_match.end() + 6000)
+        lines = [(o, line) for o, line in _lines(text, role_match.end() + 1, limit)]
+        named = next(((o, line) for o, line in lines[:3] if line.strip()), None)
+        if named is None or _PARTY_ROLE.match(named[1]):
+            continue
+        offset, line = named
+        inline = _REPRESENTED.search(line)  # a table row: "NAME represented by ATTORNEY" on one line
+        if inline:
+            line = line[: inline.start()]
+        name = _TRAILING_PAREN.sub("", line).strip().rstrip(",;")
+        if len(name) < 3 or _NOT_A_FIRM.match(name) or re.search(r"\sv\.?\s", name):
+            continue
+        name_start = offset + line.find(name)
+        role = squash(role_match["role"]).lower()
+        kind = EntityType.PARTY
+        sink.add(kind, name_start, name_start + len(name), squash(name), "rules", 0.9, role=role)
+        _represented(sink, lines, squash(name))
+
+
+def _represented(sink: MentionSink, lines: list[tuple[int, str]], party: str) -> None:
+    """The attorneys of one party block and the firm line under each."""
+    first = next((i for i, (_, line) in enumerate(lines) if _REPRESENTED.search(line)), None)
+    if first is None:
+        return
+    candidates: list[tuple[int, int, str]] = []  # (line index, offset, name)
+    offset, line = lines[first]
+    match = _REPRESENTED.search(line)
+    assert match is not None
+    candidates.append((first, offset + match.start("name"), match["name"]))
+    for i in range(first + 1, len(lines)):
+        if not lines[i - 1][1].strip() and lines[i][1].strip():  # a group after a blank line: another attorney
+            candidates.append((i, lines[i][0], lines[i][1]))
+    for i, offset, raw in candidates:
+        name = _TRAILING_PAREN.sub("", raw).strip().rstrip(",;")
+        if not _is_person_name(name):
+            continue
+        group = []
+        for _, line in lines[i + 1 : i + 14]:
+            if not line.strip():
+                break
+            group.append(line)
+        if i != first and not _COUNSEL_DETAIL.search("\n".join(group)):  # "Pending Counts", "Highest Offense Level"
+            continue
+        start = offset + raw.find(name)
+        sink.add(EntityType.ATTORNEY, start, start + len(name), normalize_person(name), "rules", 0.9,
+                 represents=party, role="counsel")  # fmt: skip
+        if i + 1 < len(lines):
+            firm_offset, firm_line = lines[i + 1]
+            firm = firm_line.strip().rstrip(",;")
+            if (firm and not _NOT_A_FIRM.match(firm) and not _ADDRESS_TAIL.search(firm) and not _is_person_name(firm)
+                    and len(firm.split()) >= 2 and firm[0].isupper()):  # fmt: skip
+                firm_start = firm_offset + firm_line.find(firm)
+                sink.add(EntityType.LAW_FIRM, firm_start, firm_start + len(firm), squash(firm.rstrip(".")) if firm.endswith("..") else squash(firm),
+                         "rules", 0.85, represents=party)  # fmt: skip
