@@ -259,3 +259,14 @@ def test_no_party_blocks_or_filer_attorneys_outside_docket_sheets(text):
     assert not [m for m in mentions if m.type is EntityType.ATTORNEY]
     assert "COMPLAINT FOR BREACH OF CONTRACT" not in {m.normalized for m in mentions if m.type is EntityType.PARTY}
     assert "DC Washington" not in {m.normalized for m in mentions}
+
+
+@pytest.mark.parametrize(("text", "dockets"), [
+    ("Court of Appeals Docket #: 10-1095 Docketed: 04/25/2018", ["10-1095"]),
+    ("Case No.: 22-5459", ["22-5459"]),
+    ("Appeal No. 17-15589", ["17-15589"]),
+    ("Number of pages: 12-14 total", []),
+    ("Call 335-6182 for the clerk", []),
+])  # fmt: skip
+def test_appellate_docket_numbers(text, dockets):
+    assert [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.DOCKET_NUMBER] == dockets

@@ -25,9 +25,9 @@ _CUE = re.compile(
     r"\bCause|\bIndex|\bCh(?:apter)?[- ]?\d+|\bSubject|#)[\s.:#]*$",
     re.I,
 )
-# No. 20-1507, No. 11–1158, Case: 21-1298, Appeal: 17-2218, No. 363A14-4
+# No. 20-1507, No. 11–1158, Case: 21-1298, Appeal: 17-2218, No. 363A14-4, Docket #: 10-1095
 _APPELLATE = re.compile(
-    rf"\b(?:Nos?\.|Case|Appeal|Docket|Number)\s*(?:No\.)?\s*[:#]?\s*"
+    rf"\b(?:Nos?\.|Case|Appeal|Docket|Number)(?:\s*(?:No\.|#|:))*\s*"
     rf"(?P<number>\d{{2}}{_DASH}\d{{1,5}}|\d{{2,4}}[A-Z]{{1,2}}\d{{2}}(?:{_DASH}\d{{1,3}})?)(?![\w-])"
 )
 
