@@ -23,7 +23,8 @@ Matching rules (a key value is found when ...):
 - party: a PARTY, PERSON or ORGANIZATION mention's folded normalized value equals the party's
   name folded (person or organization by whether the key name has a company word: Inc, LLC, Corp,
   Company, Bank, ..., or "United States"/"State of");
-- attorney: an ATTORNEY (or PERSON) mention equals the attorney's name folded;
+- attorney: an ATTORNEY (or PERSON) mention equals the attorney's name folded, trailing descriptors
+  the keys keep ("Benjamin G. Shatz, Attorney", "Robert D. Fram, Esquire") dropped on both sides;
 - law firm: a LAW_FIRM mention equals the first line of the attorney's contact (folded), when that
   line has a firm word (LLP, LLC, P.C., Law, & ...);
 - recipient (notices): a PERSON/ATTORNEY/JUDGE mention equals the recipient's name, or ends with it.
@@ -59,6 +60,17 @@ FIRM = re.compile(r"\b(llp|llc|l\.l\.c|p\.c|pc|p\.a|pllc|law|attorneys?|&|associ
 
 def fold(text: str | None) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", (text or "").lower()).split())
+
+
+_DESCRIPTORS = {"attorney", "attorneys", "esquire", "esq", "general", "counsel", "jr", "sr", "ii", "iii"}
+
+
+def person_key(name: str | None) -> str:
+    """A person's name folded, without the descriptors a key or a listing adds after it."""
+    words = fold(name).split()
+    while len(words) > 2 and words[-1] in _DESCRIPTORS:
+        words.pop()
+    return " ".join(words)
 
 
 class Tally:
@@ -151,9 +163,9 @@ def score_dockets(tally: Tally, settings, kind: str) -> None:
         for name in party_names:
             kind_of = "organization" if COMPANY.search(name) else "person"
             tally.recall(f"{kind} party ({kind_of})", fold(name) in found_parties)
-        attorneys = {fold(a["name"]) for p in parties for a in p.get("attorneys") or [] if a.get("name")}
-        found_attorneys = [fold(m.normalized) for m in _of(mentions, "ATTORNEY")]
-        people = set(found_attorneys) | {fold(m.normalized) for m in _of(mentions, "PERSON")}
+        attorneys = {person_key(a["name"]) for p in parties for a in p.get("attorneys") or [] if a.get("name")}
+        found_attorneys = [person_key(m.normalized) for m in _of(mentions, "ATTORNEY")]
+        people = set(found_attorneys) | {person_key(m.normalized) for m in _of(mentions, "PERSON")}
         for attorney in attorneys:
             tally.recall(f"{kind} attorney", attorney in people)
         if parties:

@@ -270,3 +270,45 @@ def test_no_party_blocks_or_filer_attorneys_outside_docket_sheets(text):
 ])  # fmt: skip
 def test_appellate_docket_numbers(text, dockets):
     assert [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.DOCKET_NUMBER] == dockets
+
+
+APPELLATE_BLOCK = """Court of Appeals Docket #: 17-15589 Docketed: 03/30/2017
+
+STATE OF EXAMPLE
+Plaintiff - Appellee, Donna H. Example, Attorney
+Direct: 808-555-1180
+[COR LD NTC Dep State Aty Gen]
+Office of the Example Attorney General
+425 Queen Street
+Honolulu, HI 96813
+
+Neal Kumar Sample
+[COR LD NTC Retained]
+Hogan Sample US LLP
+555 Thirteenth Street, NW
+Washington, DC 20004
+
+JOSEPH DOE
+Terminated: 04/21/2017
+Intervenor - Pending,
+
+FRIENDS OF THE COURT FOUNDATION
+Amicus Curiae, Amir Sample
+Direct: 202-555-3434
+[COR LD NTC Retained]
+Sample Law Center
+
+01/06/2016 Petition for review filed by Respondent.
+"""
+
+
+def test_appellate_party_blocks():
+    mentions = LocalEntityProvider().extract(APPELLATE_BLOCK)
+    assert all(APPELLATE_BLOCK[m.start : m.end] == m.text for m in mentions)
+    assert {(m.normalized, m.attrs.get("role")) for m in mentions if m.type is EntityType.PARTY} == {
+        ("STATE OF EXAMPLE", "plaintiff - appellee"), ("JOSEPH DOE", "intervenor - pending"),
+        ("FRIENDS OF THE COURT FOUNDATION", "amicus curiae")}  # fmt: skip
+    assert {(m.normalized, m.attrs.get("represents")) for m in mentions if m.type is EntityType.ATTORNEY} == {
+        ("Donna H. Example", "STATE OF EXAMPLE"), ("Neal Kumar Sample", "STATE OF EXAMPLE"),
+        ("Amir Sample", "FRIENDS OF THE COURT FOUNDATION")}  # fmt: skip
+    assert {m.normalized for m in mentions if m.type is EntityType.LAW_FIRM} >= {"Hogan Sample US LLP", "Sample Law Center"}

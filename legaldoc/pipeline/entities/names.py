@@ -360,7 +360,7 @@ def organization_mentions(sink: MentionSink) -> None:
 # -- party blocks of docket sheets ------------------------------------------------------------------
 
 _ROLE_NOUN = (r"(?:Plaintiffs?|Defendants?|Debtors?(?:[ \t]+In[ \t]+Possession)?|Trustees?|Appellants?|Appellees?|"
-              r"Petitioners?|Respondents?|Movants?|Intervenors?|Claimants?|Party|Parties|Creditors?|Mediators?|Amicus|"
+              r"Petitioners?|Respondents?|Movants?|Intervenors?|Claimants?|Party|Parties|Creditors?|Mediators?|Amicus[ \t]+Curiae|Amici[ \t]+Curiae|Amicus|"
               r"Amici|Garnishees?|Receivers?|Master|Objectors?|Witness|Committee|Examiner|Counter-?[ \t]?(?:Claimant|Defendant)|"
               r"Cross-?[ \t]?(?:Claimant|Defendant)|Plaintiff-Appellant|Defendant-Appellee|Plaintiff-Appellee|Defendant-Appellant)")  # fmt: skip
 _PARTY_ROLE = re.compile(
@@ -372,7 +372,7 @@ _NOT_A_FIRM = re.compile(r"^(?:\d|P\.?[ \t]?O\.?[ \t]+Box|Suite|\(See|See[ \t]+a
                          r"LEAD[ \t]+ATTORNEY|ATTORNEY[ \t]+TO|PRO[ \t]+(?:SE|HAC)|Designation|Bar[ \t]+Status|TERMINATED)", re.I)  # fmt: skip
 _ADDRESS_TAIL = re.compile(r"\b[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?\b|\b\d{3}[ \t.-]\d{3}[ \t.-]\d{4}\b")
 _COUNSEL_DETAIL = re.compile(
-    r"Email|E-mail|Fax|LEAD[ \t]+ATTORNEY|ATTORNEY[ \t]+TO[ \t]+BE[ \t]+NOTICED|See[ \t]+above[ \t]+for[ \t]+address|PRO[ \t]+HAC|"
+    r"\[(?:COR|NTC|On[ \t]+Brief)|Direct:|Email|E-mail|Fax|LEAD[ \t]+ATTORNEY|ATTORNEY[ \t]+TO[ \t]+BE[ \t]+NOTICED|See[ \t]+above[ \t]+for[ \t]+address|PRO[ \t]+HAC|"
     r"Designation|\b[A-Z]{2}[ \t]+\d{5}\b|\(?\d{3}\)?[ \t.-]*\d{3}[ \t.-]\d{4}", re.I)
 """What an attorney's group of lines in a party block holds (and a section heading does not): contact
 details, a ZIP code, a role, a cross-reference."""
@@ -395,6 +395,9 @@ def party_block_mentions(sink: MentionSink) -> None:
     blank lines. Only in texts that hold "represented by" (docket reports): a caption's lone
     "Plaintiff" line elsewhere is left to the caption rule."""
     text = sink.text
+    if _APPELLATE_SHEET.search(text):
+        _appellate_blocks(sink)
+        return
     if not _REPRESENTED.search(text):
         return
     roles = list(_PARTY_ROLE.finditer(text))
@@ -456,3 +459,81 @@ def _represented(sink: MentionSink, lines: list[tuple[int, str]], party: str) ->
                 firm_start = firm_offset + firm_line.find(firm)
                 sink.add(EntityType.LAW_FIRM, firm_start, firm_start + len(firm), squash(firm.rstrip(".")) if firm.endswith("..") else squash(firm),
                          "rules", 0.85, represents=party)  # fmt: skip
+
+
+_APPELLATE_SHEET = re.compile(r"Court[ \t]+of[ \t]+Appeals[ \t]+Docket[ \t]*#|^\[(?:COR|NTC)\b", re.M)
+_ROLE_WITH_COUNSEL = re.compile(
+    rf"^[ \t]*(?P<role>(?:[A-Z][\w.'’-]*[ \t]+){{0,3}}?{_ROLE_NOUN}(?:[ \t]*-[ \t]*[A-Z][\w-]*)?),?"
+    rf"(?:[ \t]+(?P<attorney>[^\n]+?))?[ \t]*$", re.M | re.I)  # "Plaintiff - Appellee, Donna H. Kalama", "Intervenor - Pending,"
+_NOT_A_PARTY_LINE = re.compile(r"^(?:v\.?|vs\.?|Terminated:.*|TERMINATED:.*|\[.*\]|\d.*|Panel.*|Date[ \t].*)$", re.I)
+
+
+def _appellate_blocks(sink: MentionSink) -> None:
+    """Appellate docket sheets: the party's name, then a line with its role and, often, its first
+    attorney ("Petitioner Jeffrey Brian Rubin"); more attorneys in groups after blank lines, each with
+    a [COR NTC ...] tag and the office or firm below it."""
+    text = sink.text
+    lines = _lines(text, 0, len(text))
+    role_rows = [i for i, (_, line) in enumerate(lines) if _ROLE_WITH_COUNSEL.match(line)]
+    for n, i in enumerate(role_rows):
+        match = _ROLE_WITH_COUNSEL.match(lines[i][1])
+        assert match is not None
+        attorney = (match["attorney"] or "").strip()
+        if attorney and not _is_person_name(_TRAILING_PAREN.sub("", attorney).strip()):
+            attorney = attorney.split(",", 1)[0].strip()  # "Douglas Chin, Esquire, Attorney General"
+            if not _is_person_name(attorney):
+                continue  # "Respondent filed a brief": a sentence, not a party block
+        j, party_line = i - 1, None
+        while j >= 0 and i - j <= 4:  # the line right above, past "Terminated:" lines only
+            candidate = lines[j][1].strip()
+            if not candidate:
+                break
+            if not re.match(r"^(?:Terminated|TERMINATED):", candidate):
+                party_line = j
+                break
+            j -= 1
+        if party_line is None:
+            continue
+        offset, line = lines[party_line]
+        name = line.strip().rstrip(",;")
+        if len(name) < 3 or _NOT_A_PARTY_LINE.match(name) or _ROLE_WITH_COUNSEL.match(line) or re.search(r"\sv\.?\s", name):
+            continue
+        name_start = offset + line.find(name)
+        party = squash(name)
+        sink.add(EntityType.PARTY, name_start, name_start + len(name), party, "rules", 0.9, role=squash(match["role"]).lower())
+        stop = role_rows[n + 1] - 2 if n + 1 < len(role_rows) else min(len(lines), i + 200)
+        block = lines[i : max(i + 1, stop)]
+        if attorney:
+            block = [(lines[i][0] + match.start("attorney"), attorney), *block[1:]]
+        else:
+            block = block[1:]
+        _appellate_attorneys(sink, block, party, first_is_attorney=bool(attorney))
+
+
+def _appellate_attorneys(sink: MentionSink, block: list[tuple[int, str]], party: str, first_is_attorney: bool) -> None:
+    starts = [0] if first_is_attorney else []
+    starts += [k for k in range(1, len(block)) if not block[k - 1][1].strip() and block[k][1].strip()]
+    for k in starts:
+        offset, raw = block[k]
+        name = _TRAILING_PAREN.sub("", raw).strip().rstrip(",;")
+        group = []
+        for _, line in block[k + 1 : k + 14]:
+            if not line.strip():
+                break
+            group.append(line.strip())
+        if not _is_person_name(name) or not _COUNSEL_DETAIL.search("\n".join(group)):
+            continue
+        start = offset + raw.find(name)
+        sink.add(EntityType.ATTORNEY, start, start + len(name), normalize_person(name), "rules", 0.9, represents=party, role="counsel")
+        firm_index = next((x for x, line in enumerate(group) if not re.match(r"^(?:\[|Direct:|Fax:|Email:|Phone:|Firm:)", line)), None)
+        if firm_index is None:
+            continue
+        firm = group[firm_index]
+        if _NOT_A_FIRM.match(firm) or _ADDRESS_TAIL.search(firm) or _is_person_name(firm) or len(firm.split()) < 2:
+            continue
+        position = offset
+        for line_offset, line in block[k + 1 :]:
+            if line.strip() == firm:
+                position = line_offset + line.find(firm)
+                break
+        sink.add(EntityType.LAW_FIRM, position, position + len(firm), squash(firm), "rules", 0.85, represents=party)
