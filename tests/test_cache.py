@@ -130,7 +130,17 @@ def test_cached_entity_indexes_resolve_exactly_like_the_database(batch_settings,
     _process(plain_db, batch_settings, files, None)
     assert _entities(cached_db) == _entities(plain_db) and len(_entities(plain_db)) > 50
     stats = {s.namespace: s for s in cache.stats()}["entities"]
-    assert stats.hits >= len(files) - 2 and stats.misses <= 2 and stats.keys == 1, stats
+    # A lookup misses only when a document brings an entity type no earlier document had (the first
+    # document included); every other lookup is served by the cache.
+    seen: set[str] = set()
+    introducing = 0
+    with plain_db.read() as session:
+        for path in files:
+            types = set(session.scalars(select(MentionRow.type).join(Document).where(Document.source == str(path))))
+            introducing += bool(types - seen)
+            seen |= types
+    assert stats.misses == introducing < len(files) / 2 and stats.hits == len(files) - introducing, stats
+    assert stats.keys == 1, stats
 
     # Another writer renames an entity behind the cache's back and gives the project a new generation.
     with cached_db.session() as session:
