@@ -164,6 +164,11 @@ def test_documents_corpus_citation_mentions_carry_normalized_reporters():
     ("Signed by Senior United States District Judge Alvin K. Hellerstein.", ["Alvin K. Hellerstein"]),
     ("Senior United States District Judge", []),
     ("Judge Active Service From 1990 to 2004.", []),
+    ("Case #: 09-33251-HRT\n\nAssigned to: Mary F. Walrath\nChapter 7", ["Mary F. Walrath"]),
+    ("Assigned to: Chief Judge J. Randal Hall\nReferred to: Magistrate Judge Brian K. Epps", ["J. Randal Hall", "Brian K. Epps"]),
+    ("Assigned to: Chief Bkptcy Judge Ronald B. King\nChapter 11", ["Ronald B. King"]),
+    ("Assigned to: Not Assigned\nDate Filed: 01/02/2020", []),
+    ("The motion was assigned to: the duty clerk", []),
 ])  # fmt: skip
 def test_judge_rules(text, judges):
     found = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.JUDGE]

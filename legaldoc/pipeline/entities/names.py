@@ -177,6 +177,10 @@ _JUDGE_PATTERNS = (
     re.compile(rf"(?P<name>{PERSON_NAME}),?[ \t]+(?:Chief[ \t]+|Senior[ \t]+|United[ \t]+States[ \t]+)?(?:District|Circuit|Magistrate|Bankruptcy)[ \t]+Judge\b"),
     re.compile(r"\b(?:JUSTICE|Justice|CHIEF JUSTICE|Chief Justice)[ \t]+(?P<name>[A-Z][A-Za-z'’\-]{2,})(?![\w])"),
     re.compile(r"(?<![\w])(?P<name>[A-Z]{3,}(?:[ \t][A-Z]{3,})?),[ \t]+(?:C\.[ \t]?)?J\.,"),
+    # docket sheets: "Assigned to: Mary F. Walrath", "Referred to: Magistrate Judge X", "Presiding Judge: X"
+    re.compile(rf"^[ \t]*(?:Assigned[ \t]+to|Referred[ \t]+to|Presiding[ \t]+Judge|Trial[ \t]+Judge)[ \t]*:[ \t]*"
+               rf"(?:(?:Chief|Senior|Magistrate|Bankruptcy|Bkptcy|District|U\.S\.|Judge|Hon\.|Honorable)[ \t]+)*(?P<name>{PERSON_NAME})[ \t]*$",
+               re.M),  # fmt: skip
 )
 _JUDGE_NOT = frozenset({"court", "district", "circuit", "the", "united", "states"})
 # Words of a title or a docket phrase, never of a judge's name ("Senior United States", "Active Service From").
