@@ -317,3 +317,14 @@ def test_appellate_party_blocks():
         ("Donna H. Example", "STATE OF EXAMPLE"), ("Neal Kumar Sample", "STATE OF EXAMPLE"),
         ("Amir Sample", "FRIENDS OF THE COURT FOUNDATION")}  # fmt: skip
     assert {m.normalized for m in mentions if m.type is EntityType.LAW_FIRM} >= {"Hogan Sample US LLP", "Sample Law Center"}
+
+
+@pytest.mark.parametrize(("text", "dockets"), [
+    ("Case Number: 24-04888-7", ["24-04888"]),
+    ("In re: Roundup Products Liability Litigation, MDL No. 2741", ["MDL 2741"]),
+    ("MDL 2804 (N.D. Ohio)", ["MDL 2804"]),
+    ("Call 24-04888-7 times", []),
+    ("SSN 123-45-6789", []),
+])  # fmt: skip
+def test_bankruptcy_chapter_suffixes_and_mdl_numbers(text, dockets):
+    assert [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.DOCKET_NUMBER] == dockets

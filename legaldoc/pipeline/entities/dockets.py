@@ -18,8 +18,10 @@ _FEDERAL = re.compile(
 # 23-10253-KBO, 1-23-42603-nhl, 25-03768-JMC-13 (judge initials make these unmistakable)
 _BANKRUPTCY = re.compile(
     rf"(?<![\w:/.$-])(?:(?P<office>\d){_DASH})?(?P<year>\d{{2}}){_DASH}(?P<number>\d{{5}})"
-    rf"(?P<suffix>(?:{_DASH}[A-Za-z]{{2,5}}\d{{0,2}})+(?:{_DASH}\d{{1,2}})?)?(?![\w/-])"
-)
+    rf"(?P<suffix>(?:{_DASH}[A-Za-z]{{2,5}}\d{{0,2}})+(?:{_DASH}\d{{1,2}})?|{_DASH}\d{{1,2}}(?=\b))?(?![\w/-])"
+)  # 24-04888-7: the chapter alone after the number (kept as the suffix)
+# MDL No. 2741, MDL 2804: multidistrict litigation numbers
+_MDL = re.compile(r"\bMDL[ \t]*(?:No\.|Number|#)?[ \t]*(?P<number>\d{3,5})(?![\w-])")
 _CUE = re.compile(
     r"(?:\bCase|\bDocket|\bNos?|\bNumber|\bAppeal|\bAction|\bBankruptcy|\bAdversary|\bAdv|\bPro|\bProceeding|"
     r"\bCause|\bIndex|\bCh(?:apter)?[- ]?\d+|\bSubject|#)[\s.:#]*$",
@@ -54,14 +56,19 @@ def docket_mentions(sink: MentionSink) -> None:
             continue
         cue = _CUE.search(text[max(0, match.start() - 30) : match.start()])
         at_line_start = match.start() == 0 or text[match.start() - 1] == "\n"
-        if not (match["suffix"] or cue or at_line_start):
+        judge_suffix = bool(match["suffix"]) and re.search(r"[A-Za-z]", match["suffix"]) is not None
+        if not (judge_suffix or cue or at_line_start):  # a chapter digit alone is no evidence
             continue
         office = f"{match['office']}-" if match["office"] else ""
         normalized = f"{office}{match['year']}-{match['number']}"
-        confidence = 0.9 if match["suffix"] or cue else 0.7
+        confidence = 0.9 if judge_suffix or cue else 0.7
         sink.add(EntityType.DOCKET_NUMBER, match.start(), match.end(), normalized, "rules", confidence,
                  kind="bankruptcy", suffix=_dash(match["suffix"] or "") or None)  # fmt: skip
         taken.append(match.span())
+    for match in _MDL.finditer(text):
+        if free(*match.span()):
+            sink.add(EntityType.DOCKET_NUMBER, match.start(), match.end(), f"MDL {match['number']}", "rules", 0.9, kind="mdl")
+            taken.append(match.span())
     for match in _APPELLATE.finditer(text):
         start, end = match.span("number")
         if not free(start, end):
