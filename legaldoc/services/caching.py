@@ -192,10 +192,7 @@ class WarmReport:
 
 
 def _project_id(session: Session, name: str) -> int:
-    project = repo.find_project(session, name)
-    if project is None:
-        raise UsageError(f"no project named {name!r}", hint="`legaldoc status` lists batches and their projects")
-    return project.id
+    return repo.require_project(session, name).id
 
 
 def _extracted_documents(session: Session, project_id: int, batch_id: str | None) -> list[tuple[int, str]]:

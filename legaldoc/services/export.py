@@ -32,8 +32,8 @@ from xml.sax.saxutils import escape
 from sqlalchemy.orm import Session
 
 from legaldoc.errors import ConfigurationError, UsageError
-from legaldoc.models import EntityType
 from legaldoc.moments import iso
+from legaldoc.services.search import check_entity_type
 from legaldoc.storage import exports as rows
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -138,17 +138,12 @@ def default_out(project: str, fmt: ExportFormat) -> Path:
 
 
 def resolve_scope(session: Session, project: str, batch_id: str | None, types: list[str]) -> rows.Scope:
-    project_row = repo.find_project(session, project)
-    if project_row is None:
-        raise UsageError(f"no project named {project!r}", hint="list projects with: legaldoc projects")
+    project_row = repo.require_project(session, project)
     if batch_id is not None:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.project_id != project_row.id:
             raise UsageError(f"no batch {batch_id} in project {project!r}", hint="list batches with: legaldoc status")
-    unknown = [t for t in types if t.upper() not in EntityType.__members__]
-    if unknown:
-        raise UsageError(f"unknown entity type {unknown[0]!r}", hint=f"one of: {', '.join(EntityType.__members__)}")
-    return rows.Scope(project_row.id, batch_id, tuple(t.upper() for t in types))
+    return rows.Scope(project_row.id, batch_id, tuple(str(check_entity_type(t)) for t in types))
 
 
 def export(

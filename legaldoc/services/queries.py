@@ -12,6 +12,7 @@ from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
 from legaldoc.moments import iso
 from legaldoc.paths import MEMBER_SEPARATOR, is_remote, source_text
+from legaldoc.services.export import snippet
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import (
@@ -77,9 +78,7 @@ def show_document(database: Database, document_id: int, include_text: bool = Fal
 
 def list_entities(database: Database, project: str, entity_type: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     with database.session() as session:
-        project_row = repo.find_project(session, project)
-        if project_row is None:
-            raise UsageError(f"no project named {project!r}", hint="process documents with --project first")
+        project_row = repo.require_project(session, project)
         mention_counts = (
             select(MentionRow.entity_id, func.count().label("mentions"), func.count(func.distinct(MentionRow.document_id)).label("documents"))
             .group_by(MentionRow.entity_id)
@@ -136,10 +135,6 @@ def find_document(database: Database, reference: str, project: str | None = None
     return int(found[0][0])
 
 
-def _snippet(text: str, start: int, end: int, chars: int = 80) -> str:
-    return " ".join(text[max(0, start - chars) : end + chars].split())
-
-
 def document_mentions(database: Database, document_id: int) -> list[dict[str, Any]]:
     """Every mention of a document with its context line and the entity it resolved to."""
     with database.read() as session:
@@ -149,7 +144,7 @@ def document_mentions(database: Database, document_id: int) -> list[dict[str, An
             .where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.type)
         ).all()  # fmt: skip
     return [{"type": m.type, "text": m.text, "normalized": m.normalized, "page": m.page, "start": m.start, "end": m.end,
-             "entity_id": m.entity_id, "entity": name, "context": _snippet(text, m.start, m.end)} for m, name in rows]  # fmt: skip
+             "entity_id": m.entity_id, "entity": name, "context": snippet(text, m.start, m.end)} for m, name in rows]  # fmt: skip
 
 
 def _relations(session: Any, condition: Any) -> list[dict[str, Any]]:
@@ -165,7 +160,7 @@ def _relations(session: Any, condition: Any) -> list[dict[str, Any]]:
     for r, source_type, source_name, target_type, target_name, document_source in rows:
         if r.document_id not in texts:
             texts[r.document_id] = session.scalar(select(Document.text).where(Document.id == r.document_id)) or ""
-        evidence = [{**e, "text": _snippet(texts[r.document_id], e["start"], e["end"], 40)} for e in (r.evidence or [])]
+        evidence = [{**e, "text": snippet(texts[r.document_id], e["start"], e["end"], 40)} for e in (r.evidence or [])]
         result.append({
             "id": r.id, "type": r.type, "document_id": r.document_id, "document": document_source, "weight": r.weight,
             "source": {"id": r.source_entity_id, "type": source_type, "name": source_name} if r.source_entity_id
@@ -186,9 +181,7 @@ def list_documents(database: Database, project: str, *, batch_id: str | None = N
     """A project's documents (or one batch's) with status, pages, OCR pages, counts and last error;
     and how many there are in all."""
     with database.read() as session:
-        project_row = repo.find_project(session, project)
-        if project_row is None:
-            raise UsageError(f"no project named {project!r}", hint="list projects with: legaldoc projects")
+        project_row = repo.require_project(session, project)
         query = select(Document).where(Document.project_id == project_row.id)
         if batch_id:
             batch = session.get(Batch, batch_id)
@@ -248,7 +241,7 @@ def entity_detail(database: Database, entity_id: int, mention_limit: int = 200) 
                 texts[mention.document_id] = session.scalar(select(Document.text).where(Document.id == mention.document_id)) or ""
             document = documents.setdefault(mention.document_id, {"document_id": mention.document_id, "source": source, "mentions": []})
             document["mentions"].append({"text": mention.text, "page": mention.page, "start": mention.start, "end": mention.end,
-                                         "context": _snippet(texts[mention.document_id], mention.start, mention.end)})  # fmt: skip
+                                         "context": snippet(texts[mention.document_id], mention.start, mention.end)})  # fmt: skip
         total = session.scalar(select(func.count()).select_from(MentionRow).where(MentionRow.entity_id == entity_id)) or 0
         relations = _relations(session, (RelationshipRow.source_entity_id == entity_id) | (RelationshipRow.target_entity_id == entity_id))
         return {"id": entity.id, "type": entity.type, "key": entity.key, "name": entity.name,

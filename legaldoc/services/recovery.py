@@ -7,7 +7,6 @@ one after another, publish each document at most once and leave the same rows.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from legaldoc.lifecycle import BatchStatus, MirrorState, settled_status
 from legaldoc.models import Stage
 from legaldoc.queues import DEFAULT_PRIORITY
 from legaldoc.services.batches import finalize_batch, get_batch, mirror
+from legaldoc.services.summary import message_pattern
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
 from legaldoc.state.locks import Lock
@@ -170,17 +170,6 @@ def recover_stuck(rt: Runtime, *, dry_run: bool = False) -> Recovery:
     for priority, items in by_priority.items():
         rt.broker.publish_stage(items, priority)
     return recovery
-
-
-_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
-
-
-def message_pattern(message: str, source: str | None) -> str:
-    """A failure message with what names one document taken out, so one cause groups as one line."""
-    text = message or ""
-    if source:
-        text = text.replace(source, "<document>")
-    return _NUMBERS.sub("N", text)[:300]
 
 
 def analyze_failures(rt: Runtime, batch_id: str, *, top: int = 10) -> dict[str, Any]:

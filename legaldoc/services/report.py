@@ -9,7 +9,6 @@ Rendered as JSON, Markdown, or one self-contained HTML file (no network).
 from __future__ import annotations
 
 import html
-import re
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 from legaldoc.errors import ADVICE, ErrorCategory
 from legaldoc.lifecycle import IN_PROGRESS, BatchStatus, MirrorState
 from legaldoc.moments import iso
+from legaldoc.services.summary import message_pattern
 from legaldoc.storage.tables import (
     Batch,
     BatchDocument,
@@ -33,12 +33,6 @@ from legaldoc.storage.tables import (
 FAILED_LISTED = 1000
 """Failed documents kept in a stored report (the count is always exact)."""
 NEW_ENTITIES_LISTED = 200
-
-
-def _message_pattern(message: str, source: str) -> str:
-    """A failure message with its file named generically, so the same cause groups as one."""
-    pattern = message.replace(source, "<file>") if source else message
-    return re.sub(r"\b\d{2,}\b", "N", pattern)[:300]
 
 
 def build_report(session: Session, batch: Batch) -> dict[str, Any]:
@@ -63,7 +57,7 @@ def build_report(session: Session, batch: Batch) -> dict[str, Any]:
     for document_id, source, category, stage, message, _attempts in failures:
         category = category or ErrorCategory.PERMANENT.value
         by_category[category] += 1
-        key = (category, stage or "", _message_pattern(message or "", source))
+        key = (category, stage or "", message_pattern(message or "", source))
         group = groups.setdefault(key, {"category": category, "stage": stage, "message": key[2], "count": 0,
                                         "advice": ADVICE[ErrorCategory(category)], "documents": []})  # fmt: skip
         group["count"] += 1

@@ -52,13 +52,11 @@ class EntityHit:
 
 def _project_id(database: Database, project: str) -> int:
     with database.read() as session:
-        row = repo.find_project(session, project)
-        if row is None:
-            raise UsageError(f"no project named {project!r}", hint="list projects with: legaldoc projects")
-        return row.id
+        return repo.require_project(session, project).id
 
 
-def _check_type(entity_type: str | None) -> str | None:
+def check_entity_type(entity_type: str | None) -> str | None:
+    """An entity type as given by a user, upper-cased; a usage error listing the types when unknown."""
     if entity_type is None:
         return None
     if entity_type.upper() not in EntityType.__members__:
@@ -86,7 +84,7 @@ def search_text(database: Database, project: str, query: str, *, limit: int = 20
     parse_query(query)  # a bad query is named before anything else
     project_id = _project_id(database, project)
     with database.read() as session:
-        hits = search_chunks(session, project_id, query, limit, _check_type(entity_type))
+        hits = search_chunks(session, project_id, query, limit, check_entity_type(entity_type))
         results = []
         for rank, hit in enumerate(hits, start=1):
             pages = [tuple(p) for p in session.execute(
@@ -113,7 +111,7 @@ def search_entity(database: Database, project: str, name: str, *, entity_type: s
             matches = or_(matches, Entity.id == int(name.strip()))
         query = select(Entity).where(Entity.project_id == project_id, matches).order_by(Entity.type, Entity.id)
         if entity_type:
-            query = query.where(Entity.type == _check_type(entity_type))
+            query = query.where(Entity.type == check_entity_type(entity_type))
         hits = []
         for entity in session.scalars(query):
             aliases = session.scalars(select(EntityAlias.alias).where(EntityAlias.entity_id == entity.id).order_by(EntityAlias.alias)).all()

@@ -3,6 +3,7 @@ typed rows built from the live mirror in Redis or from the database."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,3 +137,14 @@ class DocumentRow:
         if self.state is MirrorState.FAILED:
             row["error"] = {"category": self.category, "stage": self.stage, "message": self.message}
         return row
+
+
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def message_pattern(message: str, source: str | None) -> str:
+    """A failure message with what names one document taken out, so one cause groups as one line."""
+    text = message or ""
+    if source:
+        text = text.replace(source, "<document>")
+    return _NUMBERS.sub("N", text)[:300]

@@ -16,6 +16,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
+from legaldoc.errors import UsageError
 from legaldoc.lifecycle import IN_PROGRESS, AttemptOutcome, DocumentStatus, MirrorState
 from legaldoc.models import (
     CanonicalEntity,
@@ -61,6 +62,14 @@ def get_or_create_project(session: Session, name: str) -> Project:
 
 def find_project(session: Session, name: str) -> Project | None:
     return session.scalars(select(Project).where(Project.name == name)).one_or_none()
+
+
+def require_project(session: Session, name: str) -> Project:
+    """The project named `name`; a usage error naming it, and how to list projects, when there is none."""
+    project = find_project(session, name)
+    if project is None:
+        raise UsageError(f"no project named {name!r}", hint="list projects with: legaldoc projects")
+    return project
 
 
 def register_document(session: Session, project_id: int, source: str, sha256: str, size: int) -> Document:

@@ -277,7 +277,37 @@ def _fill(table: DataTable, rows: list[tuple[str, list[Any]]]) -> None:
         table.scroll_to(x=scroll_x, y=scroll_y, animate=False, immediate=True)
 
 
-class BatchScreen(Screen[None]):
+class FilteredScreen(Screen[None]):
+    """A screen with one table and the `/` filter over it: Esc closes the filter first, then goes back."""
+
+    TABLE = "#table"
+
+    def redraw(self) -> None:
+        raise NotImplementedError
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        if box.display or box.value:
+            box.action_close()
+            self.redraw()
+            return
+        self.app.pop_screen()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filtered(self) -> None:
+        self.redraw()
+
+    @on(Input.Submitted, "#filter")
+    def keep_filter(self) -> None:
+        self.query_one(self.TABLE, DataTable).focus()
+
+
+class BatchScreen(FilteredScreen):
     """One batch: its progress, every document (filterable) and its failures grouped by category."""
 
     BINDINGS = [
@@ -422,31 +452,15 @@ class BatchScreen(Screen[None]):
         if event.row_key.value is not None:
             self.app.push_screen(DocumentScreen(int(event.row_key.value)))
 
-    def action_back(self) -> None:
-        box = self.query_one("#filter", FilterInput)
-        if box.display or box.value:
-            box.action_close()
-            self.show(self.detail)
-            return
-        self.app.pop_screen()
+    TABLE = "#documents"
+
+    def redraw(self) -> None:
+        self.show(self.detail)
 
     def action_cycle_state(self) -> None:
         order: list[MirrorState | None] = [None, *ATTENTION_ORDER]
         self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
         self.show(self.detail)
-
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", FilterInput)
-        box.display = True
-        box.focus()
-
-    @on(Input.Changed, "#filter")
-    def filtered(self) -> None:
-        self.show(self.detail)
-
-    @on(Input.Submitted, "#filter")
-    def keep_filter(self) -> None:
-        self.query_one("#documents", DataTable).focus()
 
     def action_recover(self) -> None:
         failed = self.detail.batch.failed if self.detail else 0
@@ -488,7 +502,7 @@ class BatchScreen(Screen[None]):
         app.call_from_thread(self.load)
 
 
-class DocumentScreen(Screen[None]):
+class DocumentScreen(FilteredScreen):
     """One document: its mentions in context with the entities they resolved to (as `show --mentions`)."""
 
     BINDINGS = [Binding("escape", "back", "Back"), Binding("slash", "filter", "Filter")]
@@ -549,26 +563,10 @@ class DocumentScreen(Screen[None]):
             rows.append((str(i), [m["type"], str(m["page"]), fmt.clip(m["text"], 40), fmt.clip(m["entity"] or "-", 40), context]))
         _fill(self.query_one("#mentions", DataTable), rows)
 
-    def action_back(self) -> None:
-        box = self.query_one("#filter", FilterInput)
-        if box.display or box.value:
-            box.action_close()
-            self.show(self.view)
-            return
-        self.app.pop_screen()
+    TABLE = "#mentions"
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", FilterInput)
-        box.display = True
-        box.focus()
-
-    @on(Input.Changed, "#filter")
-    def filtered(self) -> None:
+    def redraw(self) -> None:
         self.show(self.view)
-
-    @on(Input.Submitted, "#filter")
-    def keep_filter(self) -> None:
-        self.query_one("#mentions", DataTable).focus()
 
 
 class MonitorApp(App):

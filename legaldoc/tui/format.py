@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from legaldoc.lifecycle import BatchStatus, MirrorState
+from legaldoc.paths import display_name
 
 SPARKS = "▁▂▃▄▅▆▇█"
 CATEGORY_STYLE = {
@@ -136,6 +137,5 @@ def reason(message: str | None, source: str) -> str:
     """A failure message with its document's path cut to the file name: the reason reads first."""
     text = message or ""
     if source and source in text:
-        name = source.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
-        text = text.replace(source, name)
+        text = text.replace(source, display_name(source))
     return text
