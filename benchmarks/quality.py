@@ -17,7 +17,9 @@ Matching rules (a key value is found when ...):
 - docket number: a DOCKET_NUMBER mention's normalized value equals the key's, or the key is that
   value followed by a judge-initials suffix (`3:16-cv-00021` finds `3:16-cv-00021-TMB`), or the reverse;
 - court: a COURT mention's normalized value is the key's court_id;
-- case name: a CASE_NAME mention's text equals the key's case name (exact span), folded;
+- case name: a CASE_NAME mention's text equals the key's case name (exact span), folded; "case name
+  (normalized)": its normalized value does (docket sheets print "USA v. Beale et al" where the key,
+  like juriscraper, says "United States v. Beale");
 - judge: a JUDGE mention's folded normalized value equals the key's name or one of them ends with
   the other's "first-initial surname" form (the key's titles such as "Judge" are dropped);
 - party: a PARTY, PERSON or ORGANIZATION mention's folded normalized value equals the party's
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from legaldoc.config import load_settings  # noqa: E402
 from legaldoc.models import Mention  # noqa: E402
 from legaldoc.pipeline.entities import LocalEntityProvider  # noqa: E402
-from legaldoc.pipeline.extract import extract  # noqa: E402
+from legaldoc.pipeline.extract import RECORD_KEY, extract  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 COMPANY = re.compile(r"\b(inc|llc|l\.l\.c|corp|corporation|company|co|ltd|lp|llp|bank|association|trust|"
@@ -97,7 +99,7 @@ class Tally:
 
 def _mentions(path: Path, settings) -> tuple[str, list[Mention]]:
     document = extract(path.read_bytes(), str(path), settings)
-    return document.text, LocalEntityProvider().extract(document.text)
+    return document.text, LocalEntityProvider().extract(document.text, document.metadata.get(RECORD_KEY))
 
 
 def _of(mentions: list[Mention], *types: str) -> list[Mention]:
@@ -152,6 +154,8 @@ def score_dockets(tally: Tally, settings, kind: str) -> None:
             tally.recall(f"{kind} court", key["court_id"] in {m.normalized for m in _of(mentions, "COURT")})
         if key.get("case_name"):
             tally.recall(f"{kind} case name", fold(key["case_name"]) in {fold(m.text) for m in _of(mentions, "CASE_NAME")})
+            tally.recall(f"{kind} case name (normalized)",
+                         fold(key["case_name"]) in {fold(m.normalized) for m in _of(mentions, "CASE_NAME")})
         judges = [j for j in (key.get("assigned_to_str"), key.get("referred_to_str")) if j]
         judges += [p if isinstance(p, str) else p.get("name", "") for p in key.get("panel") or []]
         found_judges = [m.normalized for m in _of(mentions, "JUDGE")]

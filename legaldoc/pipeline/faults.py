@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from legaldoc.errors import ConfigurationError, DataError
 from legaldoc.models import Mention
@@ -65,8 +67,8 @@ class FailingEntityProvider:
             os.close(descriptor)
         return path.stat().st_size
 
-    def extract(self, text: str) -> list[Mention]:
+    def extract(self, text: str, record: Mapping[str, Any] | None = None) -> list[Mention]:
         count = self.calls(text)
         if count <= self.failures:
             raise injected_error(self.category, count, self.retry_after)
-        return self.inner.extract(text)
+        return self.inner.extract(text, record)

@@ -101,12 +101,31 @@ def relate(mentions: Sequence[Mention], refs: Sequence[EntityRef], chunks: Seque
             for d in defendants:
                 edges.add(RelationType.OPPOSES, refs[p], refs[d], evidence[p])
 
+    first_party: dict[EntityRef, int] = {}
+    party_by_name: dict[str, int] = {}
+    for i in parties:
+        first_party.setdefault(refs[i], i)
+        party_by_name.setdefault(mentions[i].normalized.lower(), i)
+    # a court record names each party's side ("Plaintiff", "Defendant - Appellee"): the sides oppose
+    sides: dict[str, dict[EntityRef, int]] = defaultdict(dict)
+    for i in parties:
+        side = mentions[i].attrs.get("side")
+        if side in ("plaintiff", "defendant"):
+            sides[side].setdefault(refs[i], i)
+    for p in sides["plaintiff"].values():
+        for d in sides["defendant"].values():
+            edges.add(RelationType.OPPOSES, refs[p], refs[d], evidence[p])
+
     for i, mention in enumerate(mentions):
         represents = mention.attrs.get("represents")
         if mention.type is not EntityType.ATTORNEY or not represents:
             continue
         role_word = represents.lower()
-        for p in parties:
+        named = party_by_name.get(role_word)
+        if named is not None:  # the party it represents by name (a court record, a party block)
+            edges.add(RelationType.REPRESENTS, refs[i], refs[named], evidence[i])
+            continue
+        for p in first_party.values():
             party = mentions[p]
             same_role = party.attrs.get("role", "") and party.attrs["role"] in role_word
             if same_role or fuzz.partial_ratio(party.normalized.lower(), role_word) >= 90:

@@ -35,7 +35,7 @@ from legaldoc.lifecycle import (
 from legaldoc.models import EntityRef, EntityType, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
-from legaldoc.pipeline.extract import extract, ocr_provider_from_settings
+from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
@@ -256,7 +256,7 @@ class StageRunner:
             extracted = repo.load_extracted(session, document_id)
             chunks = repo.load_chunks(session, document_id)
             project_id = session.get_one(Document, document_id).project_id
-        mentions = self.entities.extract(extracted.text)
+        mentions = self.entities.extract(extracted.text, extracted.metadata.get(RECORD_KEY))
         pages = [extracted.page_at(m.start) for m in mentions]
         chunk_indexes = [chunk_of(chunks, m.start) for m in mentions]
 

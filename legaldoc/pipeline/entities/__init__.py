@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from legaldoc.config import Settings
 from legaldoc.errors import ConfigurationError
@@ -19,6 +20,7 @@ from legaldoc.pipeline.entities.names import (
     party_block_mentions,
     people_mentions,
 )
+from legaldoc.pipeline.entities.records import record_mentions
 
 __all__ = ["EntityProvider", "LocalEntityProvider", "entity_provider_from_settings", "deduplicate"]
 
@@ -28,7 +30,10 @@ class EntityProvider(Protocol):
 
     name: str
 
-    def extract(self, text: str) -> list[Mention]: ...
+    def extract(self, text: str, record: Mapping[str, Any] | None = None) -> list[Mention]:
+        """Mentions in `text`; `record` is the document's court record (a parsed PACER docket
+        report or notice) when extraction found one."""
+        ...
 
 
 def deduplicate(mentions: list[Mention]) -> list[Mention]:
@@ -50,12 +55,15 @@ class LocalEntityProvider:
 
     name = "local"
 
-    def extract(self, text: str) -> list[Mention]:
+    def extract(self, text: str, record: Mapping[str, Any] | None = None) -> list[Mention]:
         sink = MentionSink(text)
+        if record:
+            record_mentions(sink, record)
         citation_mentions(sink)
         court_mentions(sink)
         docket_mentions(sink)
-        party_block_mentions(sink)
+        if not (record and record.get("parties")):  # the record's party blocks replace the rule's reading
+            party_block_mentions(sink)
         case_name_mentions(sink)
         judge_mentions(sink)
         people_mentions(sink)

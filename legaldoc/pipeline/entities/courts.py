@@ -24,12 +24,14 @@ _FEDERAL_TRIAL = re.compile(
     rf"(?:(?:for|of)\s+the\s+)?(?:"
     rf"(?:(?P<dir1>{_DIR_ALT})\s+)?District\s+of\s+(?P<state1>{_STATE_ALT})"
     rf"|(?P<state2>{_STATE_ALT})\s+(?:(?P<dir2>{_DIR_ALT})\s+)?District"
+    rf"|(?P<state3>{_STATE_ALT})(?=[ \t]*(?:\(|\n|$))"  # a state that is one district: "Bankruptcy Court\nAlaska (Anchorage)"
     rf")\b",
     re.I,
 )
 _OTHER_COURTS = re.compile(
-    r"(?:(?:United\s+States|U\.\s?S\.)\s+)?Court\s+of\s+Appeals\s*(?:\n\s*)?(?:for\s+the\s+)?"
+    r"(?:(?:United\s+States|U\.\s?S\.)\s+)?Court\s+of\s+Appeals\s*(?:\n\s*)?(?:for\s+(?:the\s+)?)?"
     r"(?:(?:First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Federal|D\.\s?C\.|District\s+of\s+Columbia)\s+Circuit)"
+    r"|(?:(?:United\s+States|U\.\s?S\.)\s+)?Judicial\s+Panel\s+on\s+Multi-?district\s+Litigation"
     r"|Supreme\s+Court\s+of\s+(?:the\s+)?(?:United\s+States|" + _STATE_ALT + r")"
     r"|(?:" + _STATE_ALT + r")\s+(?:Supreme\s+Court|Court\s+of\s+(?:Criminal\s+)?Appeals)"
     r"|Court\s+of\s+(?:Criminal\s+)?Appeals\s+of\s+(?:" + _STATE_ALT + r")"
@@ -37,6 +39,12 @@ _OTHER_COURTS = re.compile(
     r"(?:[A-Z][a-z]+\s+){0,3}(?:County|Parish|City|District|Circuit|" + _STATE_ALT + r")(?:,?\s+(?:" + _STATE_ALT + r"))?",
     re.I,
 )
+_BAP = re.compile(
+    r"(?:(?:United\s+States|U\.\s?S\.)\s+)?Bankruptcy\s+Appellate\s+Panel\s+(?:for|of)\s+(?:the\s+)?"
+    r"(?P<ordinal>First|Second|Sixth|Eighth|Ninth|Tenth)\s+Circuit\b",
+    re.I,
+)
+_CIRCUIT_NUMBERS = {"first": 1, "second": 2, "sixth": 6, "eighth": 8, "ninth": 9, "tenth": 10}
 _CIRCUIT_ONLY = re.compile(
     r"\b(?P<ordinal>First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Federal|D\.\s?C\.)\s+Circuit\b"
 )
@@ -105,7 +113,7 @@ def court_mentions(sink: MentionSink) -> None:
     taken: list[tuple[int, int]] = []
     for match in _FEDERAL_TRIAL.finditer(text):
         kind = match["kind"].lower()
-        state = _state_key(match["state1"] or match["state2"])
+        state = _state_key(match["state1"] or match["state2"] or match["state3"])
         direction_word = match["dir1"] or match["dir2"]
         direction = _DIRECTIONS[direction_word.lower()] if direction_word else ""
         court_id = table.get((kind, direction, state))
@@ -114,10 +122,16 @@ def court_mentions(sink: MentionSink) -> None:
         if court_id:
             sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95)
             taken.append((match.start(), match.end()))
+    ids = _court_ids()
+    for match in _BAP.finditer(text):
+        court_id = f"bap{_CIRCUIT_NUMBERS[match['ordinal'].lower()]}"
+        if court_id in ids:
+            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95)
+            taken.append((match.start(), match.end()))
     for match in _OTHER_COURTS.finditer(text):
         if any(s <= match.start() < e for s, e in taken):
             continue
-        candidate = squash(match.group(0))
+        candidate = re.sub(r"\bfor (?!the\b)", "for the ", squash(match.group(0)), flags=re.I)
         court_id = find_court_id(candidate.title() if candidate.isupper() else candidate)
         if court_id:
             sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.9)
@@ -127,7 +141,6 @@ def court_mentions(sink: MentionSink) -> None:
             continue
         court_id = _CIRCUIT_IDS[squash(match["ordinal"]).lower()]
         sink.add(EntityType.COURT, match.start(), match.end(), court_id, "rules", 0.75)
-    ids = _court_ids()
     for match in _ECF_HOST.finditer(text):
         code = match["court"].lower()
         court_id = _PACER_TO_COURTLISTENER.get(code, code)

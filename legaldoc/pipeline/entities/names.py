@@ -198,16 +198,39 @@ _INSTITUTION_BEFORE = re.compile(r"(?:\bof|\bfor|Criminal|Juvenile|Social|Restor
                                  r"Civil|Military|Tribal|Federal|National|Youth|Community|Immigrant|Health|Data|Climate)[ \t]+$")  # fmt: skip
 
 
+# Docket-text words that follow or precede a judge's name but are never part of it ("Judge Woods Order",
+# "Senior Judge Coyle RE: hearing", "ORDER Adopting Magistrate Judge Findings").
+_DOCUMENT_WORDS = frozenset({"order", "orders", "ordered", "adopting", "re", "findings", "minutes", "memorandum",
+                             "opinion", "recommendation", "report", "notice", "motion", "hearing", "granting",
+                             "denying", "entered", "signed", "filed"})  # fmt: skip
+_POSSESSIVE = re.compile(r"['’]s\b")
+
+
+def _judge_name_end(name: str) -> int:
+    """Where a judge's name ends: before a possessive's "'s" ("Judge Kopf's Order") or a document word."""
+    possessive = _POSSESSIVE.search(name)
+    end = possessive.start() if possessive else len(name)
+    for word in re.finditer(r"[A-Za-z]+", name[:end]):
+        if word.group().lower() in _DOCUMENT_WORDS and word.start() > 0:
+            return word.start()
+    return end
+
+
 def judge_mentions(sink: MentionSink) -> None:
     for index, pattern in enumerate(_JUDGE_PATTERNS):
         for match in pattern.finditer(sink.text):
-            name = match["name"]
+            name = match["name"][: _judge_name_end(match["name"])].rstrip(" \t,")
+            if not name:
+                continue
             words = name.lower().replace(".", " ").split()
+            if any(word in _DOCUMENT_WORDS for word in words):
+                continue
             if words[0] in _JUDGE_NOT or any(word in _TITLE_WORDS for word in words):
                 continue
             if index == 3 and (words[0] in _NOT_A_JUSTICE or _INSTITUTION_BEFORE.search(sink.text, max(0, match.start() - 30), match.start())):
                 continue
-            sink.add(EntityType.JUDGE, match.start("name"), match.end("name"), normalize_person(name), "rules", 0.85)
+            start = match.start("name")
+            sink.add(EntityType.JUDGE, start, start + len(name), normalize_person(name), "rules", 0.85)
 
 
 _NOTICE_NAME = re.compile(
@@ -428,6 +451,16 @@ def party_block_mentions(sink: MentionSink) -> None:
         _represented(sink, lines, squash(name))
 
 
+def firm_line_name(line: str) -> str | None:
+    """The firm or office an attorney's contact block names on its first line ("Lane Powell LLC",
+    "Office of the U.S. Attorney"); None for an address, a phone line, a person's name."""
+    firm = line.strip().rstrip(",;")
+    if (firm and not _NOT_A_FIRM.match(firm) and not _ADDRESS_TAIL.search(firm) and not _is_person_name(firm)
+            and len(firm.split()) >= 2 and firm[0].isupper()):  # fmt: skip
+        return firm
+    return None
+
+
 def _represented(sink: MentionSink, lines: list[tuple[int, str]], party: str) -> None:
     """The attorneys of one party block and the firm line under each."""
     first = next((i for i, (_, line) in enumerate(lines) if _REPRESENTED.search(line)), None)
@@ -457,9 +490,8 @@ def _represented(sink: MentionSink, lines: list[tuple[int, str]], party: str) ->
                  represents=party, role="counsel")  # fmt: skip
         if i + 1 < len(lines):
             firm_offset, firm_line = lines[i + 1]
-            firm = firm_line.strip().rstrip(",;")
-            if (firm and not _NOT_A_FIRM.match(firm) and not _ADDRESS_TAIL.search(firm) and not _is_person_name(firm)
-                    and len(firm.split()) >= 2 and firm[0].isupper()):  # fmt: skip
+            firm = firm_line_name(firm_line)
+            if firm:
                 firm_start = firm_offset + firm_line.find(firm)
                 sink.add(EntityType.LAW_FIRM, firm_start, firm_start + len(firm), squash(firm.rstrip(".")) if firm.endswith("..") else squash(firm),
                          "rules", 0.85, represents=party)  # fmt: skip

@@ -15,10 +15,11 @@ from legaldoc.pipeline.extract.image import extract_image
 from legaldoc.pipeline.extract.mail import extract_email, extract_outlook
 from legaldoc.pipeline.extract.ocr import OcrProvider, TesseractOcr, ocr_provider_from_settings
 from legaldoc.pipeline.extract.office import extract_docx, extract_legacy
+from legaldoc.pipeline.extract.pacer import RECORD_KEY, court_record
 from legaldoc.pipeline.extract.pdf import extract_pdf
 from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
 
-__all__ = ["extract", "sniff_kind", "container_limits", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings",
+__all__ = ["RECORD_KEY", "extract", "sniff_kind", "container_limits", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings",
            "SUPPORTED_SUFFIXES"]
 
 _OUTLOOK_STREAM = "__substg1.0_".encode("utf-16-le")  # the property streams of an Outlook message
@@ -49,6 +50,8 @@ def sniff_kind(data: bytes, name: str) -> str:
     stripped = head.lstrip().lower()
     if stripped.startswith((b"<!doctype html", b"<html")) or lowered_name.endswith((".html", ".htm")):
         return "html"
+    if head.startswith(b"From ") and b"\n" in head:  # an mbox message: its "From sender date" separator line first
+        head = head[head.index(b"\n") + 1 :]
     if lowered_name.endswith((".eml", ".msg")) or len(_EMAIL_HEADER.findall(head)) >= 2 and _EMAIL_HEADER.match(head):
         return "email"
     if lowered_name.endswith(".pdf"):
@@ -110,6 +113,14 @@ def decode_text(data: bytes, source: str) -> str:
     return str(best)
 
 
+def _with_record(document: ExtractedDocument, raw: str, source: str) -> ExtractedDocument:
+    """The document with its court record (PACER docket report, CM/ECF notice) when it is one."""
+    record = court_record(document.kind, raw, document.text, source)
+    if record is None:
+        return document
+    return document.model_copy(update={"metadata": {**document.metadata, RECORD_KEY: record}})
+
+
 def extract(
     data: bytes, source: str, settings: Settings, ocr: OcrProvider | None = None
 ) -> ExtractedDocument:
@@ -133,13 +144,15 @@ def extract(
         document = extract_image(data, source, settings, ocr, deadline)
     elif kind == "email":
         document = extract_email(data, source)
+        document = _with_record(document, data.decode("utf-8", errors="replace"), source)
     elif kind == "msg":
         document = extract_outlook(data, source)
     elif kind == "archive":
         _refuse_archive(data, source, settings)
         raise AssertionError("unreachable: _refuse_archive always raises")
     elif kind == "html":
-        document = assemble("html", [(clean_text(html_to_text(decode_text(data, source))), False, "html")])
+        markup = decode_text(data, source)
+        document = _with_record(assemble("html", [(clean_text(html_to_text(markup)), False, "html")]), markup, source)
     elif kind == "text":
         if b"\x00" in data[:4096]:
             raise UnsupportedFormat(
