@@ -34,7 +34,7 @@ Matching rules (a key value is found when ...):
 Precision, for fields whose keys list every true value in the document (attorneys, judges and
 parties on docket reports): matched mentions of the type / all mentions of the type.
 
-Usage: python benchmarks/quality.py [--json]
+Usage: python benchmarks/quality.py [--json] [--rules-only]
 """
 
 from __future__ import annotations
@@ -97,9 +97,14 @@ class Tally:
         return out
 
 
+USE_RECORDS = True
+"""False with --rules-only: court records ignored, the rules alone (as without juriscraper)."""
+
+
 def _mentions(path: Path, settings) -> tuple[str, list[Mention]]:
     document = extract(path.read_bytes(), str(path), settings)
-    return document.text, LocalEntityProvider().extract(document.text, document.metadata.get(RECORD_KEY))
+    record = document.metadata.get(RECORD_KEY) if USE_RECORDS else None
+    return document.text, LocalEntityProvider().extract(document.text, record)
 
 
 def _of(mentions: list[Mention], *types: str) -> list[Mention]:
@@ -190,7 +195,11 @@ def score_dockets(tally: Tally, settings, kind: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="ignore the court records juriscraper parses: the rules alone, as on pages it cannot read")
     args = parser.parse_args()
+    global USE_RECORDS
+    USE_RECORDS = not args.rules_only
     settings = load_settings()
     tally = Tally()
     score_nef(tally, settings)

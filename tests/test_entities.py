@@ -328,3 +328,19 @@ def test_appellate_party_blocks():
 ])  # fmt: skip
 def test_bankruptcy_chapter_suffixes_and_mdl_numbers(text, dockets):
     assert [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.DOCKET_NUMBER] == dockets
+
+
+@pytest.mark.parametrize(("text", "dates"), [
+    ("Filed 2024/02/29 in court", ["2024-02-29"]),
+    ("entered 10/30/15 by the clerk", ["2015-10-30"]),
+    ("hearing reset from 3/15/04", ["2004-03-15"]),
+    ("born 7/4/76", ["1976-07-04"]),
+    ("hearing on 04-27-2026 at 9:00", ["2026-04-27"]),
+    ("Case 1:04-27-2026", []),  # a docket-like run after a colon is not a date
+    ("the ratio 1/2/3 holds", []),
+    ("version 10/30/155", []),
+    ("on 02/30/21", []),  # no such day
+    ("Bankruptcy No. 24-04888-7", []),
+])  # fmt: skip
+def test_numeric_date_formats(text, dates):
+    assert [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.DATE] == dates

@@ -162,3 +162,13 @@ def test_latin1_text_is_decoded():
 ])  # fmt: skip
 def test_html_without_a_closed_head_keeps_its_body(markup, expected):
     assert html_to_text(markup) == expected
+
+
+def test_escaped_markup_in_a_page_reads_as_text():
+    from legaldoc.pipeline.extract.html import html_to_text
+
+    page = ("<html><body><p>Cases</p><p>&lt;td align=left&gt;&lt;br&gt;Pursley v. Williams et al&lt;br&gt;&lt;/td&gt;"
+            "&lt;td&gt;04/01/20&lt;/td&gt;</p></body></html>")  # fmt: skip
+    text = html_to_text(page)
+    assert "<" not in text and "Pursley v. Williams et al\n" in text and "04/01/20" in text
+    assert html_to_text("<p>if a &lt;br&gt; b</p>") == "if a <br> b"  # one tag written about is left alone

@@ -22,7 +22,12 @@ _DATE_PATTERNS = (
     re.compile(rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:day\s+of\s+)?{_MONTH_NAME},?\s+(?P<year>(?:1[89]|20)\d{{2}})\b", re.I),
     re.compile(r"(?<![\w/.-])(?P<mon>\d{1,2})/(?P<day>\d{1,2})/(?P<year>(?:19|20)\d{2})(?![\w/])"),
     re.compile(r"(?<![\w/.-])(?P<year>(?:19|20)\d{2})-(?P<mon>\d{2})-(?P<day>\d{2})(?![\w-])"),
+    re.compile(r"(?<![\w/.-])(?P<year>(?:19|20)\d{2})/(?P<mon>\d{1,2})/(?P<day>\d{1,2})(?![\w/])"),  # 2024/02/29
+    re.compile(r"(?<![\w/.:-])(?P<mon>\d{1,2})-(?P<day>\d{1,2})-(?P<year>(?:19|20)\d{2})(?![\w-])"),  # 04-27-2026
+    re.compile(r"(?<![\w/.-])(?P<mon>\d{1,2})/(?P<day>\d{1,2})/(?P<yy>\d{2})(?![\w/])"),  # 10/30/15 (docket entries)
 )
+_CENTURY_PIVOT = 69
+"""Two-digit years as POSIX reads them: 69-99 are 19xx, 00-68 are 20xx."""
 _MONEY = re.compile(
     r"(?:(?P<symbol>\$|US\$|USD\s?|€|EUR\s?|£|GBP\s?)\s?(?P<amount>\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?)"
     r"(?:\s?(?P<scale>million|billion|thousand|[MB]n?)\b)?)"
@@ -45,8 +50,12 @@ def date_mentions(sink: MentionSink) -> None:
                 month = int(groups["mon"])
             else:
                 month = _MONTHS[groups["month"].lower()[:3]]
+            if groups.get("yy"):
+                year = int(groups["yy"]) + (1900 if int(groups["yy"]) >= _CENTURY_PIVOT else 2000)
+            else:
+                year = int(groups["year"])
             try:
-                value = date(int(groups["year"]), month, int(groups["day"]))
+                value = date(year, month, int(groups["day"]))
             except ValueError:
                 continue
             sink.add(EntityType.DATE, match.start(), match.end(), value.isoformat(), "rules", 0.9)

@@ -68,9 +68,33 @@ class _TextCollector(HTMLParser):
         return "\n".join(self.lines).strip()
 
 
+_TAG_ATTRS = r"(?:\s[^<>\n]{0,400})?"
+_ESCAPED_BREAK = re.compile(rf"<(?:br|/?(?:p|div|tr|li|h[1-6]|table|tbody|thead|center))\b{_TAG_ATTRS}/?>", re.I)
+_ESCAPED_CELL = re.compile(rf"</?(?:td|th)\b{_TAG_ATTRS}>", re.I)
+_ESCAPED_INLINE = re.compile(rf"</?(?:b|i|u|a|font|span|strong|em|small|big|sup|sub|nobr){_TAG_ATTRS}>", re.I)
+_ESCAPED_MIN = 3
+"""Tags shown as text, at least this many, mean the page carried escaped HTML (`&lt;td&gt;`), which
+a browser would show as tags but a reader wants as text."""
+
+
+def _unescaped_markup(text: str) -> str:
+    """Markup a page printed as text ("<td align=left><br>Pursley v. Williams et al<br>") read as a
+    browser would read it had it not been escaped: breaks as line breaks, cells spaced, inline tags gone."""
+    if len(_ESCAPED_BREAK.findall(text)) + len(_ESCAPED_CELL.findall(text)) < _ESCAPED_MIN:
+        return text
+    text = _ESCAPED_BREAK.sub("\n", text)
+    text = _ESCAPED_CELL.sub("  ", text)
+    text = _ESCAPED_INLINE.sub("", text)
+    lines = "\n".join(_SPACE_INLINE.sub(" ", line).strip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", lines)
+
+
+_SPACE_INLINE = re.compile(r"[ \t\u00a0]+")
+
+
 def html_to_text(markup: str) -> str:
     """The visible text of an HTML document, one block per line."""
     collector = _TextCollector()
     collector.feed(markup)
     collector.close()
-    return collector.text()
+    return _unescaped_markup(collector.text())
