@@ -13,7 +13,14 @@ import yaml
 from sqlalchemy import select
 
 from legaldoc.config import Settings
-from legaldoc.errors import ConfigurationError, DataError, ErrorCategory, RateLimitError, TransientError, categorize
+from legaldoc.errors import (
+    ConfigurationError,
+    DataError,
+    ErrorCategory,
+    RateLimitError,
+    TransientError,
+    categorize,
+)
 from legaldoc.models import EntityType
 from legaldoc.pipeline.entities.llm import (
     MODEL_TYPES,
@@ -253,10 +260,7 @@ def test_insufficient_quota_fails_the_model_stage_as_configuration_within_two_ca
 def _submit(tmp_path: Path, settings: Settings, entities: str | None, env_changes: dict[str, str | None]):
     env = settings_env(settings)
     for name, value in env_changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
+        env[name] = value or ""  # the helper runs with this process's environment beneath: empty is unset
     data: dict = {"project": "acme", "documents": [{"path": str(NEF_FILES[0])}]}
     if entities:
         data["options"] = {"entities": entities}
