@@ -105,7 +105,7 @@ class BatchSummary:
         finished = batch.finished_at.timestamp() if batch.finished_at else None
         return cls(batch.id, batch.name, project, batch.priority, BatchStatus(batch.status), sum(counts.values()),
                    pending, running, succeeded, failed, skipped, cancelled, dict(errors), batch.created_at.timestamp(),
-                   None, finished, now, False)  # fmt: skip
+                   None, finished, now, False, dict((batch.report or {}).get("usage") or {}))  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +126,18 @@ def usage_of(fields: Mapping[str, str]) -> dict[str, dict[str, float]]:
             number = float(value)
             usage.setdefault(provider, {})[name] = round(number, 6) if name == "cost_usd" else int(number)
     return {provider: dict(sorted(names.items())) for provider, names in sorted(usage.items())}
+
+
+def usage_line(provider: str, used: Mapping[str, float]) -> str:
+    """'openai: 12 calls, 4 from the cache, 10234 tokens in, 2100 out, about $0.0068, 3 mentions dropped'."""
+    parts = [f"{int(used.get('calls', 0))} calls"]
+    if used.get("cached"):
+        parts.append(f"{int(used['cached'])} from the cache")
+    parts.append(f"{int(used.get('tokens_in', 0))} tokens in, {int(used.get('tokens_out', 0))} out")
+    parts.append(f"about ${used.get('cost_usd', 0.0):.4f}")
+    if used.get("dropped"):
+        parts.append(f"{int(used['dropped'])} mentions dropped (not in the text)")
+    return f"{provider}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
