@@ -207,6 +207,14 @@ def test_hybrid_on_court_emails_merges_model_and_rules_and_a_rerun_is_free(batch
     assert INVENTED not in {r.text for r in rows}
     assert not [r for r in rows if r.type in {"DOCKET_NUMBER", "COURT", "DATE"} and "openai" in r.attrs.get("extractors", [])]
 
+    env = settings_env(settings)
+    shown = legaldoc("status", batch.batch_id, cwd=tmp_path, env=env)
+    assert f"openai: {calls} calls" in shown.stdout and "tokens in" in shown.stdout, shown.stdout
+    report = legaldoc("report", batch.batch_id, cwd=tmp_path, env=env)
+    assert f"Remote provider openai: {calls} calls" in report.stdout
+    stored = json.loads(legaldoc("report", batch.batch_id, "--format", "json", cwd=tmp_path, env=env).stdout)
+    assert stored["usage"]["openai"]["calls"] == calls
+
     again = cluster.submit(_manifest(tmp_path / "hybrid-again.yaml", sources, "hybrid"))
     final_again = cluster.wait(again.batch_id)
     assert final_again["succeeded"] == 4
