@@ -300,3 +300,16 @@ def test_a_key_with_the_local_provider_changes_nothing_and_says_nothing(batch_se
     batch_id = result.stdout.strip()
     status = json.loads(legaldoc("status", batch_id, "--json", cwd=tmp_path, env=settings_env(batch_settings)).stdout)
     assert "usage" not in status
+
+
+def test_doctor_checks_the_model_provider_only_when_chosen(batch_settings, tmp_path, peer: Peer):
+    def checks(settings: Settings) -> dict[str, dict]:
+        result = legaldoc("doctor", "--json", cwd=tmp_path, env=settings_env(settings))
+        return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+    assert "openai" not in checks(batch_settings)
+    chosen = _settings(batch_settings, entity_provider="hybrid")
+    assert checks(chosen)["openai"]["verdict"] == "OK"
+    unknown = checks(chosen.model_copy(update={"openai_model": "gpt-nonexistent"}))["openai"]
+    assert unknown["verdict"] == "FAIL" and "LEGALDOC_OPENAI_MODEL" in unknown["fix"]
+    assert peer.calls == []
