@@ -313,3 +313,25 @@ def test_doctor_checks_the_model_provider_only_when_chosen(batch_settings, tmp_p
     unknown = checks(chosen.model_copy(update={"openai_model": "gpt-nonexistent"}))["openai"]
     assert unknown["verdict"] == "FAIL" and "LEGALDOC_OPENAI_MODEL" in unknown["fix"]
     assert peer.calls == []
+
+
+def test_process_without_redis_asks_the_model_and_refuses_without_a_key(tmp_path, peer: Peer):
+    """`legaldoc process` (one process, no Redis): hybrid entities through the peer; no key: exit 3."""
+    env = {"LEGALDOC_REDIS_URL": "redis://127.0.0.1:1", "LEGALDOC_ENTITY_PROVIDER": "hybrid", "LEGALDOC_OPENAI_MODEL": "peer-small"}
+    result = legaldoc("process", str(NEF_FILES[2]), "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["status"] == "done" and len(peer.calls) >= 1
+    from legaldoc.config import load_settings
+    from legaldoc.storage import repository as repo
+    from legaldoc.storage.db import Database
+
+    database = Database(load_settings(data_dir=tmp_path / ".legaldoc").resolved_database_url)
+    with database.read() as session:
+        text = repo.load_extracted(session, report["document_id"]).text
+        rows = session.scalars(select(MentionRow)).all()
+    assert any("openai" in r.attrs.get("extractors", []) for r in rows)
+    assert all(text[r.start : r.end] == r.text for r in rows)
+
+    refused = legaldoc("process", str(NEF_FILES[3]), cwd=tmp_path, env={**env, "OPENAI_API_KEY": ""})
+    assert refused.returncode == 3 and "OPENAI_API_KEY" in refused.stderr

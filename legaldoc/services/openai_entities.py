@@ -11,17 +11,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from legaldoc.config import Settings
-from legaldoc.errors import ProviderNotReady
+from legaldoc.errors import ConfigurationError, ErrorCategory, ProviderNotReady, categorize
 from legaldoc.pipeline.entities import (
     EntityProvider,
     LocalEntityProvider,
     entity_provider_from_settings,
 )
-from legaldoc.pipeline.entities.llm import ModelEntityProvider, ModelMode, openai_ask
+from legaldoc.pipeline.entities.llm import CallGate, ModelEntityProvider, ModelMode, openai_ask
 from legaldoc.state.cache import ResultCache
 
+T = TypeVar("T")
 log = logging.getLogger("legaldoc.openai")
 
 MODEL_ENTITY_PROVIDERS = frozenset(mode.value for mode in ModelMode)
@@ -59,13 +62,35 @@ class CachedAnswers:
             log.warning("could not cache a model answer", exc_info=True)
 
 
+class LocalGate:
+    """The gate of `legaldoc process` (one process, no Redis): no shared limits, no answer cache;
+    a CONFIGURATION failure stops this process's later calls the way the guard's halt does."""
+
+    def __init__(self) -> None:
+        self.halted: str | None = None
+
+    def call(self, function: Callable[[], T], *, tokens: int = 0) -> T:
+        if self.halted is not None:
+            raise ConfigurationError(f"{self.halted} [openai calls stopped: an earlier call got this answer]")
+        try:
+            return function()
+        except Exception as exc:
+            if categorize(exc) is ErrorCategory.CONFIGURATION:
+                self.halted = str(exc)
+            raise
+
+
 def model_entity_provider(settings: Settings, name: str, cache: ResultCache | None) -> ModelEntityProvider:
+    """The provider with the shared guard and the answer cache in Redis; without a result cache
+    (`legaldoc process`, no Redis) with a `LocalGate`."""
     from legaldoc.services.guard import ProviderGuard
 
-    guard = ProviderGuard("openai", settings, limit=settings.openai_request_limit,
-                          token_limit=settings.openai_token_limit, scope=scope(settings))  # fmt: skip
+    gate: CallGate = LocalGate()
+    if cache is not None:
+        gate = ProviderGuard("openai", settings, limit=settings.openai_request_limit,
+                             token_limit=settings.openai_token_limit, scope=scope(settings))  # fmt: skip
     return ModelEntityProvider(ModelMode(name), settings.openai_model, openai_ask(settings.openai_model, settings.openai_timeout),
-                               guard, cache=CachedAnswers(cache) if cache is not None else None,
+                               gate, cache=CachedAnswers(cache) if cache is not None else None,
                                budget_tokens=settings.openai_chunk_tokens, invalid_retries=settings.openai_invalid_retries,
                                local=LocalEntityProvider().extract)  # fmt: skip
 
