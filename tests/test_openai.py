@@ -235,9 +235,10 @@ def test_a_429_storm_across_two_workers_never_exceeds_the_shared_limit(batch_set
     final = cluster.wait(batch.batch_id)
     assert (final["succeeded"], final["failed"]) == (8, 0), final
     assert peer.outcomes.count("429") == 8 and peer.outcomes.count("ok") >= 8
-    # Calls are let through when the window frees one, so arrival jitter of a few ms at the
-    # peer is allowed for: never more than 4 within 1.95 s.
-    assert peer.max_in_window(1.95) <= 4, peer.calls
+    # A call is let through when the window frees a slot; between that moment and its arrival at the
+    # peer lie Redis round trips and HTTP, up to ~100 ms on a loaded machine, so a tenth of the
+    # window is allowed for: never more than 4 within 1.8 s (unlimited, the 16 calls come in a burst).
+    assert peer.max_in_window(1.8) <= 4, peer.calls
     with cluster.database.read() as session:
         from legaldoc.storage.tables import StageRun
 
