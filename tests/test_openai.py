@@ -227,7 +227,7 @@ def test_a_429_storm_across_two_workers_never_exceeds_the_shared_limit(batch_set
     every document still ends done, through RATE_LIMIT retries, and the calls the peer counted never
     exceed the shared request limit in any window."""
     peer.script.extend(["429"] * 8)
-    settings = _settings(batch_settings, openai_request_limit="4/2second", openai_chunk_tokens=100_000)
+    settings = _settings(batch_settings, openai_request_limit="4/4second", openai_chunk_tokens=100_000)
     cluster = connect(settings)
     start_worker(concurrency=2, settings=settings)
     start_worker(concurrency=2, settings=settings)
@@ -236,9 +236,10 @@ def test_a_429_storm_across_two_workers_never_exceeds_the_shared_limit(batch_set
     assert (final["succeeded"], final["failed"]) == (8, 0), final
     assert peer.outcomes.count("429") == 8 and peer.outcomes.count("ok") >= 8
     # A call is let through when the window frees a slot; between that moment and its arrival at the
-    # peer lie Redis round trips and HTTP, up to ~100 ms on a loaded machine, so a tenth of the
-    # window is allowed for: never more than 4 within 1.8 s (unlimited, the 16 calls come in a burst).
-    assert peer.max_in_window(1.8) <= 4, peer.calls
+    # peer lie Redis round trips and HTTP (a few hundred ms for a worker's first call on a loaded
+    # machine), so half a second of the window is allowed for: never more than 4 within 3.5 s
+    # (unlimited, the 16 calls come in a burst).
+    assert peer.max_in_window(3.5) <= 4, peer.calls
     with cluster.database.read() as session:
         from legaldoc.storage.tables import StageRun
 
