@@ -15,7 +15,6 @@ services layer through the `CallGate` and `AnswerCache` protocols. Every failure
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -489,7 +488,3 @@ def _tokens(response: Any) -> tuple[int, int]:
         return 0, 0
     return int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
 
-
-def answer_json(mentions: Sequence[tuple[str, str, str]]) -> str:
-    """A well-formed answer (for tests and peers): (text, type, normalized) triples."""
-    return json.dumps({"mentions": [{"text": t, "type": k, "normalized": n} for t, k, n in mentions]})
