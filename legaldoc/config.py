@@ -49,8 +49,10 @@ class Settings(BaseSettings):
     ocr_provider: Literal["local"] = "local"
     """OCR provider for pages without a usable text layer (``local`` = tesseract)."""
 
-    entity_provider: Literal["local", "failing"] = "local"
-    """Entity extraction provider (``local`` = eyecite, courts-db and rules; ``failing`` is for tests)."""
+    entity_provider: Literal["local", "failing", "openai", "hybrid"] = "local"
+    """Entity extraction provider (``local`` = eyecite, courts-db and rules; ``openai`` = a model
+    through the OpenAI API for every type; ``hybrid`` = the rules plus the model for people,
+    parties and organizations; ``failing`` is for tests)."""
 
     failing_category: Literal["TRANSIENT", "RATE_LIMIT", "RESOURCE", "CONFIGURATION", "DATA", "PERMANENT"] = "TRANSIENT"
     """Test-only ``failing`` provider: the kind of error it raises."""
@@ -190,7 +192,7 @@ class Settings(BaseSettings):
     provider_rate_limit: str = "20/second"
     """Shared rate limit of each remote provider across all workers, in ``limits`` notation (``100/minute``)."""
 
-    @field_validator("provider_rate_limit")
+    @field_validator("provider_rate_limit", "openai_request_limit", "openai_token_limit")
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:
         from limits import parse
@@ -209,6 +211,30 @@ class Settings(BaseSettings):
 
     breaker_reset_timeout: float = Field(60.0, gt=0)
     """Seconds an open circuit stays open before one trial call is let through."""
+
+    openai_model: str = "gpt-5-mini"
+    """Model of the ``openai`` and ``hybrid`` entity providers (any model with structured output)."""
+
+    openai_request_limit: str = "500/minute"
+    """Shared request limit of the OpenAI API across all workers, in ``limits`` notation."""
+
+    openai_token_limit: str = "200000/minute"
+    """Shared token limit (estimated tokens in and out) of the OpenAI API across all workers."""
+
+    openai_chunk_tokens: int = Field(3000, ge=100)
+    """Text sent in one model call is packed up to about this many tokens (estimated as 4 characters a token)."""
+
+    openai_timeout: float = Field(60.0, gt=0)
+    """Seconds one model call may take before it fails as TRANSIENT (and is retried)."""
+
+    openai_invalid_retries: int = Field(2, ge=0)
+    """Further calls for a chunk whose answer was empty or not the schema, before the document fails as DATA."""
+
+    openai_price_in: float = Field(0.25, ge=0)
+    """Estimated cost in US dollars per million input tokens (for the cost shown per batch)."""
+
+    openai_price_out: float = Field(2.0, ge=0)
+    """Estimated cost in US dollars per million output tokens."""
 
     worker_concurrency: int | None = Field(None, ge=1)
     """Processes per worker; default: the number of CPUs."""

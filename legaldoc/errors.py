@@ -107,6 +107,13 @@ class ServiceUnavailable(LegaldocError):
     category = ErrorCategory.TRANSIENT
 
 
+class ProviderNotReady(ServiceUnavailable):
+    """Raised at submit when a remote provider is chosen without what it needs (a key, a model the
+    endpoint knows): the batch is refused before any document runs (exit 3)."""
+
+    category = ErrorCategory.CONFIGURATION
+
+
 class NoSuchBatch(UsageError):
     """Raised when a batch id is unknown."""
 

@@ -27,7 +27,7 @@ from legaldoc.manifest import load_manifest
 from legaldoc.services import batches as service
 from legaldoc.services.doctor import CHEAP, Verdict, diagnose
 from legaldoc.services.embedded import EmbeddedRedis, RunLock, WorkerProcess, reap_dead_run
-from legaldoc.services.summary import BatchSummary
+from legaldoc.services.summary import BatchSummary, usage_line
 from legaldoc.services.wiring import Runtime
 
 TimeoutOption = Annotated[str | None, typer.Option("--timeout", help="Stop waiting after this long, e.g. 90s, 30m, 2h (exit 4).")]
@@ -116,6 +116,8 @@ def _print_summary(summary: BatchSummary) -> None:
     if summary.rate_per_minute:
         eta = f", about {summary.eta_seconds:.0f} s left" if summary.eta_seconds else ""
         stdout.print(f"rate {summary.rate_per_minute:g} documents/min{eta}")
+    for provider, used in summary.usage.items():
+        stdout.print(usage_line(provider, used), markup=False)
 
 
 def _report(rt: Runtime, summary: BatchSummary, json_output: bool) -> None:

@@ -18,6 +18,7 @@ from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
 from legaldoc.paths import source_text
+from legaldoc.services.openai_entities import preflight as preflight_entities
 from legaldoc.services.process import expand_paths, process_sources
 from legaldoc.services.queries import (
     document_mentions,
@@ -48,6 +49,7 @@ def process(
     settings = rt.settings
     with handled():
         database = rt.open_database().database
+        preflight_entities(settings, None)  # a model provider without its key or model: one line, exit 3
     expanded = expand_paths(paths, settings)
     files = [spec.source for spec in expanded.documents]
     if not files:

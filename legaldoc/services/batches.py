@@ -47,9 +47,11 @@ from legaldoc.lifecycle import (
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
 from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
+from legaldoc.services.openai_entities import MODEL_ENTITY_PROVIDERS
+from legaldoc.services.openai_entities import preflight as preflight_entities
 from legaldoc.services.report import batch_report, build_report
 from legaldoc.services.sources import expand_documents
-from legaldoc.services.summary import BatchSummary, DocumentRow
+from legaldoc.services.summary import BatchSummary, DocumentRow, usage_of
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
 from legaldoc.storage import claims
@@ -58,7 +60,7 @@ from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
 
 log = logging.getLogger("legaldoc.batches")
 
-KNOWN_PROVIDERS = {"ocr": {"local"}, "entities": {"local"}}
+KNOWN_PROVIDERS = {"ocr": {"local"}, "entities": {"local", *MODEL_ENTITY_PROVIDERS}}
 
 
 @dataclass
@@ -93,6 +95,7 @@ def _check_options(loaded: LoadedManifest) -> None:
 def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | None = None) -> Submitted:
     """Insert the batch and its documents, initialize its live state, publish its first-stage messages."""
     _check_options(loaded)
+    preflight_entities(rt.settings, loaded.manifest.options.entities)
     expanded = expand_documents(loaded.documents, rt.settings)
     loaded = loaded.model_copy(update={"documents": expanded.documents})
     manifest = loaded.manifest
@@ -216,6 +219,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
         if status not in IN_PROGRESS and batch.report is None:  # kept as settled: later batches do not rewrite it
             session.flush()
             batch.report = build_report(session, batch)
+            if usage := _live_usage(rt, batch_id):  # what remote providers cost, kept with the report
+                batch.report = {**batch.report, "usage": usage}
         summary = BatchSummary.from_database(batch, _project_name(session, batch), counts, errors, time.time())
     if rt.mirror is not None:
         try:
@@ -224,6 +229,15 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
         except redis.RedisError:
             log.warning("could not copy the status of batch %s to Redis", batch_id, exc_info=True)
     return summary
+
+
+def _live_usage(rt: Runtime, batch_id: str) -> dict[str, dict[str, float]]:
+    if rt.mirror is None:
+        return {}
+    try:
+        return usage_of(rt.mirror.read(batch_id) or {})
+    except redis.RedisError:
+        return {}
 
 
 def mirror(rt: Runtime, transitions: Sequence[Transition]) -> None:

@@ -118,9 +118,22 @@ def _workers(rt: Runtime) -> Check:
     return Check("workers", Verdict.OK, f"{len(online)} live on every queue, serving this database")
 
 
-CHECKS: list[tuple[str, Callable[[Runtime], Check]]] = [
+def _openai(rt: Runtime) -> Check | None:
+    """Only when the settings choose a model entity provider (a key alone changes nothing)."""
+    from legaldoc.services.openai_entities import MODEL_ENTITY_PROVIDERS, base_url, preflight
+
+    if rt.settings.entity_provider not in MODEL_ENTITY_PROVIDERS:
+        return None
+    try:
+        preflight(rt.settings, None)
+    except LegaldocError as error:
+        return Check("openai", Verdict.FAIL, error.message, error.hint or "")
+    return Check("openai", Verdict.OK, f"{base_url()}: model {rt.settings.openai_model}, key accepted")
+
+
+CHECKS: list[tuple[str, Callable[[Runtime], Check | None]]] = [
     ("settings", _settings), ("data folder", _data_folder), ("database", _database), ("redis", _redis),
-    ("tesseract", _tesseract), ("soffice", _soffice), ("workers", _workers),
+    ("tesseract", _tesseract), ("soffice", _soffice), ("workers", _workers), ("openai", _openai),
 ]  # fmt: skip
 CHEAP = ("data folder", "redis")
 
@@ -132,7 +145,8 @@ def diagnose(rt: Runtime, *, only: tuple[str, ...] | None = None) -> list[Check]
         if only is not None and name not in only:
             continue
         try:
-            checks.append(check(rt))
+            if (found := check(rt)) is not None:
+                checks.append(found)
         except (LegaldocError, redis.RedisError, OSError, subprocess.SubprocessError) as error:
             reason = error.message if isinstance(error, LegaldocError) else f"{type(error).__name__}: {error}"
             fix = "start redis-server or set LEGALDOC_REDIS_URL" if isinstance(error, redis.RedisError) else ""

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from legaldoc.errors import ADVICE, ErrorCategory
 from legaldoc.lifecycle import IN_PROGRESS, BatchStatus, MirrorState
 from legaldoc.moments import iso
-from legaldoc.services.summary import message_pattern
+from legaldoc.services.summary import message_pattern, usage_line
 from legaldoc.storage.tables import (
     Batch,
     BatchDocument,
@@ -123,6 +123,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Entities mentioned: {report['entities']:,} ({report['mentions']:,} mentions), relationships: "
         f"{report['relationships']:,}; new in this batch: {report['new_entities_total']:,}.",
     ]  # fmt: skip
+    for provider, used in (report.get("usage") or {}).items():  # remote providers: calls, tokens, cost
+        lines += ["", f"Remote provider {usage_line(provider, used)}."]
     if report["failure_groups"]:
         lines += ["", "## Failures", "", "| category | stage | count | message | what to do |", "|---|---|--:|---|---|"]
         for g in report["failure_groups"]:

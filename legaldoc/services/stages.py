@@ -34,12 +34,14 @@ from legaldoc.lifecycle import (
 )
 from legaldoc.models import EntityRef, EntityType, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
-from legaldoc.pipeline.entities import entity_provider_from_settings
+from legaldoc.pipeline.entities import EntityProvider
+from legaldoc.pipeline.entities.llm import ModelEntityProvider, ModelUsage
 from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
 from legaldoc.services.caching import StageCache, extract_key
+from legaldoc.services.openai_entities import entity_provider_for
 from legaldoc.services.sources import read_source
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
@@ -124,7 +126,14 @@ class StageRunner:
         self.retries = retries
         self.worker = worker or claims.worker_identity()
         self.ocr = ocr_provider_from_settings(settings)
-        self.entities = entity_provider_from_settings(settings)
+        self._entity_providers: dict[str, EntityProvider] = {}  # made on first use: a model provider needs its key then
+
+    def entity_provider(self, name: str | None) -> EntityProvider:
+        """The provider a batch's ``options.entities`` names (else the settings'), made once."""
+        name = name or self.settings.entity_provider
+        if name not in self._entity_providers:
+            self._entity_providers[name] = entity_provider_for(self.settings, name, self.cache.redis)
+        return self._entity_providers[name]
 
     # -- the unit of work -------------------------------------------------------------------------
 
@@ -209,6 +218,16 @@ class StageRunner:
         if settleable and self.broker:
             self.broker.publish([Message(FINALIZE_TASK, (transition.batch_id,), batch_queue(priority), priority)])
 
+    def _spent(self, batch_id: str | None, usage: ModelUsage) -> None:
+        """What the model calls of one stage cost, added to the batch's live usage."""
+        if self.mirror is None or batch_id is None or not (usage.calls or usage.cached):
+            return
+        try:
+            self.mirror.add_usage(batch_id, "openai", usage.as_counts(),
+                                  usage.cost(self.settings.openai_price_in, self.settings.openai_price_out))  # fmt: skip
+        except Exception:
+            log.warning("could not record the model usage of batch %s", batch_id, exc_info=True)
+
     # -- stages: read inputs, call the pure stage, return a writer for one transaction -------------
 
     def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip:
@@ -256,7 +275,17 @@ class StageRunner:
             extracted = repo.load_extracted(session, document_id)
             chunks = repo.load_chunks(session, document_id)
             project_id = session.get_one(Document, document_id).project_id
-        mentions = self.entities.extract(extracted.text, extracted.metadata.get(RECORD_KEY))
+            batch_id = session.get_one(Document, document_id).batch_id
+        provider = self.entity_provider(options.get("entities"))
+        record = extracted.metadata.get(RECORD_KEY)
+        if isinstance(provider, ModelEntityProvider):
+            usage = ModelUsage()
+            try:
+                mentions = provider.run(extracted.text, record, usage=usage).mentions
+            finally:
+                self._spent(batch_id, usage)
+        else:
+            mentions = provider.extract(extracted.text, record)
         pages = [extracted.page_at(m.start) for m in mentions]
         chunk_indexes = [chunk_of(chunks, m.start) for m in mentions]
 

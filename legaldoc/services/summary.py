@@ -59,6 +59,7 @@ class BatchSummary:
     finished_at: float | None
     now: float
     live: bool  # read from the Redis mirror; False: from the database
+    usage: dict[str, dict[str, float]] = field(default_factory=dict)  # remote provider -> calls, tokens, cost_usd
     rate_per_minute: float | None = field(init=False)
     eta_seconds: float | None = field(init=False)
 
@@ -95,7 +96,7 @@ class BatchSummary:
         return cls(batch_id, get("name") or "", get("project") or "", _number(get("priority")),
                    _STATUS.get(get("status") or "", BatchStatus.RUNNING), _number(get("total")), pending, running,
                    succeeded, failed, skipped, cancelled, dict(sorted(errors.items())), _moment(get("created_at")),
-                   _moment(get("started_at")), _moment(get("finished_at")), now, True)  # fmt: skip
+                   _moment(get("started_at")), _moment(get("finished_at")), now, True, usage_of(fields))  # fmt: skip
 
     @classmethod
     def from_database(cls, batch: Batch, project: str, counts: Mapping[MirrorState, int], errors: Mapping[str, int],
@@ -104,7 +105,7 @@ class BatchSummary:
         finished = batch.finished_at.timestamp() if batch.finished_at else None
         return cls(batch.id, batch.name, project, batch.priority, BatchStatus(batch.status), sum(counts.values()),
                    pending, running, succeeded, failed, skipped, cancelled, dict(errors), batch.created_at.timestamp(),
-                   None, finished, now, False)  # fmt: skip
+                   None, finished, now, False, dict((batch.report or {}).get("usage") or {}))  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -113,7 +114,30 @@ class BatchSummary:
             "errors_by_category": self.errors_by_category, DocumentStatus.DONE.value: self.done,
             "rate_per_minute": self.rate_per_minute, "eta_seconds": self.eta_seconds,
             "created_at": iso(self.created_at), "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
-        }  # fmt: skip
+        } | ({"usage": self.usage} if self.usage else {})  # fmt: skip
+
+
+def usage_of(fields: Mapping[str, str]) -> dict[str, dict[str, float]]:
+    """The ``usage:{provider}:{name}`` fields of a batch hash, by provider."""
+    usage: dict[str, dict[str, float]] = {}
+    for key, value in fields.items():
+        if key.startswith("usage:") and key.count(":") == 2:
+            _, provider, name = key.split(":")
+            number = float(value)
+            usage.setdefault(provider, {})[name] = round(number, 6) if name == "cost_usd" else int(number)
+    return {provider: dict(sorted(names.items())) for provider, names in sorted(usage.items())}
+
+
+def usage_line(provider: str, used: Mapping[str, float]) -> str:
+    """'openai: 12 calls, 4 from the cache, 10234 tokens in, 2100 out, about $0.0068, 3 mentions dropped'."""
+    parts = [f"{int(used.get('calls', 0))} calls"]
+    if used.get("cached"):
+        parts.append(f"{int(used['cached'])} from the cache")
+    parts.append(f"{int(used.get('tokens_in', 0))} tokens in, {int(used.get('tokens_out', 0))} out")
+    parts.append(f"about ${used.get('cost_usd', 0.0):.4f}")
+    if used.get("dropped"):
+        parts.append(f"{int(used['dropped'])} mentions dropped (not in the text)")
+    return f"{provider}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, 
 from legaldoc.state.keys import Keys
 from legaldoc.state.scripts import Script
 
+USAGE = "usage:"  # batch hash fields usage:{provider}:{name}: what remote providers cost
 SETTLEABLE = 2  # the transition script's answer when no document of the batch is open any more
 RECENT_ERRORS = 200  # as transition.lua keeps
 
@@ -167,6 +168,18 @@ class BatchState:
         if all(state in FINAL for _, state, _, _ in documents.values()):
             self.settle(batch_id, BatchStatus(fields["status"]), created_at=float(fields["created_at"]),
                         finished_at=finished_at)  # fmt: skip
+
+    def add_usage(self, batch_id: str, provider: str, counts: Mapping[str, int], cost: float = 0.0) -> None:
+        """Add what a remote provider cost (calls, tokens, estimated US dollars) to the batch's
+        ``usage:{provider}:{name}`` fields."""
+        pipe = self.client.pipeline(transaction=False)
+        key = self.keys.batch(batch_id)
+        for name, count in counts.items():
+            if count:
+                pipe.hincrby(key, f"{USAGE}{provider}:{name}", count)
+        if cost:
+            pipe.hincrbyfloat(key, f"{USAGE}{provider}:cost_usd", cost)
+        pipe.execute()
 
     def read(self, batch_id: str) -> dict[str, str] | None:
         return _text(self.client.hgetall(self.keys.batch(batch_id))) or None

@@ -24,7 +24,8 @@ from legaldoc.state.scripts import Script
 
 EXTRACT = "extract"
 ENTITIES = "entities"
-NAMESPACES = (EXTRACT, ENTITIES)
+MODEL = "model"  # answers of a language model by (text sha256, model, prompt version)
+NAMESPACES = (EXTRACT, ENTITIES, MODEL)
 
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -120,6 +121,19 @@ class ResultCache:
         for offset in range(0, len(names), 1000):
             removed += self.client.unlink(*names[offset : offset + 1000])
         return removed
+
+    # -- model answers ----------------------------------------------------------------------------
+
+    def model_key(self, key: str) -> str:
+        return self.keys.cache(f"{MODEL}:{key}")
+
+    def get_answer(self, key: str) -> bytes | None:
+        value = self._get({"entry": self.model_key(key), "stats": self.stats_key},
+                          {"ttl_ms": self.ttl_ms, "namespace": MODEL})  # fmt: skip
+        return decode(value) if value is not None else None
+
+    def put_answer(self, key: str, value: bytes) -> None:
+        self.client.set(self.model_key(key), encode(value, self.compress_above), px=self.ttl_ms)
 
     # -- entity indexes ---------------------------------------------------------------------------
 

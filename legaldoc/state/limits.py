@@ -44,12 +44,14 @@ class SharedRateLimiter:
         stats = self.limiter.get_window_stats(parse(limit), name)
         return Window(stats.remaining, stats.reset_time)
 
-    def acquire(self, name: str, limit: str, *, max_wait: float) -> float | None:
-        """Take one call, waiting up to `max_wait` seconds for the window to free one; the seconds
-        waited, or None when the wait would be longer (the caller gives up with a RATE_LIMIT)."""
+    def acquire(self, name: str, limit: str, *, max_wait: float, cost: int = 1) -> float | None:
+        """Take one call (or `cost` units, such as tokens; at most the whole limit), waiting up to
+        `max_wait` seconds for the window to free them; the seconds waited, or None when the wait
+        would be longer (the caller gives up with a RATE_LIMIT)."""
         item = parse(limit)
+        cost = max(1, min(cost, item.amount))
         started = time.monotonic()
-        while not self.limiter.hit(item, name):
+        while not self.limiter.hit(item, name, cost=cost):
             reset_at = self.limiter.get_window_stats(item, name).reset_time
             pause = max(0.005, reset_at - time.time())
             if time.monotonic() - started + pause > max_wait:

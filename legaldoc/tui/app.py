@@ -21,7 +21,7 @@ from legaldoc.errors import LegaldocError, ServiceUnavailable
 from legaldoc.lifecycle import ATTENTION_ORDER, MirrorState
 from legaldoc.paths import display_name
 from legaldoc.services.monitor import BatchDetail, Dashboard, DocumentView, Monitor
-from legaldoc.services.summary import BatchSummary, DocumentRow
+from legaldoc.services.summary import BatchSummary, DocumentRow, usage_line
 from legaldoc.tui import format as fmt
 
 DOCUMENTS_SHOWN = 2000  # rows of the batch screen's table; the filters reach every document
@@ -394,6 +394,7 @@ class BatchScreen(FilteredScreen):
             f"  {row.done}/{row.total} done: {row.succeeded} succeeded, {row.failed} failed, {row.skipped} skipped, "
             f"{row.cancelled} cancelled, {row.running} running, {row.pending} pending",
             f"  │  rate {fmt.rate(row.rate_per_minute)}/min  │  ETA {fmt.duration(row.eta_seconds) if row.active else '-'}",
+            *(f"\n{usage_line(provider, used)}" for provider, used in row.usage.items()),  # remote providers' cost
         )  # fmt: skip
         self.query_one("#summary", Static).update(summary)
         needle = self.query_one("#filter", FilterInput).value.strip().lower()
