@@ -174,10 +174,10 @@ def citation_mentions(sink: MentionSink) -> None:
     flat = text.translate(_FLAT)
     citations = get_citations(flat)
 
-    # Parallel citations form one case; a case cited again in full (by any of its reporters) is the same case.
     # "1 App. 12" is the record's appendix, not a reporter: it cites no case (nor does an id citation of it).
     record = {id(c) for c in citations if isinstance(c, FullCaseCitation | ShortCaseCitation) and _is_record(c)}
 
+    # Parallel citations form one case; a case cited again in full (by any of its reporters) is the same case.
     # A citation without its page ("603 U.S. ___") names no case by itself: it is only grouped by place.
     def node(citation: FullCaseCitation) -> str:
         key = _case_key(citation)
@@ -267,7 +267,7 @@ def citation_mentions(sink: MentionSink) -> None:
             section = _ID_SECTION.match(flat, end) if isinstance(citation, IdCitation) else None
             if section:  # "Id. § 1988" cites § 1988, whatever the citation before it was
                 sections_taken.add(section.start(1))
-                code = full if isinstance(full, FullLawCitation) else None
+                code = full if isinstance(full, FullLawCitation) and full.groups.get("section") else None
                 prefix = f"{code.groups.get('title') or ''} {_reporter_of_law(code)} " if code else ""
                 sink.add(EntityType.STATUTE, start, section.end(), squash(f"{prefix}§ {section.group(1)}"), "eyecite",
                          0.8 if code else 0.6, form="id")  # fmt: skip
