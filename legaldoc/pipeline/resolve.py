@@ -2,7 +2,9 @@
 
 A canonical key per type comes first (citation, court id, docket, ISO date, normalized name); guarded
 fuzzy matching (rapidfuzz) then joins names inside one key group (same type, same surname or first
-word). Dates, money, dockets, citations and courts are never merged fuzzily.
+word). Dates, money, dockets, citations and courts are never merged fuzzily. A case (keyed by its
+first reporter citation) also joins the entity that already has any of its parallel citations as
+its name or an alias, and every citation of it is kept as an alias ("parallel citation").
 """
 
 from __future__ import annotations
