@@ -44,7 +44,7 @@ trial evidence discovery deposition exhibit claim contract breach damages injunc
 rule filing docket clerk judge magistrate settlement stipulation objection memorandum brief reply opposition
 granted denied moot sanctions subpoena witness"""
 WORDS = _WORDS.split()
-TYPES = ("COURT", "JUDGE", "PARTY", "ORGANIZATION", "PERSON", "CASE_CITATION", "STATUTE", "DOCKET_NUMBER")
+TYPES = ("COURT", "JUDGE", "PARTY", "ORGANIZATION", "PERSON", "CASE", "STATUTE", "DOCKET_NUMBER")
 QUERIES = ['"motion to dismiss"', "summary judgment", "sanctions or subpoena", "deposition -witness", '"granted in part"',
            "injunction venue", "breach", '"the court"', "magistrate or clerk -docket", "stipulation settlement"]  # fmt: skip
 

@@ -26,7 +26,7 @@ STAGES: tuple[Stage, ...] = tuple(Stage)
 class EntityType(StrEnum):
     """Kinds of legal entity a mention can be."""
 
-    CASE_CITATION = "CASE_CITATION"
+    CASE = "CASE"
     STATUTE = "STATUTE"
     RULE = "RULE"
     COURT = "COURT"

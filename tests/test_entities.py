@@ -36,12 +36,14 @@ def test_offsets_slice_the_stored_text_for_every_mention_type(corpus_run):
     assert expected <= seen_types, expected - seen_types
 
 
-def test_vector_pdf_has_at_least_150_citation_mentions(corpus_run):
+def test_vector_pdf_has_at_least_135_citation_mentions(corpus_run):
+    """Its 21 citations of the record's appendix ("1 App. 12" and the id citations after them) are no
+    case citations (test_cases.py), so 135 rather than the 150 counted when they were."""
     _, _, reports = corpus_run
     report = reports["vector-pdf.pdf"]
     assert report.pages == 30
-    citations = [m for m in report.mentions if m["type"] in ("CASE_CITATION", "STATUTE", "RULE")]
-    assert len(citations) >= 150
+    citations = [m for m in report.mentions if m["type"] in ("CASE", "STATUTE", "RULE")]
+    assert len(citations) >= 135
     normalized = {m["normalized"] for m in citations}
     assert "200 U.S. 321" in normalized and "560 U.S. 330" in normalized
 
@@ -50,7 +52,7 @@ def test_short_and_id_citations_resolve_to_their_full_citation():
     text = ("See Bell Atl. Corp. v. Twombly, 550 U.S. 544, 555 (2007). Id. at 556. The rule is plain. "
             "Twombly, 550 U.S. at 570. Under 42 U.S.C. § 1983 and Fed. R. Civ. P. 12(b)(6), the claim fails.")  # fmt: skip
     mentions = LocalEntityProvider().extract(text)
-    citations = [(m.text, m.normalized, m.attrs.get("form")) for m in mentions if m.type is EntityType.CASE_CITATION]
+    citations = [(m.text, m.normalized, m.attrs.get("form")) for m in mentions if m.type is EntityType.CASE]
     assert ("550 U.S. 544", "550 U.S. 544", "full") in citations
     assert any(form == "id" and normalized == "550 U.S. 544" for _, normalized, form in citations)
     assert any(form == "short" and normalized == "550 U.S. 544" for _, normalized, form in citations)
@@ -195,7 +197,7 @@ def test_citations_broken_across_lines_are_found_with_exact_offsets(text, citati
     mentions = LocalEntityProvider().extract(text)
     assert all(text[m.start : m.end] == m.text for m in mentions)
     if citation:
-        assert citation in {m.normalized for m in mentions if m.type is EntityType.CASE_CITATION}
+        assert citation in {m.normalized for m in mentions if m.type is EntityType.CASE}
     else:
         assert any(m.type is EntityType.STATUTE and "1983" in m.normalized for m in mentions)
 

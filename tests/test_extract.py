@@ -36,7 +36,7 @@ def test_legacy_formats_are_converted_with_libreoffice(corpus_run):
     for name in ("word-doc.doc", "word-perfect.wpd"):
         report = reports[name]
         assert report.status == "done", report.error
-        assert any(m["type"] == "CASE_CITATION" for m in report.mentions)
+        assert any(m["type"] == "CASE" for m in report.mentions)
 
 
 @pytest.mark.parametrize("name, kind", [("word-doc.doc", "a legacy Word (.doc)"), ("word-perfect.wpd", "a WordPerfect (.wpd)")])

@@ -21,6 +21,7 @@ from legaldoc.paths import source_text
 from legaldoc.services.openai_entities import preflight as preflight_entities
 from legaldoc.services.process import expand_paths, process_sources
 from legaldoc.services.queries import (
+    cited_cases,
     document_mentions,
     document_relations,
     entity_detail,
@@ -185,11 +186,15 @@ def entities(
     rt: Runtime,
     entity: Annotated[str | None, typer.Argument(help="One entity in detail: its id, name, key or an alias.")] = None,
     project: ProjectOption = None,
-    entity_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this entity type, e.g. COURT.")] = None,
+    entity_type: Annotated[str | None, typer.Option("--type", "-t", help="Only this entity type, e.g. COURT; CASE lists the most cited cases with their citations, forms and pin cites.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many entities.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List a project's canonical entities with their aliases and mention counts; or show one."""
+    """List a project's canonical entities with their aliases and mention counts; or show one.
+
+    With --type CASE: the cases the documents cite, most cited first, each with its parallel
+    citations, the documents citing it, its mentions in every form (full, parallel, short, supra,
+    id) and the pages cited."""
     from legaldoc.models import EntityType
 
     if entity_type and entity_type.upper() not in EntityType.__members__:
@@ -204,6 +209,9 @@ def entities(
         for detail in details:
             _print_entity(detail)
         return
+    if entity_type and entity_type.upper() == EntityType.CASE:
+        _print_cases(rt, limit, json_output)
+        return
     with handled():
         rows = list_entities(rt.database, rt.settings.project, entity_type.upper() if entity_type else None, limit)
     if json_output:
@@ -213,6 +221,20 @@ def entities(
     for row in rows:
         table.add_row(row["type"], row["name"][:70], str(row["mentions"]), str(row["documents"]),
                       "; ".join(a["alias"] for a in row["aliases"])[:80])  # fmt: skip
+    stdout.print(table)
+
+
+def _print_cases(rt: Runtime, limit: int | None, json_output: bool) -> None:
+    with handled():
+        cases = cited_cases(rt.database, rt.settings.project, limit)
+    if json_output:
+        emit_json([case.as_json() for case in cases])
+        return
+    table = Table("case", "citations", "year", "docs", "mentions", "forms", "pin cites", box=None)
+    for case in cases:
+        table.add_row((case.case_name or "-")[:50], "; ".join([case.name, *(a["alias"] for a in case.aliases)])[:60],
+                      case.year or "-", str(case.documents), str(case.mentions),
+                      ", ".join(f"{form} {count}" for form, count in case.forms.items()), ", ".join(case.pin_cites)[:60])  # fmt: skip
     stdout.print(table)
 
 

@@ -18,10 +18,10 @@ from legaldoc.models import (
     RelationType,
 )
 
-CITATION_TYPES = frozenset({EntityType.CASE_CITATION, EntityType.STATUTE, EntityType.RULE})
+CITATION_TYPES = frozenset({EntityType.CASE, EntityType.STATUTE, EntityType.RULE})
 CO_OCCURRENCE_TYPES = frozenset(
     {
-        EntityType.CASE_CITATION, EntityType.STATUTE, EntityType.RULE, EntityType.COURT, EntityType.JUDGE,
+        EntityType.CASE, EntityType.STATUTE, EntityType.RULE, EntityType.COURT, EntityType.JUDGE,
         EntityType.PARTY, EntityType.CASE_NAME, EntityType.DOCKET_NUMBER, EntityType.ATTORNEY,
         EntityType.PERSON, EntityType.ORGANIZATION, EntityType.LAW_FIRM,
     }

@@ -2,7 +2,9 @@
 
 A canonical key per type comes first (citation, court id, docket, ISO date, normalized name); guarded
 fuzzy matching (rapidfuzz) then joins names inside one key group (same type, same surname or first
-word). Dates, money, dockets, citations and courts are never merged fuzzily.
+word). Dates, money, dockets, citations and courts are never merged fuzzily. A case (keyed by its
+first reporter citation) also joins the entity that already has any of its parallel citations as
+its name or an alias, and every citation of it is kept as an alias ("parallel citation").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from legaldoc.models import PERSON_TYPES, CanonicalEntity, EntityType, Mention
 
 EXACT_TYPES = frozenset(
     {
-        EntityType.CASE_CITATION,
+        EntityType.CASE,
         EntityType.STATUTE,
         EntityType.RULE,
         EntityType.COURT,
@@ -102,6 +104,21 @@ def _fuzzy_reason(mention_type: EntityType, key: str, candidate: str, threshold:
     return None
 
 
+PARALLEL_CITATION = "parallel citation"
+
+
+def _blank_page(citation: str) -> bool:
+    """'603 U.S. ___': a citation without its page names no one case."""
+    return "___" in citation
+
+
+def _spelling(mention: Mention) -> str:
+    """How a mention names its entity: its display name when the extractor gave one (a court's
+    'N.D. Ill.' for the id 'ilnd'), else its normalized value."""
+    display = mention.attrs.get("display_name")
+    return str(display) if display else mention.normalized
+
+
 def _name_rank(entity_type: EntityType, name: str) -> tuple:
     """Which spelling names an entity: the fullest, then not all capitals, then alphabetical.
     A total order, so an entity's name and aliases do not depend on the order documents arrive in."""
@@ -129,6 +146,13 @@ def resolve_mentions(
         for key in entities:
             groups.setdefault((entity_type, _group_key(entity_type, key)), []).append(key)
 
+    cited_as: dict[str, str] = {}  # a case's every reporter citation (key form) -> the key of its CASE entity
+    for key, entity in known.get(EntityType.CASE, {}).items():
+        for alias in entity.aliases:
+            if not _blank_page(alias):
+                cited_as.setdefault(canonical_key(EntityType.CASE, alias), key)
+        cited_as.setdefault(key, key)
+
     for mention in mentions:
         key = canonical_key(mention.type, mention.normalized)
         if not key:
@@ -136,6 +160,13 @@ def resolve_mentions(
         by_type = known.setdefault(mention.type, {})
         target = key if key in by_type else None
         reason = "same canonical key"
+        parallel = [str(c) for c in mention.attrs.get("parallel") or ()] if mention.type is EntityType.CASE else []
+        if target is None and mention.type is EntityType.CASE:
+            for citation in [mention.normalized, *parallel]:
+                found = cited_as.get(canonical_key(EntityType.CASE, citation))
+                if found and not _blank_page(citation):
+                    target, reason = found, PARALLEL_CITATION
+                    break
         if target is None:
             for candidate in groups.get((mention.type, _group_key(mention.type, key)), []):
                 fuzzy = _fuzzy_reason(mention.type, key, candidate, threshold)
@@ -143,19 +174,25 @@ def resolve_mentions(
                     target, reason = candidate, fuzzy
                     break
         if target is None:
-            entity = CanonicalEntity(type=mention.type, key=key, name=mention.normalized)
+            entity = CanonicalEntity(type=mention.type, key=key, name=_spelling(mention))
             by_type[key] = entity
             groups.setdefault((mention.type, _group_key(mention.type, key)), []).append(key)
             target = key
             reason = "first mention"
         entity = by_type[target]
-        if mention.normalized != entity.name:
-            if _name_rank(mention.type, mention.normalized) < _name_rank(mention.type, entity.name):
+        if mention.type is EntityType.CASE:  # a case is named by its first citation; the others are aliases
+            for citation in [mention.normalized, *parallel]:
+                if citation != entity.name:
+                    entity.aliases.setdefault(citation, PARALLEL_CITATION)
+                if not _blank_page(citation):
+                    cited_as.setdefault(canonical_key(EntityType.CASE, citation), target)
+        elif (spelling := _spelling(mention)) != entity.name:
+            if _name_rank(mention.type, spelling) < _name_rank(mention.type, entity.name):
                 entity.aliases.setdefault(entity.name, reason)
-                entity.aliases.pop(mention.normalized, None)
-                entity.name = mention.normalized
+                entity.aliases.pop(spelling, None)
+                entity.name = spelling
             else:
-                entity.aliases.setdefault(mention.normalized, reason)
+                entity.aliases.setdefault(spelling, reason)
         resolution.entity_of_mention.append((mention.type, target))
         resolution.entities[(mention.type, target)] = entity
     return resolution

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ from sqlalchemy.orm import aliased, undefer
 
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
+from legaldoc.models import EntityType
 from legaldoc.moments import iso
 from legaldoc.paths import MEMBER_SEPARATOR, is_remote, source_text
 from legaldoc.services.export import snippet
@@ -105,6 +109,68 @@ def list_entities(database: Database, project: str, entity_type: str | None = No
              "documents": documents, "aliases": sorted(aliases.get(entity.id, []), key=lambda a: a["alias"])}  # fmt: skip
             for entity, mentions, documents in rows
         ]
+
+
+@dataclass(frozen=True)
+class CitedCase:
+    """A case the project's documents cite: its citations, how often and where (pin cites), in what forms."""
+
+    id: int
+    key: str
+    name: str  # its first reporter citation
+    case_name: str | None  # 'Bell Atlantic Corp. v. Twombly', as its full citations name it most often
+    year: str | None
+    mentions: int  # citations of it in every form: full, parallel, short, supra, id
+    documents: int  # documents citing it
+    forms: dict[str, int]  # mentions by form
+    pin_cites: list[str]  # the pages cited, in page order
+    aliases: list[dict[str, str]]  # its other reporter citations ({alias, reason})
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": EntityType.CASE.value, **asdict(self)}
+
+
+def _page_order(pin: str) -> tuple[int, str]:
+    found = re.search(r"\d+", pin)
+    return (int(found.group(0)) if found else 1 << 30, pin)
+
+
+def cited_cases(database: Database, project: str, limit: int | None = None) -> list[CitedCase]:
+    """The project's cases, most cited first (by documents citing them, then by mentions)."""
+    with database.read() as session:
+        project_row = repo.require_project(session, project)
+        counts = (
+            select(MentionRow.entity_id, func.count().label("mentions"), func.count(func.distinct(MentionRow.document_id)).label("documents"))
+            .group_by(MentionRow.entity_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(Entity, counts.c.mentions, counts.c.documents).join(counts, counts.c.entity_id == Entity.id)
+            .where(Entity.project_id == project_row.id, Entity.type == EntityType.CASE.value)
+            .order_by(counts.c.documents.desc(), counts.c.mentions.desc(), Entity.key).limit(limit)
+        ).all()  # fmt: skip
+        ids = [entity.id for entity, _, _ in rows]
+        aliases: dict[int, list[dict[str, str]]] = {}
+        attrs: dict[int, list[dict[str, Any]]] = {}
+        for offset in range(0, len(ids), 500):
+            part = ids[offset : offset + 500]
+            for alias in session.scalars(select(EntityAlias).where(EntityAlias.entity_id.in_(part))):
+                aliases.setdefault(alias.entity_id, []).append({"alias": alias.alias, "reason": alias.reason})
+            for entity_id, mention_attrs in session.execute(select(MentionRow.entity_id, MentionRow.attrs).where(MentionRow.entity_id.in_(part))):
+                attrs.setdefault(entity_id, []).append(mention_attrs or {})
+    result = []
+    for entity, mentions, documents in rows:
+        found = attrs.get(entity.id, [])
+        names = Counter(str(a["case_name"]) for a in found if a.get("case_name"))
+        years = Counter(str(a["year"]) for a in found if a.get("year"))  # on a tie the earliest: a later one is often the citing text's
+        pins = {str(a["pin_cite"]) for a in found if a.get("pin_cite")}
+        result.append(CitedCase(
+            id=entity.id, key=entity.key, name=entity.name, case_name=names.most_common(1)[0][0] if names else None,
+            year=min(years, key=lambda y: (-years[y], y)) if years else None, mentions=mentions, documents=documents,
+            forms=dict(Counter(str(a.get("form") or "unknown") for a in found).most_common()),
+            pin_cites=sorted(pins, key=_page_order), aliases=sorted(aliases.get(entity.id, []), key=lambda a: a["alias"]),
+        ))  # fmt: skip
+    return result
 
 
 # -- finding things by what users know ------------------------------------------------------------

@@ -99,6 +99,18 @@ def _court_ids() -> frozenset[str]:
 
 
 @cache
+def _display_names() -> dict[str, str]:
+    from courts_db import courts
+
+    return {court["id"]: court.get("citation_string") or court.get("name") or court["id"] for court in courts}
+
+
+def court_display_name(court_id: str) -> str:
+    """How a court is cited ('N.D. Ill.' for 'ilnd'): courts-db's citation string, else its name."""
+    return _display_names().get(court_id, court_id)
+
+
+@cache
 def find_court_id(name: str) -> str | None:
     """courts-db's id for a court name when it names exactly one court."""
     from courts_db import find_court
@@ -108,6 +120,7 @@ def find_court_id(name: str) -> str | None:
 
 
 def court_mentions(sink: MentionSink) -> None:
+    """Courts, normalized to their courts-db id, with the name they are cited by as `display_name`."""
     text = sink.text
     table = _federal_trial_table()
     taken: list[tuple[int, int]] = []
@@ -120,13 +133,13 @@ def court_mentions(sink: MentionSink) -> None:
         if court_id is None and not direction:  # "District Court ... of Columbia" or undivided states
             court_id = table.get((kind, "", state))
         if court_id:
-            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95)
+            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95, display_name=court_display_name(court_id))
             taken.append((match.start(), match.end()))
     ids = _court_ids()
     for match in _BAP.finditer(text):
         court_id = f"bap{_CIRCUIT_NUMBERS[match['ordinal'].lower()]}"
         if court_id in ids:
-            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95)
+            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95, display_name=court_display_name(court_id))
             taken.append((match.start(), match.end()))
     for match in _OTHER_COURTS.finditer(text):
         if any(s <= match.start() < e for s, e in taken):
@@ -134,15 +147,15 @@ def court_mentions(sink: MentionSink) -> None:
         candidate = re.sub(r"\bfor (?!the\b)", "for the ", squash(match.group(0)), flags=re.I)
         court_id = find_court_id(candidate.title() if candidate.isupper() else candidate)
         if court_id:
-            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.9)
+            sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.9, display_name=court_display_name(court_id))
             taken.append((match.start(), match.end()))
     for match in _CIRCUIT_ONLY.finditer(text):
         if any(s <= match.start() < e for s, e in taken):
             continue
         court_id = _CIRCUIT_IDS[squash(match["ordinal"]).lower()]
-        sink.add(EntityType.COURT, match.start(), match.end(), court_id, "rules", 0.75)
+        sink.add(EntityType.COURT, match.start(), match.end(), court_id, "rules", 0.75, display_name=court_display_name(court_id))
     for match in _ECF_HOST.finditer(text):
         code = match["court"].lower()
         court_id = _PACER_TO_COURTLISTENER.get(code, code)
         if court_id in ids:
-            sink.add(EntityType.COURT, match.start("court"), match.end("court"), court_id, "ecf-host", 0.7)
+            sink.add(EntityType.COURT, match.start("court"), match.end("court"), court_id, "ecf-host", 0.7, display_name=court_display_name(court_id))

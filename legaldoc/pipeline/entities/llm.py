@@ -36,7 +36,7 @@ from legaldoc.pipeline.entities.base import squash
 
 T = TypeVar("T")
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 CHARS_PER_TOKEN = 4  # the estimate used for packing and the shared token limit (no tokenizer needed)
 PROMPT_OVERHEAD_TOKENS = 350  # instructions and schema, sent with every piece
 MODEL_CONFIDENCE = 0.8
@@ -57,7 +57,7 @@ class ModelMode(StrEnum):
 # -- the structured answer ---------------------------------------------------------------------
 
 ModelType = Literal[
-    "CASE_CITATION", "STATUTE", "RULE", "COURT", "JUDGE", "PARTY", "CASE_NAME", "DOCKET_NUMBER",
+    "CASE", "STATUTE", "RULE", "COURT", "JUDGE", "PARTY", "CASE_NAME", "DOCKET_NUMBER",
     "ATTORNEY", "PERSON", "ORGANIZATION", "LAW_FIRM", "DATE", "MONEY",
 ]  # fmt: skip
 
