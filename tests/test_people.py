@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import networkx as nx
 import pytest
 from sqlalchemy import func, select
 
@@ -13,6 +14,7 @@ from legaldoc.models import CanonicalEntity, EntityRef, EntityType, Mention, Rel
 from legaldoc.pipeline.entities.base import last_first_to_first_last, normalize_person
 from legaldoc.pipeline.people import link_people, parse_person, same_person
 from legaldoc.pipeline.resolve import canonical_key, resolve_mentions
+from legaldoc.services.export import ExportFormat, export
 from legaldoc.services.process import sha256_file
 from legaldoc.services.queries import entity_detail, list_entities, show_document
 from legaldoc.services.stages import StageRunner
@@ -190,3 +192,9 @@ def test_same_as_links_through_the_stages_are_project_wide_and_idempotent(settin
     ]
     shown = show_document(database, notice)["same_as"]
     assert [(row["entity"]["name"], [link["name"] for link in row["same_as"]]) for row in shown] == [("John Smith", ["John A. Smith"])]
+
+    graphml = tmp_path / "people.graphml"  # the link is an edge of the exported graph
+    export(database, "people", ExportFormat.GRAPHML, graphml)
+    graph = nx.read_graphml(graphml, force_multigraph=True)
+    same = [(graph.nodes[a]["label"], graph.nodes[b]["label"], data["reason"]) for a, b, data in graph.edges(data=True) if data["type"] == "SAME_AS"]
+    assert same == [("John Smith", "John A. Smith", "same given name and surname; middle name on one side only")]
