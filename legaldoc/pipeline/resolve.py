@@ -1,8 +1,10 @@
 """The resolve stage: mentions to project-wide canonical entities, with a stored reason for every merge.
 
-A canonical key per type comes first (citation, court id, docket, ISO date, normalized name); guarded
-fuzzy matching (rapidfuzz) then joins names inside one key group (same type, same surname or first
-word). Dates, money, dockets, citations and courts are never merged fuzzily.
+A canonical key per type comes first (citation, court id, docket, ISO date, normalized name; an
+organization's without its legal form, by cleanco); guarded fuzzy matching (rapidfuzz) then joins
+names inside one key group (same type, same surname or first word). Dates, money, dockets, citations
+and courts are never merged fuzzily. People of different types who are one human are linked, not
+merged (`pipeline.people`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cleanco import basename
 from rapidfuzz import fuzz
@@ -46,14 +49,17 @@ def canonical_key(mention_type: EntityType, normalized: str) -> str:
     if mention_type in PERSON_TYPES:
         kept = [w for w in words if w not in _PERSON_NOISE]
         return " ".join(kept or words)
-    return organization_key(normalized) or " ".join(words)
+    if mention_type in ORG_TYPES:
+        return organization_key(normalized) or " ".join(words)
+    return " ".join(words)
 
 
+@lru_cache(maxsize=65536)
 def organization_key(name: str) -> str:
-    """An organization's name without its legal form: cleanco strips trailing company suffixes
-    ('Inc.', 'Incorporated', 'L.L.C.', 'GmbH', 'S.A.', several in a row); a leading 'The', a trailing
-    'et al.' and a bank's 'N.A.' go too. Words inside the name stay ('A Better Way LLC',
-    'Acme Co Holdings'). Empty when nothing but a legal form is left."""
+    """An organization's name without its legal form, folded: cleanco strips trailing company
+    suffixes ('Inc.', 'Incorporated', 'L.L.C.', 'GmbH', 'S.A.', several in a row); a leading 'The', a
+    trailing 'et al.' and a bank's 'N.A.' go too. Words inside the name stay ('A Better Way LLC',
+    'Acme Co Holdings'); a name that is nothing but a legal form keeps it ('Inc.' is 'inc')."""
     while True:
         shorter = str(basename(_ORG_TAIL.sub("", _ET_AL.sub("", name))))
         if shorter == name or not fold(shorter):
