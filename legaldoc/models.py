@@ -55,6 +55,8 @@ class RelationType(StrEnum):
     PRESIDES_OVER = "PRESIDES_OVER"
     FILED_IN = "FILED_IN"
     CO_OCCURS_WITH = "CO_OCCURS_WITH"
+    SAME_AS = "SAME_AS"
+    """Project-wide, not per document: two person entities of different types are one human."""
 
 
 class Frozen(BaseModel):
@@ -146,6 +148,15 @@ class Relationship(BaseModel):
     target: EntityRef
     weight: float = 1.0
     evidence: list[Evidence] = Field(default_factory=list)
+
+
+class EntityLink(Frozen):
+    """A project-wide edge between two canonical entities that needs no document: SAME_AS, with why."""
+
+    type: RelationType
+    source: EntityRef
+    target: EntityRef
+    reason: str
 
 
 class StageError(BaseModel):

@@ -346,3 +346,11 @@ def test_bankruptcy_chapter_suffixes_and_mdl_numbers(text, dockets):
 ])  # fmt: skip
 def test_numeric_date_formats(text, dates):
     assert [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.DATE] == dates
+
+
+def test_counsel_block_names_above_the_header_are_whole_names():
+    """A name on a line above 'Counsel for ...' is the whole name, not the slice one character to its left."""
+    text = "Respectfully submitted,\n/s/ Mary Jones\nMary Jones\nCounsel for Plaintiff\n"
+    attorneys = [m for m in LocalEntityProvider().extract(text) if m.type is EntityType.ATTORNEY]
+    assert len(attorneys) == 2
+    assert all(m.text == m.normalized == "Mary Jones" == text[m.start : m.end] for m in attorneys)

@@ -17,13 +17,20 @@ from legaldoc.errors import UsageError
 from legaldoc.services.export import ExportFormat, export
 from legaldoc.services.process import process_paths
 from legaldoc.storage import repository as repo
-from legaldoc.storage.tables import Document, Entity, EntityAlias, MentionRow, RelationshipRow
+from legaldoc.storage.tables import (
+    Document,
+    Entity,
+    EntityAlias,
+    EntityLinkRow,
+    MentionRow,
+    RelationshipRow,
+)
 from tests.conftest import DOCUMENTS, NEF
 from tests.test_cli import legaldoc
 
 INPUTS = [*sorted(NEF.glob("*.txt"))[:8], DOCUMENTS / "ca4_17.pdf", DOCUMENTS / "gov.uscourts.cand.203070.27.0.pdf"]
 TABLE_MODELS = {"documents": Document, "mentions": MentionRow, "entities": Entity, "aliases": EntityAlias,
-                "relationships": RelationshipRow}  # fmt: skip
+                "relationships": RelationshipRow, "links": EntityLinkRow}  # fmt: skip
 
 
 @pytest.fixture
@@ -73,7 +80,7 @@ def test_every_format_round_trips(processed, tmp_path):
     export(database, "acme", ExportFormat.GRAPHML, graphml)
     graph = nx.read_graphml(graphml, force_multigraph=True)
     assert graph.number_of_nodes() == counts["documents"] + counts["entities"]
-    assert graph.number_of_edges() == counts["relationships"]
+    assert graph.number_of_edges() == counts["relationships"] + counts["links"]
     kinds = {data["kind"] for _, data in graph.nodes(data=True)}
     assert kinds == {"document", "entity"}
     assert all(isinstance(data["weight"], float) and data["type"] for *_, data in graph.edges(data=True))
@@ -86,7 +93,7 @@ def test_every_format_round_trips(processed, tmp_path):
     neo4j = tmp_path / "neo4j"
     export(database, "acme", ExportFormat.NEO4J, neo4j)
     nodes, relationships = _check_neo4j_import(neo4j)
-    assert nodes == counts["documents"] + counts["entities"] and relationships == counts["relationships"]
+    assert nodes == counts["documents"] + counts["entities"] and relationships == counts["relationships"] + counts["links"]
 
 
 _HEADER = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)?:(?P<type>ID|START_ID|END_ID|LABEL|TYPE|int|long|float|double|"

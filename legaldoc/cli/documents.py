@@ -121,6 +121,12 @@ def show(
             table.add_row(mention["type"], " ".join(mention["text"].split())[:60], mention["normalized"][:60], str(mention["page"]),
                           f"{mention['start']}-{mention['end']}")  # fmt: skip
     stdout.print(table)
+    if detail["same_as"]:
+        people = Table("entity", "same person as", "why", box=None)
+        for row in detail["same_as"]:
+            for link in row["same_as"]:
+                people.add_row(f"{row['entity']['type']} {row['entity']['name']}", f"{link['type']} {link['name']}", link["reason"])
+        stdout.print(people)
     if relations:
         _print_relations(detail["relationship_list"])
     if text and detail.get("text"):
@@ -217,10 +223,11 @@ def entities(
     if json_output:
         emit_json(rows)
         return
-    table = Table("type", "name", "mentions", "docs", "aliases", box=None)
+    table = Table("type", "name", "mentions", "docs", "aliases", "same person as", box=None)
     for row in rows:
         table.add_row(row["type"], row["name"][:70], str(row["mentions"]), str(row["documents"]),
-                      "; ".join(a["alias"] for a in row["aliases"])[:80])  # fmt: skip
+                      "; ".join(a["alias"] for a in row["aliases"])[:80],
+                      "; ".join(f"{link['type']} {link['name']}" for link in row["same_as"])[:60])  # fmt: skip
     stdout.print(table)
 
 
@@ -246,6 +253,11 @@ def _print_entity(detail: dict) -> None:
         for alias in detail["aliases"]:
             aliases.add_row(alias["alias"], alias["reason"])
         stdout.print(aliases)
+    if detail["same_as"]:
+        people = Table("same person as", "entity", "why", box=None)
+        for link in detail["same_as"]:
+            people.add_row(f"{link['type']} {link['name']}", str(link["id"]), link["reason"])
+        stdout.print(people)
     table = Table("doc", "page", "context", box=None)
     for document in detail["documents"]:
         stdout.print(Text(document["source"], style="dim"))

@@ -1,22 +1,26 @@
 """The resolve stage: mentions to project-wide canonical entities, with a stored reason for every merge.
 
-A canonical key per type comes first (citation, court id, docket, ISO date, normalized name); guarded
-fuzzy matching (rapidfuzz) then joins names inside one key group (same type, same surname or first
-word). Dates, money, dockets, citations and courts are never merged fuzzily. A case (keyed by its
-first reporter citation) also joins the entity that already has any of its parallel citations as
-its name or an alias, and every citation of it is kept as an alias ("parallel citation").
+A canonical key per type comes first (citation, court id, docket, ISO date, normalized name; an
+organization's without its legal form, by cleanco); guarded fuzzy matching (rapidfuzz) then joins
+names inside one key group (same type, same surname or first word). Dates, money, dockets, citations
+and courts are never merged fuzzily. A case (keyed by its first reporter citation) also joins the
+entity that already has any of its parallel citations as its name or an alias, and every citation of
+it is kept as an alias ("parallel citation"). People of different types who are one human are
+linked, not merged (`pipeline.people`).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from cleanco import basename
 from rapidfuzz import fuzz
 
 from legaldoc.models import PERSON_TYPES, CanonicalEntity, EntityType, Mention
+from legaldoc.pipeline.people import conflicts, fold
 
 EXACT_TYPES = frozenset(
     {
@@ -30,29 +34,41 @@ EXACT_TYPES = frozenset(
     }
 )
 _PERSON_NOISE = frozenset({"jr", "sr", "ii", "iii", "iv", "esq", "hon", "honorable", "judge", "mr", "ms", "mrs", "dr"})
-_ORG_NOISE = frozenset(
-    ["the", "inc", "incorporated", "llc", "l", "l", "c", "corp", "corporation", "co", "company", "ltd", "limited", "llp", "l", "l", "p", "pllc", "pc", "p", "c", "pa", "p", "a", "n", "a", "na", "lp", "plc", "et", "al"]
-)
-
-
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    text = re.sub(r"[^\w§]+", " ", text)
-    return " ".join(text.split())
+ORG_TYPES = frozenset({EntityType.ORGANIZATION, EntityType.LAW_FIRM, EntityType.PARTY})
+_ET_AL = re.compile(r"[\s,]*\bet\.?\s+al\b\.?\s*$", re.IGNORECASE)
+_ORG_TAIL = re.compile(r"[\s,]*\b(?:N\.?\s?A|National\s+Association|P\.?\s?A)\b\.?\s*$", re.IGNORECASE)
+"""Legal forms cleanco does not know: a bank's 'N.A.', a professional association's 'P.A.'."""
 
 
 def canonical_key(mention_type: EntityType, normalized: str) -> str:
     """The exact key of a normalized value: equal keys are the same entity without any fuzzy step."""
     if mention_type in EXACT_TYPES:
         return " ".join(normalized.split()).casefold() if mention_type != EntityType.COURT else normalized
-    words = _fold(normalized).split()
-    noise = _PERSON_NOISE if mention_type in PERSON_TYPES else _ORG_NOISE
+    words = fold(normalized).split()
     if mention_type is EntityType.CASE_NAME:
         words = [w for w in words if w not in ("et", "al")]
         return " ".join(words)
-    kept = [w for w in words if w not in noise]
-    return " ".join(kept or words)
+    if mention_type in PERSON_TYPES:
+        kept = [w for w in words if w not in _PERSON_NOISE]
+        return " ".join(kept or words)
+    if mention_type in ORG_TYPES:
+        return organization_key(normalized) or " ".join(words)
+    return " ".join(words)
+
+
+@lru_cache(maxsize=65536)
+def organization_key(name: str) -> str:
+    """An organization's name without its legal form, folded: cleanco strips trailing company
+    suffixes ('Inc.', 'Incorporated', 'L.L.C.', 'GmbH', 'S.A.', several in a row); a leading 'The', a
+    trailing 'et al.' and a bank's 'N.A.' go too. Words inside the name stay ('A Better Way LLC',
+    'Acme Co Holdings'); a name that is nothing but a legal form keeps it ('Inc.' is 'inc')."""
+    while True:
+        shorter = str(basename(_ORG_TAIL.sub("", _ET_AL.sub("", name))))
+        if shorter == name or not fold(shorter):
+            break
+        name = shorter
+    words = fold(name).split()
+    return " ".join(words[1:] if len(words) > 1 and words[0] == "the" else words)
 
 
 def _group_key(mention_type: EntityType, key: str) -> str:
@@ -170,6 +186,8 @@ def resolve_mentions(
         if target is None:
             for candidate in groups.get((mention.type, _group_key(mention.type, key)), []):
                 fuzzy = _fuzzy_reason(mention.type, key, candidate, threshold)
+                if fuzzy and mention.type in PERSON_TYPES and conflicts(mention.normalized, by_type[candidate]):
+                    continue  # 'Jane Smith' never joins the 'J. Smith' that 'John Smith' already joined
                 if fuzzy:
                     target, reason = candidate, fuzzy
                     break

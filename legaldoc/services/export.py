@@ -5,9 +5,10 @@ in slices of rows, so memory stays flat whatever the project's size:
 
 - jsonl: one object per document, the shape of `process --json` plus its canonical entities and
   its relationships with evidence (per-document streams merged by document id);
-- csv: documents, mentions (with a context snippet), entities, aliases, relationships;
-- graphml: documents and entities as nodes, relationships as typed, weighted edges, written as it
-  goes (networkx and Gephi read it);
+- csv: documents, mentions (with a context snippet), entities, aliases, relationships, links
+  (project-wide SAME_AS between the person entities of one human, with the reason);
+- graphml: documents and entities as nodes, relationships as typed, weighted edges and links as
+  SAME_AS edges with their reason, written as it goes (networkx and Gephi read it);
 - neo4j: node and relationship CSVs with the headers `neo4j-admin database import full` reads, an
   `import.sh` with the command, and `constraints.cypher`;
 - parquet: one file per table through pyarrow (optional extra).
@@ -126,6 +127,7 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[rows.Scope], Any]]] = {
     "entities": (rows.ENTITY_COLUMNS, rows.entities),
     "aliases": (rows.ALIAS_COLUMNS, rows.aliases),
     "relationships": (rows.RELATIONSHIP_COLUMNS, lambda scope: rows.relationships(scope, json_as_text=True)),
+    "links": (rows.LINK_COLUMNS, rows.links),
 }
 
 
@@ -179,7 +181,7 @@ def export(
 def _total(session: Session, scope: rows.Scope, fmt: ExportFormat) -> int:
     if fmt is ExportFormat.JSONL:
         return rows.count(session, rows.documents(scope))
-    tables = ("documents", "entities", "relationships") if fmt in (ExportFormat.GRAPHML, ExportFormat.NEO4J) else TABLES
+    tables = ("documents", "entities", "relationships", "links") if fmt in (ExportFormat.GRAPHML, ExportFormat.NEO4J) else TABLES
     return sum(rows.count(session, TABLES[name][1](scope)) for name in tables)
 
 
@@ -312,7 +314,7 @@ def _csv(session: Session, scope: rows.Scope, folder: Path, tick: Tick, excel: b
 _XML_INVALID = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF])
 _NODE_KEYS = (("label", "string"), ("kind", "string"), ("type", "string"), ("key", "string"), ("source", "string"),
               ("status", "string"), ("pages", "int"), ("mentions", "long"), ("documents", "long"))  # fmt: skip
-_EDGE_KEYS = (("type", "string"), ("weight", "double"), ("evidence", "string"), ("document_id", "long"))
+_EDGE_KEYS = (("type", "string"), ("weight", "double"), ("evidence", "string"), ("document_id", "long"), ("reason", "string"))
 
 
 def _xml(value: Any) -> str:
@@ -354,6 +356,11 @@ def _graphml(session: Session, scope: rows.Scope, path: Path, tick: Tick, _excel
                       f'{_data("e_document_id", r.document_id)}</edge>\n')  # fmt: skip
             count += 1
             tick(1)
+        for link in rows.stream(session, rows.links(scope)):
+            out.write(f'    <edge id="l{link.id}" source="e{link.source_entity_id}" target="e{link.target_entity_id}">'
+                      f'{_data("e_type", link.type)}{_data("e_weight", 1.0)}{_data("e_reason", link.reason)}</edge>\n')  # fmt: skip
+            count += 1
+            tick(1)
         out.write("  </graph>\n</graphml>\n")
     return [(path.name, count)]
 
@@ -364,7 +371,7 @@ NEO4J_FILES = {
     "nodes-documents.csv": ["documentId:ID(Document)", "source", "status", "kind", "pages:int", "ocr_pages:int", "sha256", ":LABEL"],
     "nodes-entities.csv": ["entityId:ID(Entity)", "type", "key", "name", "mentions:long", "documents:long", ":LABEL"],
     "rels-entities.csv": [":START_ID(Entity)", ":END_ID(Entity)", ":TYPE", "relationshipId:long", "documentId:long",
-                          "weight:double", "evidence"],
+                          "weight:double", "evidence", "reason"],
     "rels-documents.csv": [":START_ID(Document)", ":END_ID(Entity)", ":TYPE", "relationshipId:long", "documentId:long",
                            "weight:double", "evidence"],
 }  # fmt: skip
@@ -415,7 +422,9 @@ def _neo4j(session: Session, scope: rows.Scope, folder: Path, tick: Tick, _excel
             if r.source_entity_id is None:
                 put("rels-documents.csv", [r.document_id, r.target_entity_id, r.type, r.id, r.document_id, r.weight, evidence])
             else:
-                put("rels-entities.csv", [r.source_entity_id, r.target_entity_id, r.type, r.id, r.document_id, r.weight, evidence])
+                put("rels-entities.csv", [r.source_entity_id, r.target_entity_id, r.type, r.id, r.document_id, r.weight, evidence, None])
+        for link in rows.stream(session, rows.links(scope)):  # SAME_AS: no document, no evidence, a reason
+            put("rels-entities.csv", [link.source_entity_id, link.target_entity_id, link.type, None, None, 1.0, None, link.reason])
     finally:
         for handle in handles.values():
             handle.close()
@@ -446,6 +455,7 @@ def _parquet_schema(pa: Any, table: str) -> Any:
         "entities": [long, text, text, text, long, long],
         "aliases": [long, text, text],
         "relationships": [long, text, long, long, long, double, text],
+        "links": [long, text, long, long, text],
     }
     return pa.schema(list(zip(TABLES[table][0], types[table], strict=True)))
 

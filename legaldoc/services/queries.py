@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.orm import aliased, undefer
 
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import DocumentStatus
-from legaldoc.models import EntityType
+from legaldoc.models import EntityType, RelationType
 from legaldoc.moments import iso
 from legaldoc.paths import MEMBER_SEPARATOR, is_remote, source_text
 from legaldoc.services.export import snippet
@@ -26,12 +27,34 @@ from legaldoc.storage.tables import (
     Document,
     Entity,
     EntityAlias,
+    EntityLinkRow,
     MentionRow,
     Page,
     Project,
     RelationshipRow,
     StageRun,
 )
+
+
+def same_as(session: Any, entity_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """For each of these entities, the entities of the same human (SAME_AS links, either direction):
+    id, type, name and why they are one person."""
+    wanted = sorted(set(entity_ids))
+    other = aliased(Entity)
+    found: dict[int, list[dict[str, Any]]] = {}
+    for offset in range(0, len(wanted), 500):
+        part = wanted[offset : offset + 500]
+        for near, far in ((EntityLinkRow.source_entity_id, EntityLinkRow.target_entity_id),
+                          (EntityLinkRow.target_entity_id, EntityLinkRow.source_entity_id)):  # fmt: skip
+            rows = session.execute(
+                select(near, other.id, other.type, other.name, EntityLinkRow.reason).join(other, other.id == far)
+                .where(EntityLinkRow.type == RelationType.SAME_AS.value, near.in_(part))
+            ).all()  # fmt: skip
+            for entity_id, other_id, other_type, other_name, reason in rows:
+                found.setdefault(entity_id, []).append({"id": other_id, "type": other_type, "name": other_name, "reason": reason})
+    for links in found.values():
+        links.sort(key=lambda link: (link["type"], link["name"], link["id"]))
+    return found
 
 
 def show_document(database: Database, document_id: int, include_text: bool = False) -> dict[str, Any]:
@@ -71,6 +94,12 @@ def show_document(database: Database, document_id: int, include_text: bool = Fal
                             "error_category": r.error_category} for r in runs],
             "metadata": document.doc_metadata,
         }  # fmt: skip
+        linked = same_as(session, [m.entity_id for m in mentions if m.entity_id is not None])
+        named = {e.id: e for e in session.scalars(select(Entity).where(Entity.id.in_(sorted(linked))))} if linked else {}
+        result["same_as"] = [
+            {"entity": {"id": entity_id, "type": named[entity_id].type, "name": named[entity_id].name}, "same_as": links}
+            for entity_id, links in sorted(linked.items())
+        ]  # the document's people the project also knows in another role
         if include_text:
             result["text"] = document.text
             result["chunk_texts"] = [
@@ -104,9 +133,11 @@ def list_entities(database: Database, project: str, entity_type: str | None = No
         for offset in range(0, len(ids), 500):
             for alias in session.scalars(select(EntityAlias).where(EntityAlias.entity_id.in_(ids[offset : offset + 500]))):
                 aliases.setdefault(alias.entity_id, []).append({"alias": alias.alias, "reason": alias.reason})
+        links = same_as(session, ids)
         return [
             {"id": entity.id, "type": entity.type, "key": entity.key, "name": entity.name, "mentions": mentions,
-             "documents": documents, "aliases": sorted(aliases.get(entity.id, []), key=lambda a: a["alias"])}  # fmt: skip
+             "documents": documents, "aliases": sorted(aliases.get(entity.id, []), key=lambda a: a["alias"]),
+             "same_as": links.get(entity.id, [])}  # fmt: skip
             for entity, mentions, documents in rows
         ]
 
@@ -312,6 +343,7 @@ def entity_detail(database: Database, entity_id: int, mention_limit: int = 200) 
         relations = _relations(session, (RelationshipRow.source_entity_id == entity_id) | (RelationshipRow.target_entity_id == entity_id))
         return {"id": entity.id, "type": entity.type, "key": entity.key, "name": entity.name,
                 "aliases": [{"alias": a, "reason": r} for a, r in aliases], "mentions": total,
+                "same_as": same_as(session, [entity_id]).get(entity_id, []),
                 "documents": list(documents.values()), "relationships": relations}  # fmt: skip
 
 

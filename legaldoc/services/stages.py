@@ -32,11 +32,12 @@ from legaldoc.lifecycle import (
     MirrorState,
     Transition,
 )
-from legaldoc.models import EntityRef, EntityType, Stage, StageError
+from legaldoc.models import PERSON_TYPES, EntityRef, EntityType, RelationType, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import EntityProvider
 from legaldoc.pipeline.entities.llm import ModelEntityProvider, ModelUsage
 from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
+from legaldoc.pipeline.people import link_people, surname_word
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
@@ -319,6 +320,12 @@ class StageRunner:
                     changed.add(entity_type)
             if changed:
                 self.cache.entity_index_changed(session, project_id, generation, {t: index[t] for t in changed})
+            people = [e for e in resolution.entities.values() if e.type in PERSON_TYPES]
+            if people:  # one person per person: SAME_AS among everyone sharing these surnames, recomputed
+                group = repo.people_by_surname(session, project_id, {surname_word(e.type, e.key) for e in people})
+                links = link_people(entity for _, entity in group.values())
+                repo.replace_links(session, project_id, RelationType.SAME_AS, [i for i, _ in group.values()], links,
+                                   {ref: entity_id for ref, (entity_id, _) in group.items()})  # fmt: skip
 
         return write
 

@@ -16,6 +16,7 @@ from legaldoc.storage.tables import (
     Document,
     Entity,
     EntityAlias,
+    EntityLinkRow,
     MentionRow,
     RelationshipRow,
 )
@@ -131,6 +132,20 @@ def relationships(scope: Scope, json_as_text: bool = False) -> Select:
         .where(RelationshipRow.document_id.in_(scope.documents()), RelationshipRow.target_entity_id.in_(in_scope),
                or_(RelationshipRow.source_entity_id.is_(None), RelationshipRow.source_entity_id.in_(in_scope)))  # fmt: skip
         .order_by(RelationshipRow.document_id, RelationshipRow.id)
+    )
+
+
+LINK_COLUMNS = ("id", "type", "source_entity_id", "target_entity_id", "reason")
+
+
+def links(scope: Scope) -> Select:
+    """Project-wide links (SAME_AS) whose ends are both in scope."""
+    in_scope = scope.entities()
+    return (
+        select(EntityLinkRow.id, EntityLinkRow.type, EntityLinkRow.source_entity_id, EntityLinkRow.target_entity_id,
+               EntityLinkRow.reason)  # fmt: skip
+        .where(EntityLinkRow.source_entity_id.in_(in_scope), EntityLinkRow.target_entity_id.in_(in_scope))
+        .order_by(EntityLinkRow.id)
     )
 
 

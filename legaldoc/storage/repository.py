@@ -12,21 +12,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
 from legaldoc.errors import UsageError
 from legaldoc.lifecycle import IN_PROGRESS, AttemptOutcome, DocumentStatus, MirrorState
 from legaldoc.models import (
+    PERSON_TYPES,
     CanonicalEntity,
     Chunk,
+    EntityLink,
     EntityRef,
     EntityType,
     ExtractedDocument,
     Mention,
     PageText,
     Relationship,
+    RelationType,
     Stage,
 )
 from legaldoc.storage import claims
@@ -38,6 +41,7 @@ from legaldoc.storage.tables import (
     Document,
     Entity,
     EntityAlias,
+    EntityLinkRow,
     MentionRow,
     Page,
     Project,
@@ -324,6 +328,61 @@ def delete_orphan_entities(session: Session, candidate_ids: Iterable[int]) -> No
     used = select(MentionRow.entity_id).where(MentionRow.entity_id == Entity.id).exists()
     for offset in range(0, len(candidates), 500):
         session.execute(delete(Entity).where(Entity.id.in_(candidates[offset : offset + 500]), ~used))
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def people_by_surname(session: Session, project_id: int, surnames: Iterable[str]) -> dict[EntityRef, tuple[int, CanonicalEntity]]:
+    """The project's ATTORNEY, PERSON and JUDGE entities whose key ends with one of these words, by
+    reference: their ids and names (aliases are not loaded)."""
+    words = sorted({word for word in surnames if word})
+    found: dict[EntityRef, tuple[int, CanonicalEntity]] = {}
+    for offset in range(0, len(words), 100):
+        part = words[offset : offset + 100]
+        ends = [Entity.key.like(f"% {_like_literal(word)}", escape="\\") for word in part]
+        rows = session.execute(
+            select(Entity.id, Entity.type, Entity.key, Entity.name).where(
+                Entity.project_id == project_id, Entity.type.in_([t.value for t in PERSON_TYPES]),
+                or_(Entity.key.in_(part), *ends),
+            )
+        ).all()  # fmt: skip
+        for entity_id, entity_type, key, name in rows:
+            entity = CanonicalEntity(type=EntityType(entity_type), key=key, name=name)
+            found[EntityRef(type=entity.type, key=key)] = (entity_id, entity)
+    return found
+
+
+def replace_links(session: Session, project_id: int, kind: RelationType, among: Iterable[int], links: Sequence[EntityLink],
+                  entity_ids: Mapping[EntityRef, int]) -> None:  # fmt: skip
+    """Make the project's `kind` links between the entities `among` exactly `links`: links that no
+    longer hold are deleted, new ones inserted, changed reasons updated; links touching other
+    entities stay. Running it twice with the same links changes nothing."""
+    members = sorted(set(among))
+    wanted = {(entity_ids[link.source], entity_ids[link.target]): link.reason for link in links}
+    stored: dict[tuple[int, int], tuple[int, str]] = {}
+    member_set = set(members)
+    for offset in range(0, len(members), 500):
+        part = members[offset : offset + 500]
+        for link_id, source, target, reason in session.execute(
+            select(EntityLinkRow.id, EntityLinkRow.source_entity_id, EntityLinkRow.target_entity_id, EntityLinkRow.reason)
+            .where(EntityLinkRow.type == kind.value, EntityLinkRow.source_entity_id.in_(part))
+        ):  # fmt: skip
+            if target in member_set:
+                stored[(source, target)] = (link_id, reason)
+    gone = [link_id for pair, (link_id, _) in stored.items() if pair not in wanted]
+    for offset in range(0, len(gone), 500):
+        session.execute(delete(EntityLinkRow).where(EntityLinkRow.id.in_(gone[offset : offset + 500])))
+    for pair, (link_id, reason) in stored.items():
+        if pair in wanted and wanted[pair] != reason:
+            session.execute(update(EntityLinkRow).where(EntityLinkRow.id == link_id).values(reason=wanted[pair][:500]))
+    _insert_ignore(
+        session, EntityLinkRow,
+        [{"project_id": project_id, "type": kind.value, "source_entity_id": source, "target_entity_id": target,
+          "reason": reason[:500]} for (source, target), reason in sorted(wanted.items()) if (source, target) not in stored],
+        ["source_entity_id", "target_entity_id", "type"],
+    )  # fmt: skip
 
 
 def save_relationships(session: Session, project_id: int, document_id: int, relationships: Sequence[Relationship],

@@ -231,6 +231,24 @@ class RelationshipRow(Base):
     evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+class EntityLinkRow(Base):
+    """A project-wide edge that no document owns: two person entities of different types are one
+    human (SAME_AS), with the reason. Resolve recomputes the links among the entities sharing a
+    surname each time one of them is resolved, so a link that no longer holds goes away."""
+
+    __tablename__ = "entity_links"
+    __table_args__ = (
+        UniqueConstraint("source_entity_id", "target_entity_id", "type", name="uq_entity_links_pair_type"),
+        Index("ix_entity_links_target", "target_entity_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(20))
+    source_entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
+    target_entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(500))
+
+
 class StageRun(Base):
     __tablename__ = "stage_runs"
     __table_args__ = (Index("ix_stage_runs_document", "document_id", "stage"),)

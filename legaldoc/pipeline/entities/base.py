@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from nameparser import HumanName
+
 from legaldoc.models import EntityType, Mention
 
 _SPACE = re.compile(r"\s+")
@@ -57,18 +59,52 @@ NAME_SUFFIXES = ("Jr.", "Jr", "Sr.", "Sr", "II", "III", "IV", "V", "Esq.", "Esq"
 _SUFFIX_COMMA = re.compile(r"\s*,\s*(Jr\.?|Sr\.?|II|III|IV|V|Esq\.?)\b")
 
 
+def _words(text: str) -> list[str]:
+    return sorted(word.strip(",") for word in text.split() if word.strip(","))
+
+
+def _title_case(word: str) -> str:
+    return word if len(word) <= 2 and word.endswith(".") else word.title()
+
+
+def _name_case(name: str) -> str:
+    """An all-capitals name in its usual case, word by word in place: nameparser knows 'McDonald',
+    'O'Neil', 'de la Cruz', 'III'; a word it does not place gets title case."""
+    parsed = HumanName(name)
+    parsed.capitalize(force=True)
+    cased: dict[str, str] = {}
+    for part in (parsed.title, parsed.first, parsed.middle, parsed.last, parsed.suffix):
+        for word in part.split():
+            cased.setdefault(word.upper(), word)
+    out = []
+    for word in name.split():
+        core = word.rstrip(",;")
+        known = cased.get(core.upper())
+        out.append((known if known and known.upper() == core.upper() else _title_case(core)) + word[len(core):])
+    return " ".join(out)[:1].upper() + " ".join(out)[1:]
+
+
 def normalize_person(name: str) -> str:
-    """'HERON , IV John' stays as written but tidied: single spaces, suffix without comma, title case if all caps."""
+    """'HERON , IV John' stays as written but tidied: single spaces, suffix without comma, usual case if all caps."""
     name = squash(name)
     name = _SUFFIX_COMMA.sub(r" \1", name)
     name = name.strip(" ,;")
     if name.isupper() and len(name) > 3:
-        name = " ".join(part if len(part) <= 2 and part.endswith(".") else part.title() for part in name.split())
+        name = _name_case(name)
     return name
 
 
 def last_first_to_first_last(name: str) -> str:
-    """'Geisler, Kimberly' -> 'Kimberly Geisler'."""
+    """'Geisler, Kimberly' -> 'Kimberly Geisler'; 'Smith, John A., Jr.' -> 'John A. Smith Jr.' (nameparser
+    splits the parts). Only the order changes: when nameparser would drop or add a word, the one
+    comma rule applies ('Last, First' becomes 'First Last'), else the name stays as it is."""
+    if "," not in name:
+        return name
+    parsed = HumanName(name)
+    if parsed.first and parsed.last:
+        ordered = " ".join(part for part in (parsed.title, parsed.first, parsed.middle, parsed.last, parsed.suffix) if part)
+        if _words(ordered) == _words(name):
+            return ordered
     if name.count(",") == 1:
         last, first = (part.strip() for part in name.split(","))
         if first and last and first not in NAME_SUFFIXES:

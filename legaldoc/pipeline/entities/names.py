@@ -314,7 +314,7 @@ def _counsel_block(sink: MentionSink, header_start: int, header_end: int, role: 
     text = sink.text
     above_start = max(0, header_start - 400)
     lines_above = text[above_start:header_start].split("\n")[-7:]
-    position = header_start - sum(len(line) + 1 for line in lines_above)
+    position = header_start - len("\n".join(lines_above))
     candidates: list[tuple[int, str]] = []
     for line in lines_above:
         candidates.append((position, line))
