@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from legaldoc.models import EntityType, Mention
@@ -13,6 +14,55 @@ _SPACE = re.compile(r"\s+")
 def squash(text: str) -> str:
     """Collapse runs of whitespace (line breaks included) to one space."""
     return _SPACE.sub(" ", text).strip()
+
+
+_BLANKS = re.compile(r"\s+")
+
+
+def finditer_near(
+    pattern: re.Pattern[str],
+    text: str,
+    anchor: re.Pattern[str],
+    starts: re.Pattern[str],
+    gaps: int,
+    one_line: bool = True,
+) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text)`, trying the pattern only at the few places before where `anchor` matches.
+
+    For a pattern whose every match begins with a character `starts` matches and holds a match of
+    `anchor` with at most `gaps` runs of whitespace between the match's start and that anchor's start
+    (and, with `one_line`, never spans a line break): the matches are the same, with the same spans, as
+    `pattern.finditer(text)`, leftmost first and not overlapping. Each try is made in place (pos/endpos
+    on the whole text), so look-behinds and word boundaries still see the characters around it."""
+    position, size = 0, len(text)
+    while True:
+        hit = anchor.search(text, position)
+        if hit is None:
+            return
+        at = hit.start()
+        low, end = position, size
+        if one_line:
+            low = max(low, text.rfind("\n", 0, at) + 1)
+            end = text.find("\n", at)
+            end = size if end < 0 else end
+        # A match starting at s >= position holds an anchor at or after `at` (the first one from
+        # `position`), so text[s:at] has at most `gaps` whitespace runs: no match starts before `low`.
+        window = max(low, at - 40 * (gaps + 1))
+        runs = [run.end() for run in _BLANKS.finditer(text, window, at)]
+        if len(runs) <= gaps and window > low:
+            runs = [run.end() for run in _BLANKS.finditer(text, low, at)]
+        if len(runs) > gaps:
+            low = max(low, runs[-gaps - 1])
+        found = None
+        for start in starts.finditer(text, low, at + 1):
+            found = pattern.match(text, start.start(), end)
+            if found is not None:
+                break
+        if found is None:
+            position = at + 1
+            continue
+        yield found
+        position = found.end()
 
 
 class MentionSink:

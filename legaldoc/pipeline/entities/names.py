@@ -12,6 +12,7 @@ import re
 from legaldoc.models import EntityType
 from legaldoc.pipeline.entities.base import (
     MentionSink,
+    finditer_near,
     last_first_to_first_last,
     normalize_person,
     squash,
@@ -198,9 +199,16 @@ _INSTITUTION_BEFORE = re.compile(r"(?:\bof|\bfor|Criminal|Juvenile|Social|Restor
                                  r"Civil|Military|Tribal|Federal|National|Youth|Community|Immigrant|Health|Data|Climate)[ \t]+$")  # fmt: skip
 
 
+# Pattern 2 ("NAME, District Judge") could start at any capital letter; it is tried only at the
+# capitals of the few words before "Judge" (at most 10 blank runs, on one line).
+_JUDGE_WORD = re.compile("Judge")
+_CAPITAL = re.compile("[A-Z]")
+
+
 def judge_mentions(sink: MentionSink) -> None:
     for index, pattern in enumerate(_JUDGE_PATTERNS):
-        for match in pattern.finditer(sink.text):
+        matches = finditer_near(pattern, sink.text, _JUDGE_WORD, _CAPITAL, 12) if index == 2 else pattern.finditer(sink.text)
+        for match in matches:
             name = match["name"]
             words = name.lower().replace(".", " ").split()
             if words[0] in _JUDGE_NOT or any(word in _TITLE_WORDS for word in words):
