@@ -6,7 +6,7 @@ import re
 from functools import cache
 
 from legaldoc.models import EntityType
-from legaldoc.pipeline.entities.base import MentionSink, squash
+from legaldoc.pipeline.entities.base import MentionSink, finditer_near, squash
 
 STATES = ["Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut", "Delaware", "Florida", "Georgia", "Hawaii", "Idaho", "Illinois", "Indiana", "Iowa", "Kansas", "Kentucky", "Louisiana", "Maine", "Maryland", "Massachusetts", "Michigan", "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska", "Nevada", "Ohio", "Oklahoma", "Oregon", "Pennsylvania", "Tennessee", "Texas", "Utah", "Vermont", "Virginia", "Washington", "Wisconsin", "Wyoming", "Guam"] + [
     "New Hampshire", "New Jersey", "New Mexico", "New York", "North Carolina", "North Dakota",
@@ -37,6 +37,10 @@ _OTHER_COURTS = re.compile(
     r"(?:[A-Z][a-z]+\s+){0,3}(?:County|Parish|City|District|Circuit|" + _STATE_ALT + r")(?:,?\s+(?:" + _STATE_ALT + r"))?",
     re.I,
 )
+# Every _OTHER_COURTS match holds "court" after at most 4 whitespace runs (a state's name, "Supreme"),
+# so it is tried only just before that word (finditer_near), not at every letter of the text.
+_COURT_WORD = re.compile("court", re.I)
+_LETTER = re.compile("[a-z]", re.I)
 _CIRCUIT_ONLY = re.compile(
     r"\b(?P<ordinal>First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Federal|D\.\s?C\.)\s+Circuit\b"
 )
@@ -114,7 +118,7 @@ def court_mentions(sink: MentionSink) -> None:
         if court_id:
             sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95)
             taken.append((match.start(), match.end()))
-    for match in _OTHER_COURTS.finditer(text):
+    for match in finditer_near(_OTHER_COURTS, text, _COURT_WORD, _LETTER, 6, one_line=False):
         if any(s <= match.start() < e for s, e in taken):
             continue
         candidate = squash(match.group(0))
