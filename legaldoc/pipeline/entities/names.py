@@ -18,8 +18,11 @@ from legaldoc.pipeline.entities.base import (
     squash,
 )
 
-_TOKEN = r"(?:[A-Z][a-z]*[A-Z]?[a-z]+(?:['’\-][A-Za-z]+)*|O['’][A-Z][a-z]+|[A-Z]\.|[A-Z]{2,}(?:['’\-][A-Z]+)*|[A-Z](?=[ \t\n,]|$))"
+_TOKEN = r"(?:[A-Z](?:[a-z]*[A-Z])?[a-z]+(?:['’\-][A-Za-z]+)*|O['’][A-Z][a-z]+|[A-Z]\.|[A-Z]{2,}(?:['’\-][A-Z]+)*|[A-Z](?=[ \t\n,]|$))"
 _SUFFIX = r"(?:[ \t]*,?[ \t]*(?:Jr\.?|Sr\.?|II|III|IV|Esq\.?)(?![\w]))?"
+# The first form reads "Smith", "McDonald": written "[A-Z][a-z]*[A-Z]?[a-z]+" it matched the same, but
+# split a word's lower-case run between its two quantifiers in as many ways as the word has letters,
+# and a failed name of five words retried every split of every word (seconds on a docket sheet).
 PERSON_NAME = rf"{_TOKEN}(?:[ \t]+{_TOKEN}){{1,4}}{_SUFFIX}"
 _PERSON_FULL = re.compile(rf"^{PERSON_NAME}$")
 # Notice lists of anonymized or test filings number their placeholder names ("Test User2").
