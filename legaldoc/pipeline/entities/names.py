@@ -344,10 +344,18 @@ _LEADING_NOISE = re.compile(
 )
 
 
+# Where _FIRM and _ORG can match: their suffix or leading word, at most 11 (13) blank runs after the
+# match's start, on one line. The rules are tried only at the capitals just before these words.
+_FIRM_WORD = re.compile(r"L\.?L\.?P|P\.?L\.?L\.?C|P\.[CA]\.|LPA|Law|Attorneys")
+_ORG_WORD = re.compile(r"L\.?L\.?C|Inc|Co(?:rp|mpany|\.|unty|mmonwealth|mmission)|Ltd|N\.A\.|L\.?P|S\.A\.|GmbH|PLC|"
+                       r"City|State|Town|Village|Department|Office|Bureau|Board|Agency|Trustee")  # fmt: skip
+
+
 def organization_mentions(sink: MentionSink) -> None:
     taken: list[tuple[int, int]] = []
-    for pattern, default_type in ((_FIRM, EntityType.LAW_FIRM), (_ORG, EntityType.ORGANIZATION)):
-        for match in pattern.finditer(sink.text):
+    for pattern, default_type, word, gaps in ((_FIRM, EntityType.LAW_FIRM, _FIRM_WORD, 11),
+                                              (_ORG, EntityType.ORGANIZATION, _ORG_WORD, 13)):  # fmt: skip
+        for match in finditer_near(pattern, sink.text, word, _CAPITAL, gaps):
             start, end = match.span()
             if any(s < end and start < e for s, e in taken):
                 continue
