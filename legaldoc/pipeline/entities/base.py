@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,25 @@ def finditer_near(
             continue
         yield found
         position = found.end()
+
+
+class Spans:
+    """Spans [start, end) of which no two overlap, kept in order: `overlaps` answers in log time what
+    `any(s < end and start < e for s, e in spans)` answers by reading them all."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[int, int]] = []
+        self._ends: list[int] = []  # in the same order: no two spans overlap, so ends never decrease
+
+    def overlaps(self, start: int, end: int) -> bool:
+        index = bisect_right(self._ends, start)  # the first span ending after `start`
+        return index < len(self._spans) and self._spans[index][0] < end
+
+    def add(self, start: int, end: int) -> None:
+        """Add a span that overlaps none of them."""
+        index = bisect_left(self._spans, (start, end))
+        self._spans.insert(index, (start, end))
+        self._ends.insert(index, end)
 
 
 class MentionSink:

@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from legaldoc.models import EntityType
-from legaldoc.pipeline.entities.base import MentionSink
+from legaldoc.pipeline.entities.base import MentionSink, Spans
 
 _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "sept": 9,
@@ -35,10 +35,10 @@ _SCALE = {"thousand": 1000, "million": 10**6, "m": 10**6, "mn": 10**6, "billion"
 
 
 def date_mentions(sink: MentionSink) -> None:
-    taken: list[tuple[int, int]] = []
+    taken = Spans()
     for pattern in _DATE_PATTERNS:
         for match in pattern.finditer(sink.text):
-            if any(s < match.end() and match.start() < e for s, e in taken):
+            if taken.overlaps(*match.span()):
                 continue
             groups = match.groupdict()
             if groups.get("mon"):
@@ -50,7 +50,7 @@ def date_mentions(sink: MentionSink) -> None:
             except ValueError:
                 continue
             sink.add(EntityType.DATE, match.start(), match.end(), value.isoformat(), "rules", 0.9)
-            taken.append(match.span())
+            taken.add(*match.span())
 
 
 def money_mentions(sink: MentionSink) -> None:
