@@ -8,9 +8,10 @@ extract stage (`legaldoc.pipeline.extract.extract`, default settings):
 - dockets:   PACER docket reports, `../shared/corpus/dockets/*/*.html`;
 - notices:   CM/ECF e-mails, `../shared/corpus/nef/*.txt`.
 
-Each round times, per set, `LocalEntityProvider().extract(text)` over every text of the set and
-bare `eyecite.get_citations(text)` over the same texts, in alternating order (interleaved so machine
-noise hits both alike); the figures are medians over the rounds, and the ratio is entities / eyecite.
+Each round times, per set, `LocalEntityProvider().extract(text)` and bare `eyecite.get_citations(text)`
+on every text of the set, text by text in alternating order (interleaved so machine noise hits both
+alike), and adds them up per set; the figures are medians over the rounds, and the ratio is
+entities / eyecite (with the range of the rounds' own ratios).
 The entities stage runs get_citations once itself, so the ratio is at least 1.
 
 `--save FILE` writes every mention (type, start, end, normalized, extractor, confidence, attrs) of
@@ -90,10 +91,9 @@ def compare(expected: dict[str, list[list[Any]]], found: dict[str, list[list[Any
     return problems
 
 
-def timed(function, texts: list[str]) -> float:
+def timed(function, text: str) -> float:
     start = time.perf_counter()
-    for text in texts:
-        function(text)
+    function(text)
     return time.perf_counter() - start
 
 
@@ -102,18 +102,24 @@ def measure(texts: dict[str, list[tuple[str, str]]], rounds: int) -> dict[str, d
     stage, bare = provider.extract, get_citations
     plain = {set_name: [text for _, text in items] for set_name, items in texts.items()}
     for items in plain.values():  # warm-up: eyecite's tokenizer, courts-db tables, regex caches
-        timed(stage, items)
-        timed(bare, items)
+        for text in items:
+            stage(text), bare(text)
     stage_times: dict[str, list[float]] = {s: [] for s in plain}
     bare_times: dict[str, list[float]] = {s: [] for s in plain}
     for round_index in range(rounds):
         for set_name, items in plain.items():
-            if round_index % 2:
-                bare_times[set_name].append(timed(bare, items))
-                stage_times[set_name].append(timed(stage, items))
-            else:
-                stage_times[set_name].append(timed(stage, items))
-                bare_times[set_name].append(timed(bare, items))
+            stage_total = bare_total = 0.0
+            # Interleaved text by text, the order swapped each time, so a burst of load on this
+            # (shared, noisy) machine falls on both sides alike.
+            for index, text in enumerate(items):
+                if (index + round_index) % 2:
+                    bare_total += timed(bare, text)
+                    stage_total += timed(stage, text)
+                else:
+                    stage_total += timed(stage, text)
+                    bare_total += timed(bare, text)
+            stage_times[set_name].append(stage_total)
+            bare_times[set_name].append(bare_total)
     report: dict[str, dict[str, Any]] = {}
     for set_name, items in plain.items():
         stage_s, bare_s = statistics.median(stage_times[set_name]), statistics.median(bare_times[set_name])

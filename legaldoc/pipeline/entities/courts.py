@@ -41,6 +41,10 @@ _OTHER_COURTS = re.compile(
 # so it is tried only just before that word (finditer_near), not at every letter of the text.
 _COURT_WORD = re.compile("court", re.I)
 _LETTER = re.compile("[a-z]", re.I)
+# _FEDERAL_TRIAL holds "court" after at most 3 runs ("United States District Court"); a CM/ECF host
+# holds "uscourts" and no whitespace.
+_HOST_WORD = re.compile("uscourts", re.I)
+_HOST_START = re.compile(r"[\w-]", re.I)
 _CIRCUIT_ONLY = re.compile(
     r"\b(?P<ordinal>First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Federal|D\.\s?C\.)\s+Circuit\b"
 )
@@ -107,7 +111,7 @@ def court_mentions(sink: MentionSink) -> None:
     text = sink.text
     table = _federal_trial_table()
     taken: list[tuple[int, int]] = []
-    for match in _FEDERAL_TRIAL.finditer(text):
+    for match in finditer_near(_FEDERAL_TRIAL, text, _COURT_WORD, _LETTER, 4, one_line=False):
         kind = match["kind"].lower()
         state = _state_key(match["state1"] or match["state2"])
         direction_word = match["dir1"] or match["dir2"]
@@ -132,7 +136,7 @@ def court_mentions(sink: MentionSink) -> None:
         court_id = _CIRCUIT_IDS[squash(match["ordinal"]).lower()]
         sink.add(EntityType.COURT, match.start(), match.end(), court_id, "rules", 0.75)
     ids = _court_ids()
-    for match in _ECF_HOST.finditer(text):
+    for match in finditer_near(_ECF_HOST, text, _HOST_WORD, _HOST_START, 0):
         code = match["court"].lower()
         court_id = _PACER_TO_COURTLISTENER.get(code, code)
         if court_id in ids:
