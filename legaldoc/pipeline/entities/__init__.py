@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from legaldoc.config import Settings
 from legaldoc.errors import ConfigurationError
 from legaldoc.models import Mention
-from legaldoc.pipeline.entities.base import MentionSink
+from legaldoc.pipeline.entities.base import MentionSink, Spans
 from legaldoc.pipeline.entities.citations import citation_mentions
 from legaldoc.pipeline.entities.courts import court_mentions
 from legaldoc.pipeline.entities.dates_money import date_mentions, money_mentions
@@ -40,12 +40,12 @@ def deduplicate(mentions: list[Mention]) -> list[Mention]:
     """One mention per (type, span); among overlapping mentions of one type keep the surest, then longest."""
     ranked = sorted(mentions, key=lambda m: (-m.confidence, -(m.end - m.start), m.start))
     kept: list[Mention] = []
-    spans_by_type: dict[str, list[tuple[int, int]]] = {}
+    spans_by_type: dict[str, Spans] = {}
     for mention in ranked:
-        spans = spans_by_type.setdefault(mention.type, [])
-        if any(start < mention.end and mention.start < end for start, end in spans):
+        spans = spans_by_type.setdefault(mention.type, Spans())
+        if spans.overlaps(mention.start, mention.end):
             continue
-        spans.append((mention.start, mention.end))
+        spans.add(mention.start, mention.end)
         kept.append(mention)
     return sorted(kept, key=lambda m: (m.start, m.end, m.type))
 

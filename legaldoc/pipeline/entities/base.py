@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from typing import Any
 
 from nameparser import HumanName
@@ -15,6 +17,74 @@ _SPACE = re.compile(r"\s+")
 def squash(text: str) -> str:
     """Collapse runs of whitespace (line breaks included) to one space."""
     return _SPACE.sub(" ", text).strip()
+
+
+_BLANKS = re.compile(r"\s+")
+
+
+def finditer_near(
+    pattern: re.Pattern[str],
+    text: str,
+    anchor: re.Pattern[str],
+    starts: re.Pattern[str],
+    gaps: int,
+    one_line: bool = True,
+) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(text)`, trying the pattern only at the few places before where `anchor` matches.
+
+    For a pattern whose every match begins with a character `starts` matches and holds a match of
+    `anchor` with at most `gaps` runs of whitespace between the match's start and that anchor's start
+    (and, with `one_line`, never spans a line break): the matches are the same, with the same spans, as
+    `pattern.finditer(text)`, leftmost first and not overlapping. Each try is made in place (pos/endpos
+    on the whole text), so look-behinds and word boundaries still see the characters around it."""
+    position, size = 0, len(text)
+    while True:
+        hit = anchor.search(text, position)
+        if hit is None:
+            return
+        at = hit.start()
+        low, end = position, size
+        if one_line:
+            low = max(low, text.rfind("\n", 0, at) + 1)
+            end = text.find("\n", at)
+            end = size if end < 0 else end
+        # A match starting at s >= position holds an anchor at or after `at` (the first one from
+        # `position`), so text[s:at] has at most `gaps` whitespace runs: no match starts before `low`.
+        window = max(low, at - 40 * (gaps + 1))
+        runs = [run.end() for run in _BLANKS.finditer(text, window, at)]
+        if len(runs) <= gaps and window > low:
+            runs = [run.end() for run in _BLANKS.finditer(text, low, at)]
+        if len(runs) > gaps:
+            low = max(low, runs[-gaps - 1])
+        found = None
+        for start in starts.finditer(text, low, at + 1):
+            found = pattern.match(text, start.start(), end)
+            if found is not None:
+                break
+        if found is None:
+            position = at + 1
+            continue
+        yield found
+        position = found.end()
+
+
+class Spans:
+    """Spans [start, end) of which no two overlap, kept in order: `overlaps` answers in log time what
+    `any(s < end and start < e for s, e in spans)` answers by reading them all."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[int, int]] = []
+        self._ends: list[int] = []  # in the same order: no two spans overlap, so ends never decrease
+
+    def overlaps(self, start: int, end: int) -> bool:
+        index = bisect_right(self._ends, start)  # the first span ending after `start`
+        return index < len(self._spans) and self._spans[index][0] < end
+
+    def add(self, start: int, end: int) -> None:
+        """Add a span that overlaps none of them."""
+        index = bisect_left(self._spans, (start, end))
+        self._spans.insert(index, (start, end))
+        self._ends.insert(index, end)
 
 
 class MentionSink:

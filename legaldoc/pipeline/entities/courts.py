@@ -6,7 +6,7 @@ import re
 from functools import cache
 
 from legaldoc.models import EntityType
-from legaldoc.pipeline.entities.base import MentionSink, squash
+from legaldoc.pipeline.entities.base import MentionSink, finditer_near, squash
 
 STATES = ["Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut", "Delaware", "Florida", "Georgia", "Hawaii", "Idaho", "Illinois", "Indiana", "Iowa", "Kansas", "Kentucky", "Louisiana", "Maine", "Maryland", "Massachusetts", "Michigan", "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska", "Nevada", "Ohio", "Oklahoma", "Oregon", "Pennsylvania", "Tennessee", "Texas", "Utah", "Vermont", "Virginia", "Washington", "Wisconsin", "Wyoming", "Guam"] + [
     "New Hampshire", "New Jersey", "New Mexico", "New York", "North Carolina", "North Dakota",
@@ -31,7 +31,6 @@ _FEDERAL_TRIAL = re.compile(
 _OTHER_COURTS = re.compile(
     r"(?:(?:United\s+States|U\.\s?S\.)\s+)?Court\s+of\s+Appeals\s*(?:\n\s*)?(?:for\s+(?:the\s+)?)?"
     r"(?:(?:First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Federal|D\.\s?C\.|District\s+of\s+Columbia)\s+Circuit)"
-    r"|(?:(?:United\s+States|U\.\s?S\.)\s+)?Judicial\s+Panel\s+on\s+Multi-?district\s+Litigation"
     r"|Supreme\s+Court\s+of\s+(?:the\s+)?(?:United\s+States|" + _STATE_ALT + r")"
     r"|(?:" + _STATE_ALT + r")\s+(?:Supreme\s+Court|Court\s+of\s+(?:Criminal\s+)?Appeals)"
     r"|Court\s+of\s+(?:Criminal\s+)?Appeals\s+of\s+(?:" + _STATE_ALT + r")"
@@ -39,12 +38,21 @@ _OTHER_COURTS = re.compile(
     r"(?:[A-Z][a-z]+\s+){0,3}(?:County|Parish|City|District|Circuit|" + _STATE_ALT + r")(?:,?\s+(?:" + _STATE_ALT + r"))?",
     re.I,
 )
+_JPML = re.compile(r"(?:(?:United\s+States|U\.\s?S\.)\s+)?Judicial\s+Panel\s+on\s+Multi-?district\s+Litigation", re.I)
 _BAP = re.compile(
     r"(?:(?:United\s+States|U\.\s?S\.)\s+)?Bankruptcy\s+Appellate\s+Panel\s+(?:for|of)\s+(?:the\s+)?"
     r"(?P<ordinal>First|Second|Sixth|Eighth|Ninth|Tenth)\s+Circuit\b",
     re.I,
 )
 _CIRCUIT_NUMBERS = {"first": 1, "second": 2, "sixth": 6, "eighth": 8, "ninth": 9, "tenth": 10}
+# Every _OTHER_COURTS match holds "court" after at most 4 whitespace runs (a state's name, "Supreme"),
+# so it is tried only just before that word (finditer_near), not at every letter of the text.
+_COURT_WORD = re.compile("court", re.I)
+_LETTER = re.compile("[a-z]", re.I)
+# _FEDERAL_TRIAL holds "court" after at most 3 runs ("United States District Court"); a CM/ECF host
+# holds "uscourts" and no whitespace.
+_HOST_WORD = re.compile("uscourts", re.I)
+_HOST_START = re.compile(r"[\w-]", re.I)
 _CIRCUIT_ONLY = re.compile(
     r"\b(?P<ordinal>First|Second|Third|Fourth|Fifth|Sixth|Seventh|Eighth|Ninth|Tenth|Eleventh|Federal|D\.\s?C\.)\s+Circuit\b"
 )
@@ -124,7 +132,7 @@ def court_mentions(sink: MentionSink) -> None:
     text = sink.text
     table = _federal_trial_table()
     taken: list[tuple[int, int]] = []
-    for match in _FEDERAL_TRIAL.finditer(text):
+    for match in finditer_near(_FEDERAL_TRIAL, text, _COURT_WORD, _LETTER, 4, one_line=False):
         kind = match["kind"].lower()
         state = _state_key(match["state1"] or match["state2"] or match["state3"])
         direction_word = match["dir1"] or match["dir2"]
@@ -136,12 +144,15 @@ def court_mentions(sink: MentionSink) -> None:
             sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95, display_name=court_display_name(court_id))
             taken.append((match.start(), match.end()))
     ids = _court_ids()
+    for match in _JPML.finditer(text):
+        sink.add(EntityType.COURT, match.start(), match.end(), "jpml", "courts-db", 0.95, display_name=court_display_name("jpml"))
+        taken.append((match.start(), match.end()))
     for match in _BAP.finditer(text):
         court_id = f"bap{_CIRCUIT_NUMBERS[match['ordinal'].lower()]}"
         if court_id in ids:
             sink.add(EntityType.COURT, match.start(), match.end(), court_id, "courts-db", 0.95, display_name=court_display_name(court_id))
             taken.append((match.start(), match.end()))
-    for match in _OTHER_COURTS.finditer(text):
+    for match in finditer_near(_OTHER_COURTS, text, _COURT_WORD, _LETTER, 6, one_line=False):
         if any(s <= match.start() < e for s, e in taken):
             continue
         candidate = re.sub(r"\bfor (?!the\b)", "for the ", squash(match.group(0)), flags=re.I)
@@ -154,7 +165,7 @@ def court_mentions(sink: MentionSink) -> None:
             continue
         court_id = _CIRCUIT_IDS[squash(match["ordinal"]).lower()]
         sink.add(EntityType.COURT, match.start(), match.end(), court_id, "rules", 0.75, display_name=court_display_name(court_id))
-    for match in _ECF_HOST.finditer(text):
+    for match in finditer_near(_ECF_HOST, text, _HOST_WORD, _HOST_START, 0):
         code = match["court"].lower()
         court_id = _PACER_TO_COURTLISTENER.get(code, code)
         if court_id in ids:

@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from legaldoc.models import EntityType
-from legaldoc.pipeline.entities.base import MentionSink
+from legaldoc.pipeline.entities.base import MentionSink, Spans, finditer_near
 
 _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "sept": 9,
@@ -34,16 +34,20 @@ _MONEY = re.compile(
     r"|(?P<amount2>\d{1,3}(?:,\d{3})+(?:\.\d{2})?|\d+(?:\.\d{2})?)\s(?P<word>dollars|U\.S\. dollars|euros)\b",
     re.I,
 )
+# Every _MONEY match holds its symbol, or its currency word after at most 2 whitespace runs
+# ("1,000 U.S. dollars"): it is tried only just before them.
+_MONEY_WORD = re.compile(r"\$|€|£|USD|EUR|GBP|dollars|euros", re.I)
+_MONEY_START = re.compile(r"[$€£\w]", re.I)
 _CURRENCY = {"$": "USD", "us$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "£": "GBP", "gbp": "GBP",
              "dollars": "USD", "u.s. dollars": "USD", "euros": "EUR"}  # fmt: skip
 _SCALE = {"thousand": 1000, "million": 10**6, "m": 10**6, "mn": 10**6, "billion": 10**9, "b": 10**9, "bn": 10**9}
 
 
 def date_mentions(sink: MentionSink) -> None:
-    taken: list[tuple[int, int]] = []
+    taken = Spans()
     for pattern in _DATE_PATTERNS:
         for match in pattern.finditer(sink.text):
-            if any(s < match.end() and match.start() < e for s, e in taken):
+            if taken.overlaps(*match.span()):
                 continue
             groups = match.groupdict()
             if groups.get("mon"):
@@ -59,11 +63,11 @@ def date_mentions(sink: MentionSink) -> None:
             except ValueError:
                 continue
             sink.add(EntityType.DATE, match.start(), match.end(), value.isoformat(), "rules", 0.9)
-            taken.append(match.span())
+            taken.add(*match.span())
 
 
 def money_mentions(sink: MentionSink) -> None:
-    for match in _MONEY.finditer(sink.text):
+    for match in finditer_near(_MONEY, sink.text, _MONEY_WORD, _MONEY_START, 2, one_line=False):
         raw_amount = match["amount"] or match["amount2"]
         currency = _CURRENCY[(match["symbol"] or match["word"] or "$").strip().lower()]
         try:

@@ -12,19 +12,26 @@ import re
 from legaldoc.models import EntityType
 from legaldoc.pipeline.entities.base import (
     MentionSink,
+    finditer_near,
     last_first_to_first_last,
     normalize_person,
     squash,
 )
 
-_TOKEN = r"(?:[A-Z][a-z]*[A-Z]?[a-z]+(?:['’\-][A-Za-z]+)*|O['’][A-Z][a-z]+|[A-Z]\.|[A-Z]{2,}(?:['’\-][A-Z]+)*|[A-Z](?=[ \t\n,]|$))"
+_TOKEN = r"(?:[A-Z](?:[a-z]*[A-Z])?[a-z]+(?:['’\-][A-Za-z]+)*|O['’][A-Z][a-z]+|[A-Z]\.|[A-Z]{2,}(?:['’\-][A-Z]+)*|[A-Z](?=[ \t\n,]|$))"
 _SUFFIX = r"(?:[ \t]*,?[ \t]*(?:Jr\.?|Sr\.?|II|III|IV|Esq\.?)(?![\w]))?"
+# The first form reads "Smith", "McDonald": written "[A-Z][a-z]*[A-Z]?[a-z]+" it matched the same, but
+# split a word's lower-case run between its two quantifiers in as many ways as the word has letters,
+# and a failed name of five words retried every split of every word (seconds on a docket sheet).
 PERSON_NAME = rf"{_TOKEN}(?:[ \t]+{_TOKEN}){{1,4}}{_SUFFIX}"
 _PERSON_FULL = re.compile(rf"^{PERSON_NAME}$")
 # Notice lists of anonymized or test filings number their placeholder names ("Test User2").
 _LISTED_TOKEN = _TOKEN.replace("[a-z]+(?:", "[a-z]+\\d{0,2}(?:", 1)
 LISTED_NAME = rf"{_LISTED_TOKEN}(?:[ \t]+{_LISTED_TOKEN}){{1,4}}{_SUFFIX}"
 _EMAIL = re.compile(r"[\w.+'’-]+@[\w-]+(?:\.[\w-]+)+")
+# An address holds "@" and no whitespace: it is tried only in the word before each "@".
+_AT = re.compile("@")
+_EMAIL_START = re.compile(r"[\w.+'’-]")
 
 ORG_WORDS = frozenset(
     ["llc", "l.l.c.", "inc", "inc.", "corp", "corp.", "co", "co.", "company", "corporation", "ltd", "ltd.", "llp", "l.l.p.", "pllc", "p.c.", "p.a.", "n.a.", "lp", "bank", "trust", "trustee", "court", "clerk", "office", "department", "agency", "board", "commission", "united", "states", "america", "usa", "u.s.", "government", "county", "city", "state", "commonwealth", "region", "notice", "case", "document", "filing", "filer", "docket", "university", "hospital", "group", "association", "services", "service", "holdings", "partners", "foundation", "school", "district", "firm", "law", "attorney", "attorneys", "general", "chapter", "estate", "creditor", "debtor", "plaintiff", "defendant", "order", "motion", "scheduling", "complaint", "answer", "brief", "exhibit", "memorandum", "opinion", "judgment", "notice", "counsel", "street", "avenue", "suite"]
@@ -95,6 +102,9 @@ _NAME_WORD = r"(?:[A-Z][\w'’&.\-]*|&|of|the|de|la|del|and|ex\s+rel\.?|\d+[a-z]
 _INLINE_VERSUS = re.compile(
     rf"(?<![\w.])(?P<name>[A-Z][\w'’&.\-]*(?:,?[ \t]+{_NAME_WORD}){{0,7}}?,?\s+v\.\s+[A-Z][\w'’&.\-]*(?:,?[ \t]+{_NAME_WORD}){{0,7}})"
 )
+# "A v. B" holds "v." after at most 15 whitespace runs (8 words, some "ex rel."): tried only before it.
+_VERSUS_WORD = re.compile(r"v\.")
+_CAPITAL = re.compile("[A-Z]")
 _IN_RE = re.compile(r"\b(?P<name>In\s+re:?\s+[A-Z][\w'’&.\-]*(?:,?[ \t]+(?:[A-Z][\w'’&.\-]*|of|the|and|\d{4})){0,8})")
 _CAPTION_VERSUS = re.compile(r"^[ \t]*(?:v\.?|vs\.?|versus|-\s*against\s*-|against)[ \t]*$", re.I | re.M)
 _ROLE = re.compile(
@@ -116,7 +126,7 @@ def case_name_mentions(sink: MentionSink) -> None:
         _add_case_name(sink, match.start("name"), match.end("name"), "rules", 0.85, source="subject")
     for match in _CAPTION_VERSUS.finditer(text[:8000]):
         _caption_around(sink, match.start(), match.end())
-    for match in _INLINE_VERSUS.finditer(text):
+    for match in finditer_near(_INLINE_VERSUS, text, _VERSUS_WORD, _CAPITAL, 16, one_line=False):
         name = match["name"]
         lead = re.match(r"(?:(?:See|Cf|But|Compare|In|And|The|Also|Accord|E\.g|Under|As|Both|Whether|Citing)\.?,?\s+)+", name)
         start = match.start() + (lead.end() if lead else 0)
@@ -214,11 +224,15 @@ def _judge_name_end(name: str) -> int:
         if word.group().lower() in _DOCUMENT_WORDS and word.start() > 0:
             return word.start()
     return end
+# Pattern 2 ("NAME, District Judge") could start at any capital letter; it is tried only at the
+# capitals of the few words before "Judge" (at most 10 blank runs, on one line).
+_JUDGE_WORD = re.compile("Judge")
 
 
 def judge_mentions(sink: MentionSink) -> None:
     for index, pattern in enumerate(_JUDGE_PATTERNS):
-        for match in pattern.finditer(sink.text):
+        matches = finditer_near(pattern, sink.text, _JUDGE_WORD, _CAPITAL, 12) if index == 2 else pattern.finditer(sink.text)
+        for match in matches:
             name = match["name"][: _judge_name_end(match["name"])].rstrip(" \t,")
             if not name:
                 continue
@@ -258,7 +272,7 @@ def people_mentions(sink: MentionSink) -> None:
     text = sink.text
     # Notice lists: "Name   address@example.com, other@example.com" (same line or the line above).
     previous_email_end = -1
-    for email in _EMAIL.finditer(text):
+    for email in finditer_near(_EMAIL, text, _AT, _EMAIL_START, 0):
         between = text[previous_email_end:email.start()] if previous_email_end >= 0 else ""
         last_end = previous_email_end
         previous_email_end = email.end()
@@ -356,10 +370,18 @@ _LEADING_NOISE = re.compile(
 )
 
 
+# Where _FIRM and _ORG can match: their suffix or leading word, at most 11 (13) blank runs after the
+# match's start, on one line. The rules are tried only at the capitals just before these words.
+_FIRM_WORD = re.compile(r"L\.?L\.?P|P\.?L\.?L\.?C|P\.[CA]\.|LPA|Law|Attorneys")
+_ORG_WORD = re.compile(r"L\.?L\.?C|Inc|Co(?:rp|mpany|\.|unty|mmonwealth|mmission)|Ltd|N\.A\.|L\.?P|S\.A\.|GmbH|PLC|"
+                       r"City|State|Town|Village|Department|Office|Bureau|Board|Agency|Trustee")  # fmt: skip
+
+
 def organization_mentions(sink: MentionSink) -> None:
     taken: list[tuple[int, int]] = []
-    for pattern, default_type in ((_FIRM, EntityType.LAW_FIRM), (_ORG, EntityType.ORGANIZATION)):
-        for match in pattern.finditer(sink.text):
+    for pattern, default_type, word, gaps in ((_FIRM, EntityType.LAW_FIRM, _FIRM_WORD, 11),
+                                              (_ORG, EntityType.ORGANIZATION, _ORG_WORD, 13)):  # fmt: skip
+        for match in finditer_near(pattern, sink.text, word, _CAPITAL, gaps):
             start, end = match.span()
             if any(s < end and start < e for s, e in taken):
                 continue
