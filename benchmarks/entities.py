@@ -8,7 +8,8 @@ extract stage (`legaldoc.pipeline.extract.extract`, default settings):
 - dockets:   PACER docket reports, `../shared/corpus/dockets/*/*.html`;
 - notices:   CM/ECF e-mails, `../shared/corpus/nef/*.txt`.
 
-Each round times, per set, `LocalEntityProvider().extract(text)` and bare `eyecite.get_citations(text)`
+Each round times, per set, `LocalEntityProvider().extract(text, record)` (with the court record
+the extract stage parsed from a docket report or notice, as the stage runs it) and bare `eyecite.get_citations(text)`
 on every text of the set, text by text in alternating order (interleaved so machine noise hits both
 alike), and adds them up per set; the figures are medians over the rounds, and the ratio is
 entities / eyecite (with the range of the rounds' own ratios).
@@ -39,7 +40,7 @@ from eyecite import get_citations  # noqa: E402
 from legaldoc.config import load_settings  # noqa: E402
 from legaldoc.errors import LegaldocError  # noqa: E402
 from legaldoc.pipeline.entities import LocalEntityProvider  # noqa: E402
-from legaldoc.pipeline.extract import extract  # noqa: E402
+from legaldoc.pipeline.extract import RECORD_KEY, extract  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SETS = {
@@ -49,33 +50,34 @@ SETS = {
 }
 
 
-def load_texts(settings) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
-    """{set: [(name, text)]} and the files skipped (no text without OCR, or refused)."""
-    texts: dict[str, list[tuple[str, str]]] = {}
+def load_texts(settings) -> tuple[dict[str, list[tuple[str, str, Any]]], list[str]]:
+    """{set: [(name, text, court record)]} and the files skipped (no text without OCR, or refused)."""
+    texts: dict[str, list[tuple[str, str, Any]]] = {}
     skipped: list[str] = []
     for set_name, paths in SETS.items():
         texts[set_name] = []
         for path in paths():
             name = str(path.relative_to(CORPUS))
             try:
-                text = extract(path.read_bytes(), str(path), settings, None).text
+                document = extract(path.read_bytes(), str(path), settings, None)
+                text, record = document.text, document.metadata.get(RECORD_KEY)
             except LegaldocError as error:
                 skipped.append(f"{name} ({type(error).__name__})")
                 continue
             if not text.strip():
                 skipped.append(f"{name} (no text without OCR)")
                 continue
-            texts[set_name].append((name, text))
+            texts[set_name].append((name, text, record))
     return texts, skipped
 
 
-def snapshot(texts: dict[str, list[tuple[str, str]]]) -> dict[str, list[list[Any]]]:
+def snapshot(texts: dict[str, list[tuple[str, str, Any]]]) -> dict[str, list[list[Any]]]:
     provider = LocalEntityProvider()
     out: dict[str, list[list[Any]]] = {}
     for items in texts.values():
-        for name, text in items:
+        for name, text, record in items:
             out[name] = [[m.type.value, m.start, m.end, m.normalized, m.extractor, m.confidence, m.attrs]
-                         for m in provider.extract(text)]  # fmt: skip
+                         for m in provider.extract(text, record)]  # fmt: skip
     return out
 
 
@@ -91,19 +93,19 @@ def compare(expected: dict[str, list[list[Any]]], found: dict[str, list[list[Any
     return problems
 
 
-def timed(function, text: str) -> float:
+def timed(function, *args: Any) -> float:
     start = time.perf_counter()
-    function(text)
+    function(*args)
     return time.perf_counter() - start
 
 
-def measure(texts: dict[str, list[tuple[str, str]]], rounds: int) -> dict[str, dict[str, Any]]:
+def measure(texts: dict[str, list[tuple[str, str, Any]]], rounds: int) -> dict[str, dict[str, Any]]:
     provider = LocalEntityProvider()
     stage, bare = provider.extract, get_citations
-    plain = {set_name: [text for _, text in items] for set_name, items in texts.items()}
+    plain = {set_name: [(text, record) for _, text, record in items] for set_name, items in texts.items()}
     for items in plain.values():  # warm-up: eyecite's tokenizer, courts-db tables, regex caches
-        for text in items:
-            stage(text), bare(text)
+        for text, record in items:
+            stage(text, record), bare(text)
     stage_times: dict[str, list[float]] = {s: [] for s in plain}
     bare_times: dict[str, list[float]] = {s: [] for s in plain}
     for round_index in range(rounds):
@@ -111,12 +113,12 @@ def measure(texts: dict[str, list[tuple[str, str]]], rounds: int) -> dict[str, d
             stage_total = bare_total = 0.0
             # Interleaved text by text, the order swapped each time, so a burst of load on this
             # (shared, noisy) machine falls on both sides alike.
-            for index, text in enumerate(items):
+            for index, (text, record) in enumerate(items):
                 if (index + round_index) % 2:
                     bare_total += timed(bare, text)
-                    stage_total += timed(stage, text)
+                    stage_total += timed(stage, text, record)
                 else:
-                    stage_total += timed(stage, text)
+                    stage_total += timed(stage, text, record)
                     bare_total += timed(bare, text)
             stage_times[set_name].append(stage_total)
             bare_times[set_name].append(bare_total)
@@ -125,7 +127,7 @@ def measure(texts: dict[str, list[tuple[str, str]]], rounds: int) -> dict[str, d
         stage_s, bare_s = statistics.median(stage_times[set_name]), statistics.median(bare_times[set_name])
         ratios = [s / b for s, b in zip(stage_times[set_name], bare_times[set_name], strict=True)]
         report[set_name] = {
-            "texts": len(items), "chars": sum(map(len, items)), "entities_s": stage_s, "eyecite_s": bare_s,
+            "texts": len(items), "chars": sum(len(text) for text, _ in items), "entities_s": stage_s, "eyecite_s": bare_s,
             "ratio": stage_s / bare_s, "ratio_min": min(ratios), "ratio_max": max(ratios),
         }  # fmt: skip
     totals_stage = [sum(values) for values in zip(*stage_times.values(), strict=True)]
