@@ -36,11 +36,13 @@ from legaldoc.models import EntityRef, EntityType, Stage, StageError
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
 from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
+from legaldoc.pipeline.extract.textract import OcrMode, ocr_mode
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
 from legaldoc.services.caching import StageCache, extract_key
 from legaldoc.services.sources import read_source
+from legaldoc.services.textract import Defer, RemoteOcr
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
 from legaldoc.state.cache import ResultCache
@@ -124,6 +126,7 @@ class StageRunner:
         self.retries = retries
         self.worker = worker or claims.worker_identity()
         self.ocr = ocr_provider_from_settings(settings)
+        self.remote_ocr = RemoteOcr(settings, database, self.ocr)
         self.entities = entity_provider_from_settings(settings)
 
     # -- the unit of work -------------------------------------------------------------------------
@@ -150,6 +153,8 @@ class StageRunner:
         try:
             with _LeaseKeeper(self, document_id, stage, attempt):
                 work = getattr(self, f"_{stage.value}")(document_id, options)
+                if isinstance(work, Defer):
+                    return self._defer(document_id, stage, attempt, run_id, work, priority)
                 with self.database.session() as session:
                     written = None if isinstance(work, Skip) else work(session)
                     outcome = AttemptOutcome.SKIPPED if isinstance(work, Skip) else (written or Written()).outcome
@@ -196,6 +201,16 @@ class StageRunner:
             self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay)
         return StageOutcome(outcome, StageError(category=category, stage=stage, message=message))
 
+    def _defer(self, document_id: int, stage: Stage, attempt: int, run_id: int, work: Defer, priority: int) -> StageOutcome:
+        """A remote job runs: release the claim (the document waits at this attempt), queue its poll."""
+        with self.database.session() as session:
+            transition = claims.defer(session, document_id, stage, attempt, self.worker)
+            repo.finish_run(session, run_id, AttemptOutcome.WAITING)
+        self._mirror(transition, priority)
+        if self.broker:
+            work.publish(self.broker, document_id, attempt, priority)
+        return StageOutcome(AttemptOutcome.WAITING)
+
     def _mirror(self, transition: Transition, priority: int) -> None:
         """One round trip to Redis; a mirror failure never fails the document (the database has it).
         A change that leaves its batch with no open document has the batch settled."""
@@ -211,10 +226,12 @@ class StageRunner:
 
     # -- stages: read inputs, call the pure stage, return a writer for one transaction -------------
 
-    def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip:
+    def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip | Defer:
         with self.database.read() as session:
             document = session.get_one(Document, document_id)
             source, project_id = document.source, document.project_id
+            batch_id, attempt = document.batch_id, document.attempts
+        mode = ocr_mode(options.get("ocr"), self.settings)
         data = read_source(source, self.settings)
         sha256 = hashlib.sha256(data).hexdigest()
         if options.get("skip_processed"):
@@ -230,9 +247,15 @@ class StageRunner:
                 if same == document_id:
                     return Skip(None, "unchanged since it was processed")
                 return Skip(same, f"same content as document {same}")
-        key = extract_key(self.settings, sha256)
+        key = extract_key(self.settings.model_copy(update={"ocr_provider": mode.value}), sha256)
         cached = self.cache.extraction(key, sha256) if self.use_cache and not options.get("force") else None
-        extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
+        if cached or mode is OcrMode.LOCAL:
+            extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
+        else:
+            remote = self.remote_ocr.extract(document_id, batch_id, attempt, data, source, mode)
+            if isinstance(remote, Defer):
+                return remote
+            extracted = remote
 
         def write(session: Session) -> Written:
             document = session.get_one(Document, document_id)
