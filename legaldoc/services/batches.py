@@ -46,10 +46,12 @@ from legaldoc.lifecycle import (
 )
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
+from legaldoc.pipeline.extract.textract import OcrMode
 from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
 from legaldoc.services.report import batch_report, build_report
 from legaldoc.services.sources import expand_documents
 from legaldoc.services.summary import BatchSummary, DocumentRow
+from legaldoc.services.textract import preflight as textract_preflight
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
 from legaldoc.storage import claims
@@ -59,6 +61,7 @@ from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
 log = logging.getLogger("legaldoc.batches")
 
 KNOWN_PROVIDERS = {"ocr": {"local"}, "entities": {"local"}}
+KNOWN_PROVIDERS["ocr"] = {mode.value for mode in OcrMode}
 
 
 @dataclass
@@ -93,6 +96,7 @@ def _check_options(loaded: LoadedManifest) -> None:
 def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | None = None) -> Submitted:
     """Insert the batch and its documents, initialize its live state, publish its first-stage messages."""
     _check_options(loaded)
+    textract_preflight(rt.settings, loaded.manifest.options.ocr)
     expanded = expand_documents(loaded.documents, rt.settings)
     loaded = loaded.model_copy(update={"documents": expanded.documents})
     manifest = loaded.manifest

@@ -31,6 +31,7 @@ from legaldoc.errors import (
     ConfigurationError,
     DataError,
     ErrorCategory,
+    PreflightError,
     StageTimeout,
     TransientError,
 )
@@ -44,8 +45,10 @@ from legaldoc.pipeline.extract.textract import (
     SYNC_MAX_BYTES,
     OcrMode,
     TextractClient,
+    aws_session,
     check_job_limits,
     cut_pdf,
+    ocr_mode,
     page_results,
     plan_pdf,
 )
@@ -59,18 +62,19 @@ from legaldoc.storage.tables import Batch, Document
 
 log = logging.getLogger("legaldoc.textract")
 
-_GUARDS: dict[tuple[int, str], Any] = {}
+_GUARDS: dict[tuple[int, str, str], Any] = {}
 
 
-def guarded_call(settings: Settings) -> Any:
-    """The call of every Textract request: through the shared rate limit and circuit breaker (one
-    guard per process)."""
+def guarded_call(settings: Settings, name: str = "textract") -> Any:
+    """The call of every request to AWS (``textract``, ``s3``): through that provider's shared rate
+    limit and circuit breaker (one guard per process)."""
     from legaldoc.services.guard import ProviderGuard
 
-    key = (os.getpid(), settings.ratelimit_url or settings.redis_url)
+    key = (os.getpid(), name, settings.ratelimit_url or settings.redis_url)
     guard = _GUARDS.get(key)
     if guard is None:
-        guard = _GUARDS[key] = ProviderGuard("textract", settings, limit=settings.textract_rate_limit)
+        limit = settings.textract_rate_limit if name == "textract" else settings.provider_rate_limit
+        guard = _GUARDS[key] = ProviderGuard(name, settings, limit=limit)
     return guard.call
 
 
@@ -138,7 +142,8 @@ class RemoteOcr:
         body = data if whole else cut_pdf(data, pages)
         check_job_limits(len(body), len(pages), source)
         in_place = source if whole and is_remote(source) and split_container(source) is None else None
-        result = self._job(document_id, batch_id, attempt, body, pages, source, in_place, "application/pdf")
+        sha256 = hashlib.sha256(b"%s:%s" % (hashlib.sha256(data).hexdigest().encode(), repr(pages).encode())).hexdigest()
+        result = self._job(document_id, batch_id, attempt, body, sha256, pages, source, in_place, "application/pdf")
         if isinstance(result, Defer):
             return result
         job, blocks = result
@@ -171,7 +176,9 @@ class RemoteOcr:
             content_type = "image/tiff" if image_format == "TIFF" else "application/octet-stream"
             check_job_limits(len(data), frames, source)
             in_place = source if is_remote(source) and split_container(source) is None else None
-            result = self._job(document_id, batch_id, attempt, data, list(range(frames)), source, in_place, content_type)
+            sha256 = hashlib.sha256(data).hexdigest()
+            result = self._job(document_id, batch_id, attempt, data, sha256, list(range(frames)), source, in_place,
+                               content_type)  # fmt: skip
             if isinstance(result, Defer):
                 return result
             job, blocks = result
@@ -181,11 +188,11 @@ class RemoteOcr:
             raise DataError(f"{source} has no text (not even after OCR)", hint="check that the file is not blank")
         return _with_confidence(document, job, [r.confidence for r in read])
 
-    def _job(self, document_id: int, batch_id: str | None, attempt: int, body: bytes, pages: list[int], source: str,
-             in_place: str | None, content_type: str) -> tuple[_Job, list[dict[str, Any]]] | Defer:  # fmt: skip
-        """The job for these bytes: started once (its id kept), then polled until it is done; its
-        blocks once it is."""
-        sha256 = hashlib.sha256(body).hexdigest()
+    def _job(self, document_id: int, batch_id: str | None, attempt: int, body: bytes, sha256: str, pages: list[int],
+             source: str, in_place: str | None, content_type: str) -> tuple[_Job, list[dict[str, Any]]] | Defer:  # fmt: skip
+        """The job for these bytes, named by `sha256` (of the source's bytes and the pages sent: a cut
+        PDF's own bytes differ each time it is cut): uploaded under it, started with it as the
+        ClientRequestToken, its id kept; then polled until it is done; its blocks once it is."""
         with self.database.read() as session:
             row = jobs.find_job(session, document_id, sha256)
             job = _Job(row.id, row.job_id, RemoteJobStatus(row.status), list(row.pages), row.deadline_at) if row else None
@@ -246,6 +253,28 @@ def _with_confidence(document: ExtractedDocument, job: _Job, confidences: list[f
     metadata = {**document.metadata, "textract": {"job_id": job.job_id, "pages": numbers},
                 "ocr_confidence": {str(n): c for n, c in zip(numbers, confidences, strict=True) if c is not None}}  # fmt: skip
     return document.model_copy(update={"metadata": metadata})
+
+
+def preflight(settings: Settings, option: str | None) -> None:
+    """At submit: Textract selected (by the settings or the manifest) without a bucket, the SDK,
+    credentials or a region is refused with the fix. Local OCR checks and says nothing, whatever
+    AWS keys are set: nothing leaves the machine unless asked."""
+    mode = ocr_mode(option, settings)
+    if mode is OcrMode.LOCAL:
+        return
+    what = f"ocr: {mode.value} sends scanned pages to AWS Textract"
+    if not settings.textract_bucket:
+        raise PreflightError(f"{what} but no bucket is set for them",
+                             hint="set LEGALDOC_TEXTRACT_BUCKET to an S3 bucket in AWS_REGION, or use ocr: local")  # fmt: skip
+    try:
+        session = aws_session()
+    except ImportError:
+        raise PreflightError(f"{what} but boto3 is not installed", hint="pip install 'legaldoc[aws]'") from None
+    if session.get_credentials() is None:
+        raise PreflightError(f"{what} but no AWS credentials were found",
+                             hint="set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use ocr: local")  # fmt: skip
+    if not session.region_name:
+        raise PreflightError(f"{what} but no AWS region is set", hint="set AWS_REGION to the region of the bucket")
 
 
 class PollOutcome(StrEnum):

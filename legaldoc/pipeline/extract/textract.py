@@ -137,6 +137,14 @@ def page_results(blocks: Iterable[dict[str, Any]], pages: int) -> list[PageResul
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
 
 
+def aws_session() -> Any:
+    """A boto3 session in AWS_REGION when it is set (the variable every other AWS SDK reads; boto3
+    itself reads only AWS_DEFAULT_REGION and the profile, which are used otherwise)."""
+    import boto3
+
+    return boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
+
+
 def aws_client(service: str, endpoint_url: str | None = None, *, retries: int | None = None) -> Any:
     """A boto3 client made once per process (and per endpoint) and reused; ``retries`` None keeps the
     SDK's standard retry mode, a number caps its attempts (1 = ours alone)."""
@@ -145,14 +153,13 @@ def aws_client(service: str, endpoint_url: str | None = None, *, retries: int | 
     if found is not None:
         return found
     try:
-        import boto3
         from botocore.config import Config
     except ImportError:
         raise ConfigurationError(f"{service} needs boto3", hint="pip install 'legaldoc[aws]'") from None
     config = Config(retries={"mode": "standard", **({"max_attempts": retries} if retries else {})},
                     connect_timeout=10, read_timeout=60)  # fmt: skip
     try:
-        made = boto3.session.Session().client(service, endpoint_url=endpoint_url or None, config=config)
+        made = aws_session().client(service, endpoint_url=endpoint_url or None, config=config)
     except Exception as exc:  # NoRegionError and friends: said with the fix
         raise translated(exc, service) from exc
     _CLIENTS[key] = made

@@ -1,0 +1,211 @@
+"""Textract OCR through boto3 against local protocol peers: moto's S3 server and a small Textract of
+our own (`tests/textract_peer.py`), with real workers, Redis and SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pypdfium2 as pdfium
+import pytest
+import requests
+import yaml
+from botocore.exceptions import ClientError, NoCredentialsError
+from sqlalchemy import select
+
+from legaldoc.errors import ErrorCategory, categorize
+from legaldoc.pipeline.extract.textract import page_results, translated
+from legaldoc.storage import repository as repo
+from legaldoc.storage.tables import Document, StageRun, TextractJob
+from tests.batchkit import connect
+from tests.conftest import DOCUMENTS, _free_port
+from tests.textract_peer import TextractPeer, page_texts, text_layer_chars
+
+BUCKET = "ocr-pages"
+
+
+@pytest.fixture
+def s3_endpoint():
+    """moto's standalone S3 server on a free port (a local protocol peer for the real SDK)."""
+    port = _free_port()
+    binary = shutil.which("moto_server") or f"{sys.prefix}/bin/moto_server"
+    process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url, timeout=5)
+            break
+        except requests.RequestException:
+            assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def aws(monkeypatch, s3_endpoint):
+    """AWS settings for the SDK: test credentials, a region, S3 at moto and Textract at our peer."""
+    peer = TextractPeer(s3_endpoint)
+    url = peer.start()
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_ENDPOINT_URL_TEXTRACT": url}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
+    yield peer
+    peer.stop()
+
+
+def mixed_pdf(path: Path) -> Path:
+    """Four pages: text, scan, scan, text (corpus pages, assembled in the test's folder)."""
+    target = pdfium.PdfDocument.new()
+    vector, scanned = pdfium.PdfDocument(DOCUMENTS / "vector-pdf.pdf"), pdfium.PdfDocument(DOCUMENTS / "image-pdf.pdf")
+    target.import_pages(vector, [0])
+    target.import_pages(scanned, [0, 1])
+    target.import_pages(vector, [1])
+    target.save(path)
+    return path
+
+
+def manifest(path: Path, sources: list[Path], ocr: str = "textract") -> Path:
+    data = {"project": "acme", "options": {"ocr": ocr, "skip_processed": False},
+            "documents": [{"path": str(s)} for s in sources]}  # fmt: skip
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def textract_settings(batch_settings, **changes):
+    return batch_settings.model_copy(update={"textract_bucket": BUCKET, "textract_poll_interval": 0.3, **changes})
+
+
+def test_scanned_pages_get_their_text_from_textract(aws, batch_settings, start_worker, tmp_path):
+    """Given a PDF of two text pages around two scanned ones and `ocr: textract`, When a worker runs
+    it, Then only the scanned pages were uploaded (one PDF, under its sha256), their text is the
+    peer's, placed in the page map with Textract's confidence, and the text pages kept their layer."""
+    settings = textract_settings(batch_settings)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [mixed_pdf(tmp_path / "mixed.pdf")]))
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=300)
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    assert len(aws.received) == 1
+    bucket, key, sent = aws.received[0]
+    assert text_layer_chars(sent) == [0, 0]  # the two scans, nothing else
+    with cluster.database.read() as session:
+        document_id = session.scalars(select(Document.id)).one()
+        extracted = repo.load_extracted(session, document_id)
+        job = session.scalars(select(TextractJob)).one()
+    assert (bucket, key) == (BUCKET, f"legaldoc/textract/{job.sha256}") and len(aws.starts) == 1
+    assert [p.method for p in extracted.pages] == ["text-layer", "textract", "textract", "text-layer"]
+    expected = [" ".join(t.split()) for t in page_texts(sent)]
+    for page, text in zip(extracted.pages[1:3], expected, strict=True):
+        assert " ".join(extracted.text[page.start : page.end].split()) == text and len(text) > 200
+    assert extracted.metadata["textract"] == {"job_id": job.job_id, "pages": [2, 3]}
+    assert extracted.metadata["ocr_confidence"] == {"2": 97.5, "3": 97.5}
+    assert (job.pages, job.status, job.batch_id) == ([1, 2], "SUCCEEDED", submitted.batch_id)
+    assert aws.calls["GetDocumentTextDetection"] > 2  # polled, then every result page through NextToken
+
+
+def test_a_killed_worker_resumes_the_same_job(aws, batch_settings, start_worker, tmp_path):
+    """Given a Textract job running for a scanned PDF, When its worker is SIGKILLed and another starts,
+    Then the document finishes from the same job: the peer saw one Start."""
+    aws.job_seconds = 8.0
+    settings = textract_settings(batch_settings)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [DOCUMENTS / "image-pdf.pdf"]))
+    first = start_worker(concurrency=1, settings=settings)
+    deadline = time.monotonic() + 60
+    while True:
+        with cluster.database.read() as session:
+            if session.scalars(select(TextractJob)).first() is not None:
+                break
+        assert time.monotonic() < deadline, first.log_tail()
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=300)
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    assert len(aws.received) == 1 and aws.calls["StartDocumentTextDetection"] == 1
+    with cluster.database.read() as session:
+        job = session.scalars(select(TextractJob)).one()
+        extracted = repo.load_extracted(session, job.document_id)
+    assert job.job_id == aws.starts[0] and [p.method for p in extracted.pages] == ["textract", "textract"]
+
+
+def test_throttling_is_retried_then_done(aws, batch_settings, start_worker, tmp_path):
+    """Given Textract throttling the first two Starts, When the batch runs, Then the stage is retried
+    as RATE_LIMIT and the document is done from one job."""
+    aws.fail("StartDocumentTextDetection", "ThrottlingException", times=2)
+    settings = textract_settings(batch_settings)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [DOCUMENTS / "image-pdf-2.pdf"]))
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=300)
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    assert aws.calls["StartDocumentTextDetection"] == 3 and len(aws.received) == 1
+    with cluster.database.read() as session:
+        categories = session.scalars(select(StageRun.error_category).where(StageRun.stage == "extract")
+                                     .order_by(StageRun.id)).all()  # fmt: skip
+    assert categories[:2] == ["RATE_LIMIT", "RATE_LIMIT"]
+
+
+def test_access_denied_fails_as_configuration_at_once(aws, batch_settings, start_worker, tmp_path):
+    """Given Textract denying access, When the batch runs, Then the document fails as CONFIGURATION
+    after one call, with the permissions to grant."""
+    aws.fail("StartDocumentTextDetection", "AccessDeniedException", times=50)
+    settings = textract_settings(batch_settings)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [DOCUMENTS / "image-pdf-2.pdf"]))
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=120)
+    assert (final["failed"], final["errors_by_category"]) == (1, {"CONFIGURATION": 1}), final
+    assert aws.calls["StartDocumentTextDetection"] == 1
+    (document,) = cluster.documents(submitted.batch_id)
+    assert "access denied" in document["error"]["message"] and "textract:StartDocumentTextDetection" in document["error"]["message"]
+
+
+def _client_error(code: str, status: int = 400) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+@pytest.mark.parametrize(("error", "category"), [
+    (_client_error("ThrottlingException"), ErrorCategory.RATE_LIMIT),
+    (_client_error("ProvisionedThroughputExceededException"), ErrorCategory.RATE_LIMIT),
+    (_client_error("LimitExceededException"), ErrorCategory.RATE_LIMIT),
+    (_client_error("AccessDeniedException"), ErrorCategory.CONFIGURATION),
+    (_client_error("AccessDenied", 403), ErrorCategory.CONFIGURATION),
+    (_client_error("NoSuchBucket", 404), ErrorCategory.CONFIGURATION),
+    (_client_error("PermanentRedirect", 301), ErrorCategory.CONFIGURATION),
+    (_client_error("InvalidS3ObjectException"), ErrorCategory.CONFIGURATION),
+    (NoCredentialsError(), ErrorCategory.CONFIGURATION),
+    (_client_error("InvalidParameterException"), ErrorCategory.DATA),
+    (_client_error("UnsupportedDocumentException"), ErrorCategory.DATA),
+    (_client_error("BadDocumentException"), ErrorCategory.DATA),
+    (_client_error("InternalServerError", 500), ErrorCategory.TRANSIENT),
+    (_client_error("ServiceUnavailable", 503), ErrorCategory.TRANSIENT),
+])  # fmt: skip
+def test_textract_errors_are_classified_with_their_fix(error, category):
+    mine = translated(error, "Textract job")
+    assert categorize(mine) is category
+    if category is ErrorCategory.CONFIGURATION:
+        assert getattr(mine, "hint", None)
+
+
+def test_lines_are_grouped_per_page_in_order():
+    blocks = [{"BlockType": "PAGE", "Page": 1}, {"BlockType": "LINE", "Page": 2, "Text": "b1", "Confidence": 90},
+              {"BlockType": "LINE", "Page": 1, "Text": "a1", "Confidence": 80},
+              {"BlockType": "WORD", "Page": 1, "Text": "a1"},
+              {"BlockType": "LINE", "Page": 1, "Text": "a2", "Confidence": 100}]  # fmt: skip
+    first, second, third = page_results(blocks, 3)
+    assert (first.text, first.confidence) == ("a1\na2", 90.0)
+    assert (second.text, second.confidence) == ("b1", 90.0)
+    assert (third.text, third.confidence) == ("", None)
