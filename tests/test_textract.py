@@ -153,9 +153,9 @@ def test_throttling_is_retried_then_done(aws, batch_settings, start_worker, tmp_
     assert (final["succeeded"], final["failed"]) == (1, 0), final
     assert aws.calls["StartDocumentTextDetection"] == 3 and len(aws.received) == 1
     with cluster.database.read() as session:
-        categories = session.scalars(select(StageRun.error_category).where(StageRun.stage == "extract")
-                                     .order_by(StageRun.id)).all()  # fmt: skip
-    assert categories[:2] == ["RATE_LIMIT", "RATE_LIMIT"]
+        runs = session.execute(select(StageRun.attempt, StageRun.outcome, StageRun.error_category)
+                               .where(StageRun.stage == "extract").order_by(StageRun.id)).all()  # fmt: skip
+    assert [tuple(r) for r in runs[:2]] == [(1, "retry", "RATE_LIMIT"), (2, "retry", "RATE_LIMIT")], runs
 
 
 def test_access_denied_fails_as_configuration_at_once(aws, batch_settings, start_worker, tmp_path):

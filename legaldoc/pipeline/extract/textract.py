@@ -156,7 +156,7 @@ def aws_client(service: str, endpoint_url: str | None = None, *, retries: int | 
         from botocore.config import Config
     except ImportError:
         raise ConfigurationError(f"{service} needs boto3", hint="pip install 'legaldoc[aws]'") from None
-    config = Config(retries={"mode": "standard", **({"max_attempts": retries} if retries else {})},
+    config = Config(retries={"mode": "standard", **({"total_max_attempts": retries} if retries else {})},
                     connect_timeout=10, read_timeout=60)  # fmt: skip
     try:
         made = aws_session().client(service, endpoint_url=endpoint_url or None, config=config)
