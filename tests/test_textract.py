@@ -209,3 +209,43 @@ def test_lines_are_grouped_per_page_in_order():
     assert (first.text, first.confidence) == ("a1\na2", 90.0)
     assert (second.text, second.confidence) == ("b1", 90.0)
     assert (third.text, third.confidence) == ("", None)
+
+
+NO_AWS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def _submit(tmp_path: Path, redis_url: str, ocr: str | None, env: dict[str, str]):
+    from tests.test_cli import legaldoc
+
+    path = tmp_path / "m.yaml"
+    options = {"ocr": ocr} if ocr else {}
+    path.write_text(yaml.safe_dump({"project": "acme", "options": options,
+                                    "documents": [{"path": str(DOCUMENTS / "image-pdf-2.pdf")}]}))  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return legaldoc("submit", str(path), cwd=tmp_path, env={**clean, "LEGALDOC_REDIS_URL": redis_url, **env})
+
+
+@pytest.mark.parametrize(("ocr", "env", "says"), [
+    (None, {"LEGALDOC_OCR_PROVIDER": "textract", **NO_AWS}, "LEGALDOC_TEXTRACT_BUCKET"),
+    ("textract", {"LEGALDOC_TEXTRACT_BUCKET": "b", **NO_AWS}, "AWS_ACCESS_KEY_ID"),
+    ("auto", {"LEGALDOC_TEXTRACT_BUCKET": "b", **NO_AWS, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+     "AWS_REGION"),
+    ("textract", {"LEGALDOC_TEXTRACT_BUCKET": "b", **NO_AWS, "AWS_PROFILE": "nosuch"}, "AWS_PROFILE"),
+])  # fmt: skip
+def test_textract_without_what_it_needs_is_refused_at_submit(tmp_path, redis_url, ocr, env, says):
+    """Given Textract selected (setting or manifest) without a bucket, credentials or a region, When
+    the batch is submitted, Then submit exits 3 with one line naming the fix, and nothing is queued."""
+    result = _submit(tmp_path, redis_url, ocr, env)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "validation error" not in result.stderr
+
+
+def test_aws_keys_with_local_ocr_change_nothing(tmp_path, redis_url):
+    """Given AWS keys in the environment and OCR left local, When a batch is submitted, Then it is
+    accepted and nothing mentions Textract: no document leaves the machine unless asked."""
+    result = _submit(tmp_path, redis_url, None, {**NO_AWS, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                                                 "AWS_REGION": "us-east-1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "textract" not in (result.stdout + result.stderr).lower()

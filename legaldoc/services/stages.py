@@ -207,8 +207,10 @@ class StageRunner:
             transition = claims.defer(session, document_id, stage, attempt, self.worker)
             repo.finish_run(session, run_id, AttemptOutcome.WAITING)
         self._mirror(transition, priority)
-        if self.broker:
-            work.publish(self.broker, document_id, attempt, priority)
+        if self.broker is None:  # `legaldoc process`: no worker to give back, so this process waits
+            time.sleep(work.delay)
+            return self.execute(document_id, stage, attempt)
+        work.publish(self.broker, document_id, attempt, priority)
         return StageOutcome(AttemptOutcome.WAITING)
 
     def _mirror(self, transition: Transition, priority: int) -> None:

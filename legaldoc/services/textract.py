@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import redis
+
 from legaldoc.config import Settings
 from legaldoc.errors import (
     RETRY_POLICIES,
@@ -75,7 +77,15 @@ def guarded_call(settings: Settings, name: str = "textract") -> Any:
     if guard is None:
         limit = settings.textract_rate_limit if name == "textract" else settings.provider_rate_limit
         guard = _GUARDS[key] = ProviderGuard(name, settings, limit=limit)
-    return guard.call
+
+    def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return guard.call(function, *args, **kwargs)
+        except redis.ConnectionError:  # a lone `legaldoc process` without Redis: nobody to share limits with
+            log.debug("%s: no Redis for the shared limits; calling directly", name)
+            return function(*args, **kwargs)
+
+    return call
 
 
 def poll_delay(settings: Settings, poll: int) -> float:
@@ -268,9 +278,13 @@ def preflight(settings: Settings, option: str | None) -> None:
                              hint="set LEGALDOC_TEXTRACT_BUCKET to an S3 bucket in AWS_REGION, or use ocr: local")  # fmt: skip
     try:
         session = aws_session()
+        credentials = session.get_credentials()
     except ImportError:
         raise PreflightError(f"{what} but boto3 is not installed", hint="pip install 'legaldoc[aws]'") from None
-    if session.get_credentials() is None:
+    except Exception as exc:  # a profile that does not exist, a config file that does not parse
+        raise PreflightError(f"{what} but the AWS settings cannot be read: {exc}",
+                             hint="check AWS_PROFILE and the files in ~/.aws") from None  # fmt: skip
+    if credentials is None:
         raise PreflightError(f"{what} but no AWS credentials were found",
                              hint="set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use ocr: local")  # fmt: skip
     if not session.region_name:
