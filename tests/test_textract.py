@@ -249,3 +249,22 @@ def test_aws_keys_with_local_ocr_change_nothing(tmp_path, redis_url):
                                                  "AWS_REGION": "us-east-1"})  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "textract" not in (result.stdout + result.stderr).lower()
+
+
+def test_s3_prefixes_and_globs_are_listed_at_submit(aws, batch_settings, tmp_path, s3_endpoint):
+    """Given objects under a prefix (more than one listing page), When a manifest names the prefix
+    and a ** glob, Then submit lists them in bulk: every document object once, others left out."""
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="matters")
+    keys = [f"acme/vol{i % 3}/doc-{i:04d}.pdf" for i in range(1005)] + ["acme/notes.bin", "acme/vol1/", "other/x.pdf"]
+    for key in keys:
+        s3.put_object(Bucket="matters", Key=key, Body=b"%PDF-1.4 stub")
+    cluster = connect(batch_settings)
+    path = tmp_path / "s3.yaml"
+    path.write_text(yaml.safe_dump({"project": "acme", "documents": [
+        {"uri": "s3://matters/acme/"}, {"glob": "s3://matters/acme/vol1/**/*.pdf"}, {"glob": "s3://matters/*/x.pdf"}]}))
+    submitted = cluster.submit(path)
+    sources = {d["source"] for d in cluster.documents(submitted.batch_id)}
+    assert len(sources) == submitted.total == 1006
+    assert "s3://matters/other/x.pdf" in sources and "s3://matters/acme/vol2/doc-0005.pdf" in sources
+    assert submitted.not_documents == ["s3://matters/acme/notes.bin"]
