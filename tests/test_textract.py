@@ -3,6 +3,7 @@ our own (`tests/textract_peer.py`), with real workers, Redis and SQLite."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,8 @@ from legaldoc.pipeline.extract.textract import page_results, translated
 from legaldoc.storage import repository as repo
 from legaldoc.storage.tables import Document, StageRun, TextractJob
 from tests.batchkit import connect
-from tests.conftest import DOCUMENTS, _free_port
+from tests.conftest import DOCUMENTS, _free_port, settings_env
+from tests.test_cli import legaldoc
 from tests.textract_peer import TextractPeer, page_texts, text_layer_chars
 
 BUCKET = "ocr-pages"
@@ -113,6 +115,10 @@ def test_scanned_pages_get_their_text_from_textract(aws, batch_settings, start_w
     assert extracted.metadata["ocr_confidence"] == {"2": 97.5, "3": 97.5}
     assert (job.pages, job.status, job.batch_id) == ([1, 2], "SUCCEEDED", submitted.batch_id)
     assert aws.calls["GetDocumentTextDetection"] > 2  # polled, then every result page through NextToken
+    status = legaldoc("status", submitted.batch_id, "--json", cwd=tmp_path, env=settings_env(settings))
+    assert json.loads(status.stdout)["textract"] == {"jobs": 1, "pages": 2, "estimated_cost_usd": 0.003}
+    report = legaldoc("report", submitted.batch_id, "--format", "md", cwd=tmp_path, env=settings_env(settings))
+    assert "Pages sent to AWS Textract: 2 in 1 jobs, estimated cost $0.00" in report.stdout, report.stderr
 
 
 def test_a_killed_worker_resumes_the_same_job(aws, batch_settings, start_worker, tmp_path):
@@ -215,8 +221,6 @@ NO_AWS = {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/no
 
 
 def _submit(tmp_path: Path, redis_url: str, ocr: str | None, env: dict[str, str]):
-    from tests.test_cli import legaldoc
-
     path = tmp_path / "m.yaml"
     options = {"ocr": ocr} if ocr else {}
     path.write_text(yaml.safe_dump({"project": "acme", "options": options,

@@ -178,7 +178,8 @@ class RemoteOcr:
             sha256 = hashlib.sha256(data).hexdigest()
             with self.database.session() as session:
                 if jobs.find_job(session, document_id, sha256) is None:  # counted like a job's pages
-                    row = jobs.record_job(session, document_id, batch_id, sha256, "", "", "sync", [0], 0)
+                    row = jobs.record_job(session, document_id, batch_id, sha256, "", "", "sync", [0], 0,
+                                          self.settings.textract_price_per_page)  # fmt: skip
                     jobs.finish_job(session, row.id, RemoteJobStatus.SUCCEEDED)
             document = assemble("image", [(read[0].text, True, METHOD)], metadata)
             job = _Job(0, "sync", RemoteJobStatus.SUCCEEDED, [0], datetime.now(UTC))
@@ -215,7 +216,7 @@ class RemoteOcr:
             job_id = self.client.start(bucket, key, sha256)
             with self.database.session() as session:
                 row = jobs.record_job(session, document_id, batch_id, sha256, bucket, key, job_id, pages,
-                                      self.settings.textract_job_timeout)  # fmt: skip
+                                      self.settings.textract_job_timeout, self.settings.textract_price_per_page)  # fmt: skip
                 poll = jobs.bump_polls(session, row.id)
             log.info("%s: Textract job %s started for %d page(s)", source, job_id, len(pages))
             return Defer(poll, poll_delay(self.settings, poll))
@@ -263,6 +264,12 @@ def _with_confidence(document: ExtractedDocument, job: _Job, confidences: list[f
     metadata = {**document.metadata, "textract": {"job_id": job.job_id, "pages": numbers},
                 "ocr_confidence": {str(n): c for n, c in zip(numbers, confidences, strict=True) if c is not None}}  # fmt: skip
     return document.model_copy(update={"metadata": metadata})
+
+
+def batch_usage(database: Database, batch_id: str) -> jobs.Usage:
+    """Pages a batch sent to Textract and their estimated cost (`status`, the report)."""
+    with database.read() as session:
+        return jobs.batch_usage(session, batch_id)
 
 
 def preflight(settings: Settings, option: str | None) -> None:

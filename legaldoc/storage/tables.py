@@ -267,6 +267,8 @@ class TextractJob(Base):
     pages: Mapped[list[int]] = mapped_column(JSON, default=list)
     """The document's pages (0-based) the job reads, in the order sent."""
     status: Mapped[str] = mapped_column(String(20), default=RemoteJobStatus.IN_PROGRESS)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    """Estimated when the job started: its pages at ``textract_price_per_page``."""
     polls: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped by each scheduled poll: a poll message carrying an older number does nothing."""
     deadline_at: Mapped[datetime] = mapped_column()

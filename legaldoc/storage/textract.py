@@ -25,9 +25,9 @@ def latest_job(session: Session, document_id: int) -> TextractJob | None:
 
 
 def record_job(session: Session, document_id: int, batch_id: str | None, sha256: str, bucket: str, key: str,
-               job_id: str, pages: list[int], timeout: float) -> TextractJob:  # fmt: skip
+               job_id: str, pages: list[int], timeout: float, price_per_page: float) -> TextractJob:  # fmt: skip
     job = TextractJob(document_id=document_id, batch_id=batch_id, sha256=sha256, bucket=bucket, key=key, job_id=job_id,
-                      pages=pages, status=RemoteJobStatus.IN_PROGRESS, polls=0,
+                      pages=pages, status=RemoteJobStatus.IN_PROGRESS, polls=0, cost_usd=len(pages) * price_per_page,
                       deadline_at=datetime.now(UTC) + timedelta(seconds=timeout))  # fmt: skip
     session.add(job)
     session.flush()
@@ -70,8 +70,8 @@ class Usage:
         return {"jobs": self.jobs, "pages": self.pages, "estimated_cost_usd": round(self.cost, 4)}
 
 
-def batch_usage(session: Session, batch_id: str, price_per_page: float) -> Usage:
-    rows = session.execute(select(TextractJob.pages).where(TextractJob.batch_id == batch_id)).scalars().all()
-    pages = sum(len(p or []) for p in rows)
-    return Usage(len(rows), pages, pages * price_per_page)
+def batch_usage(session: Session, batch_id: str) -> Usage:
+    """What the batch sent to Textract (the jobs it started; a resumed job is not counted twice)."""
+    rows = session.execute(select(TextractJob.pages, TextractJob.cost_usd).where(TextractJob.batch_id == batch_id)).all()
+    return Usage(len(rows), sum(len(pages or []) for pages, _ in rows), sum(cost or 0.0 for _, cost in rows))
 

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column('job_id', sa.String(length=255), nullable=False),
         sa.Column('pages', sa.JSON(), nullable=False),
         sa.Column('status', sa.String(length=20), nullable=False),
+        sa.Column('cost_usd', sa.Float(), nullable=False, server_default='0'),
         sa.Column('polls', sa.Integer(), nullable=False, server_default='0'),
         sa.Column('deadline_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
