@@ -272,3 +272,38 @@ def test_s3_prefixes_and_globs_are_listed_at_submit(aws, batch_settings, tmp_pat
     assert len(sources) == submitted.total == 1006
     assert "s3://matters/other/x.pdf" in sources and "s3://matters/acme/vol2/doc-0005.pdf" in sources
     assert submitted.not_documents == ["s3://matters/acme/notes.bin"]
+
+
+def test_a_one_page_image_is_read_synchronously(aws, batch_settings, start_worker, tmp_path):
+    """Given a one-page PNG and `ocr: textract`, When a worker runs it, Then DetectDocumentText reads it
+    (no upload, no job) and its page is counted in the batch's pages sent."""
+    pdf = pdfium.PdfDocument(DOCUMENTS / "image-pdf-2.pdf")
+    image = tmp_path / "scan.png"
+    pdf[0].render(scale=150 / 72, grayscale=True).to_pil().save(image)
+    settings = textract_settings(batch_settings)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [image]))
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=300)
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    assert aws.calls["DetectDocumentText"] == 1 and not aws.received and not aws.calls["StartDocumentTextDetection"]
+    with cluster.database.read() as session:
+        extracted = repo.load_extracted(session, session.scalars(select(Document.id)).one())
+        job = session.scalars(select(TextractJob)).one()
+    assert [p.method for p in extracted.pages] == ["textract"] and len(extracted.text) > 200
+    assert (job.job_id, job.pages, job.batch_id) == ("sync", [0], submitted.batch_id)
+
+
+def test_a_job_past_its_deadline_fails_as_resource_at_the_last_attempt(aws, batch_settings, start_worker, tmp_path):
+    """Given a job that never ends, When its deadline passes at the last attempt, Then the document
+    fails as RESOURCE naming the job, and polling went on without holding the worker."""
+    aws.job_seconds = 3600
+    settings = textract_settings(batch_settings, textract_job_timeout=3.0, max_attempts=1)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [DOCUMENTS / "image-pdf-2.pdf"]))
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=120)
+    assert (final["failed"], final["errors_by_category"]) == (1, {"RESOURCE": 1}), final
+    (document,) = cluster.documents(submitted.batch_id)
+    assert "still runs after 3s" in document["error"]["message"] and aws.calls["StartDocumentTextDetection"] == 1
+    assert aws.calls["GetDocumentTextDetection"] >= 2
