@@ -307,3 +307,24 @@ def test_a_job_past_its_deadline_fails_as_resource_at_the_last_attempt(aws, batc
     (document,) = cluster.documents(submitted.batch_id)
     assert "still runs after 3s" in document["error"]["message"] and aws.calls["StartDocumentTextDetection"] == 1
     assert aws.calls["GetDocumentTextDetection"] >= 2
+
+
+def test_unchanged_s3_objects_are_skipped_by_etag(aws, batch_settings, start_worker, tmp_path, s3_endpoint):
+    """Given an S3 document processed once, When the same prefix is submitted again, Then it is skipped
+    by its ETag and size (not downloaded); once the object changes it is processed again."""
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="matters")
+    s3.put_object(Bucket="matters", Key="acme/notice.txt", Body=b"Notice of appearance of counsel for the plaintiff.\n")
+    cluster = connect(batch_settings)
+    path = tmp_path / "s3.yaml"
+    path.write_text(yaml.safe_dump({"project": "acme", "name": "nightly", "documents": [{"uri": "s3://matters/acme/"}]}))
+    start_worker(concurrency=1, settings=batch_settings)
+    first = cluster.wait(cluster.submit(path).batch_id)
+    assert first["succeeded"] == 1, first
+    again = cluster.submit(path)
+    assert cluster.wait(again.batch_id)["skipped"] == 1
+    (row,) = cluster.documents(again.batch_id)
+    assert "same S3 ETag and size" in row["reason"]
+    s3.put_object(Bucket="matters", Key="acme/notice.txt", Body=b"Amended notice of appearance of counsel.\n")
+    changed = cluster.wait(cluster.submit(path).batch_id)
+    assert (changed["succeeded"], changed["skipped"]) == (1, 0), changed

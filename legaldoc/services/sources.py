@@ -178,17 +178,21 @@ def _s3_call(settings: Settings, what: str, function: Callable[..., T], *args: A
     return result
 
 
-def _read_s3(uri: str, settings: Settings, limit_mb: float | None = None) -> bytes:
-    parts = urlsplit(uri)
-    bucket, key = parts.netloc, parts.path.lstrip("/")
-    client = aws_client("s3", settings.s3_endpoint_url)  # one per process, the SDK's standard retry mode
-    try:
+def s3_stamp(uri: str, settings: Settings) -> str:
+    """An S3 object's identity without its bytes: ETag and size (one HEAD). An object whose stamp is
+    the one its document was processed from is unchanged, and is skipped without being downloaded."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    client = aws_client("s3", settings.s3_endpoint_url)
+    with _s3_errors(uri):
         head = _s3_call(settings, uri, client.head_object, Bucket=bucket, Key=key)
-        limit_mb = limit_mb or settings.max_file_mb
-        if head["ContentLength"] > limit_mb * 1024 * 1024:
-            raise DataError(f"{uri} is {head['ContentLength'] / 1e6:.0f} MB, over the {limit_mb:.0f} MB limit",
-                            hint="raise LEGALDOC_MAX_FILE_MB or split the file")  # fmt: skip
-        return _s3_call(settings, uri, lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return f"{str(head.get('ETag', '')).strip(chr(34))}:{head['ContentLength']}"
+
+
+@contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """S3's answers as our errors: a missing object is DATA, a refusal CONFIGURATION, the rest TRANSIENT."""
+    try:
+        yield
     except LegaldocError:
         raise
     except Exception as exc:
@@ -198,3 +202,17 @@ def _read_s3(uri: str, settings: Settings, limit_mb: float | None = None) -> byt
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise ConfigurationError(f"{uri}: access denied ({code})", hint="check the worker's AWS credentials") from None
         raise TransientError(f"{uri}: S3 answered {code or exc}") from None
+
+
+def _read_s3(uri: str, settings: Settings, limit_mb: float | None = None) -> bytes:
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    client = aws_client("s3", settings.s3_endpoint_url)  # one per process, the SDK's standard retry mode
+    with _s3_errors(uri):
+        head = _s3_call(settings, uri, client.head_object, Bucket=bucket, Key=key)
+        limit_mb = limit_mb or settings.max_file_mb
+        if head["ContentLength"] > limit_mb * 1024 * 1024:
+            raise DataError(f"{uri} is {head['ContentLength'] / 1e6:.0f} MB, over the {limit_mb:.0f} MB limit",
+                            hint="raise LEGALDOC_MAX_FILE_MB or split the file")  # fmt: skip
+        data: bytes = _s3_call(settings, uri, lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return data

@@ -33,6 +33,7 @@ from legaldoc.lifecycle import (
     Transition,
 )
 from legaldoc.models import EntityRef, EntityType, Stage, StageError
+from legaldoc.paths import is_remote, split_container
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import entity_provider_from_settings
 from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
@@ -41,7 +42,7 @@ from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
 from legaldoc.services.caching import StageCache, extract_key
-from legaldoc.services.sources import read_source
+from legaldoc.services.sources import read_source, s3_stamp
 from legaldoc.services.textract import Defer, RemoteOcr
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
@@ -52,6 +53,7 @@ from legaldoc.storage.db import Database
 from legaldoc.storage.tables import Batch, Document
 
 log = logging.getLogger("legaldoc.stages")
+S3_STAMP = "s3_object"  # the document's metadata: ETag:size of the S3 object it was processed from
 
 @dataclass(frozen=True)
 class Written:
@@ -233,7 +235,14 @@ class StageRunner:
             document = session.get_one(Document, document_id)
             source, project_id = document.source, document.project_id
             batch_id, attempt = document.batch_id, document.attempts
+            stored_stamp = (document.doc_metadata or {}).get(S3_STAMP) if document.processed_sha256 == document.sha256 else None
+            processed = document.processed_sha256 is not None and document.pipeline_version == PIPELINE_VERSION
         mode = ocr_mode(options.get("ocr"), self.settings)
+        stamp = None
+        if is_remote(source) and split_container(source) is None:
+            stamp = s3_stamp(source, self.settings)  # one HEAD: an unchanged object is not downloaded again
+            if options.get("skip_processed") and processed and stored_stamp == stamp:
+                return Skip(None, "unchanged since it was processed (same S3 ETag and size)")
         data = read_source(source, self.settings)
         sha256 = hashlib.sha256(data).hexdigest()
         if options.get("skip_processed"):
@@ -263,6 +272,8 @@ class StageRunner:
             document = session.get_one(Document, document_id)
             document.sha256, document.size, document.extract_key = sha256, len(data), key
             repo.save_extraction(session, document, extracted, PIPELINE_VERSION)
+            if stamp is not None:
+                document.doc_metadata = {**(document.doc_metadata or {}), S3_STAMP: stamp}
             if cached is not None:
                 log.info("document %s: extraction from the cache (%s)", document_id, cached.source)
                 return Written(outcome=AttemptOutcome.CACHED)
