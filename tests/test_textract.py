@@ -328,3 +328,15 @@ def test_unchanged_s3_objects_are_skipped_by_etag(aws, batch_settings, start_wor
     s3.put_object(Bucket="matters", Key="acme/notice.txt", Body=b"Amended notice of appearance of counsel.\n")
     changed = cluster.wait(cluster.submit(path).batch_id)
     assert (changed["succeeded"], changed["skipped"]) == (1, 0), changed
+
+
+def test_process_waits_for_the_job_in_place(aws, tmp_path):
+    """Given `legaldoc process` (no Redis, no workers) with Textract selected, When it reads a scan,
+    Then it waits for the job itself and prints the document done with its pages read by Textract."""
+    env = {"LEGALDOC_OCR_PROVIDER": "textract", "LEGALDOC_TEXTRACT_BUCKET": BUCKET, "LEGALDOC_TEXTRACT_POLL_INTERVAL": "0.3",
+           "LEGALDOC_REDIS_URL": f"redis://127.0.0.1:{_free_port()}"}  # fmt: skip
+    result = legaldoc("process", str(DOCUMENTS / "image-pdf.pdf"), "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (line["status"], line["pages"], line["ocr_pages"]) == ("done", 2, 2)
+    assert aws.calls["StartDocumentTextDetection"] == 1

@@ -73,13 +73,13 @@ def guarded_call(settings: Settings, name: str = "textract") -> Any:
     from legaldoc.services.guard import ProviderGuard
 
     key = (os.getpid(), name, settings.ratelimit_url or settings.redis_url)
-    guard = _GUARDS.get(key)
-    if guard is None:
-        limit = settings.textract_rate_limit if name == "textract" else settings.provider_rate_limit
-        guard = _GUARDS[key] = ProviderGuard(name, settings, limit=limit)
 
     def call(function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
+            guard = _GUARDS.get(key)
+            if guard is None:
+                limit = settings.textract_rate_limit if name == "textract" else settings.provider_rate_limit
+                guard = _GUARDS[key] = ProviderGuard(name, settings, limit=limit)
             return guard.call(function, *args, **kwargs)
         except redis.ConnectionError:  # a lone `legaldoc process` without Redis: nobody to share limits with
             log.debug("%s: no Redis for the shared limits; calling directly", name)
