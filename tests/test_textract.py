@@ -340,3 +340,21 @@ def test_process_waits_for_the_job_in_place(aws, tmp_path):
     (line,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert (line["status"], line["pages"], line["ocr_pages"]) == ("done", 2, 2)
     assert aws.calls["StartDocumentTextDetection"] == 1
+
+
+def test_an_s3_scan_needing_no_cut_is_read_in_place(aws, batch_settings, start_worker, tmp_path, s3_endpoint):
+    """Given a scanned PDF in S3 whose every page needs OCR, When it runs with `ocr: auto`, Then Textract
+    reads the object where it is: nothing is uploaded."""
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="matters")
+    s3.put_object(Bucket="matters", Key="acme/scan.pdf", Body=(DOCUMENTS / "image-pdf.pdf").read_bytes())
+    settings = textract_settings(batch_settings)
+    cluster = connect(settings)
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"project": "acme", "options": {"ocr": "auto"}, "documents": [{"uri": "s3://matters/acme/scan.pdf"}]}))
+    submitted = cluster.submit(path)
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=300)
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    assert [(bucket, key) for bucket, key, _ in aws.received] == [("matters", "acme/scan.pdf")]
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0

@@ -200,7 +200,8 @@ class RemoteOcr:
         return _with_confidence(document, job, [r.confidence for r in read])
 
     def _job(self, document_id: int, batch_id: str | None, attempt: int, body: bytes, sha256: str, pages: list[int],
-             source: str, in_place: str | None, content_type: str) -> tuple[_Job, list[dict[str, Any]]] | Defer:  # fmt: skip
+             source: str, in_place: str | None, content_type: str,
+             expired: str | None = None) -> tuple[_Job, list[dict[str, Any]]] | Defer:  # fmt: skip
         """The job for these bytes, named by `sha256` (of the source's bytes and the pages sent: a cut
         PDF's own bytes differ each time it is cut): uploaded under it, started with it as the
         ClientRequestToken, its id kept; then polled until it is done; its blocks once it is."""
@@ -213,7 +214,8 @@ class RemoteOcr:
                 uploaded = self.client.upload(bucket, key, body, content_type)
                 log.info("%s: %d page(s) %s s3://%s/%s", source, len(pages), "uploaded to" if uploaded else "already at",
                          bucket, key)  # fmt: skip
-            job_id = self.client.start(bucket, key, sha256)
+            token = sha256 if expired is None else hashlib.sha256(f"{sha256}:{expired}".encode()).hexdigest()
+            job_id = self.client.start(bucket, key, token)  # the same token returns the same job
             with self.database.session() as session:
                 row = jobs.record_job(session, document_id, batch_id, sha256, bucket, key, job_id, pages,
                                       self.settings.textract_job_timeout, self.settings.textract_price_per_page)  # fmt: skip
@@ -230,7 +232,17 @@ class RemoteOcr:
                                 hint="check the file opens; or process it with ocr: local")  # fmt: skip
             if status is RemoteJobStatus.IN_PROGRESS:
                 return self._still_running(job, attempt, source)
-        blocks = self.client.blocks(job.job_id)
+        try:
+            blocks = self.client.blocks(job.job_id)
+        except Exception as exc:
+            if _error_code(exc) != "InvalidJobIdException" or expired is not None:
+                raise
+            # Textract keeps a job's results for days, not for ever: a later run starts a new job
+            log.info("%s: Textract job %s is gone; starting a new one", source, job.job_id)
+            with self.database.session() as session:
+                jobs.forget_job(session, job.row)
+            return self._job(document_id, batch_id, attempt, body, sha256, pages, source, in_place, content_type,
+                             expired=job.job_id)  # fmt: skip
         with self.database.session() as session:
             jobs.finish_job(session, job.row, status)
         return job, blocks
@@ -256,6 +268,11 @@ class RemoteOcr:
             raise ConfigurationError("Textract is selected but no bucket is set for the pages it reads",
                                      hint="set LEGALDOC_TEXTRACT_BUCKET (a bucket in AWS_REGION)")  # fmt: skip
         return self.settings.textract_bucket, f"{self.settings.textract_prefix}{sha256}"
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def _with_confidence(document: ExtractedDocument, job: _Job, confidences: list[float | None]) -> ExtractedDocument:

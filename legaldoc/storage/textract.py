@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from legaldoc.lifecycle import RemoteJobStatus
@@ -51,6 +51,11 @@ def next_poll(session: Session, job_id: int, polls: int) -> bool:
 def extend_deadline(session: Session, job_id: int, timeout: float) -> None:
     session.execute(update(TextractJob).where(TextractJob.id == job_id)
                     .values(deadline_at=datetime.now(UTC) + timedelta(seconds=timeout)))  # fmt: skip
+
+
+def forget_job(session: Session, job_id: int) -> None:
+    """A job whose results Textract no longer keeps: a new one replaces it."""
+    session.execute(delete(TextractJob).where(TextractJob.id == job_id))
 
 
 def finish_job(session: Session, job_id: int, status: RemoteJobStatus) -> None:
