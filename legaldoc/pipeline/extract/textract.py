@@ -148,7 +148,8 @@ def aws_session() -> Any:
 def aws_client(service: str, endpoint_url: str | None = None, *, retries: int | None = None) -> Any:
     """A boto3 client made once per process (and per endpoint) and reused; ``retries`` None keeps the
     SDK's standard retry mode, a number caps its attempts (1 = ours alone)."""
-    key = (os.getpid(), service, endpoint_url, retries)
+    variables = ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+    key = (os.getpid(), service, endpoint_url, retries, *(os.environ.get(v) for v in variables))  # settings it was made with
     found = _CLIENTS.get(key)
     if found is not None:
         return found
