@@ -41,16 +41,18 @@ def s3_endpoint():
                                stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(url, timeout=5)
-            break
-        except requests.RequestException:
-            assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(10)
+    try:
+        while True:
+            try:
+                requests.get(url, timeout=5)
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture
