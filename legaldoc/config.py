@@ -46,8 +46,10 @@ class Settings(BaseSettings):
     project: str = Field("default", description="Project used when a command names none.")
     """Project used when a command names none."""
 
-    ocr_provider: Literal["local"] = "local"
-    """OCR provider for pages without a usable text layer (``local`` = tesseract)."""
+    ocr_provider: Literal["local", "textract", "auto"] = "local"
+    """OCR provider for pages without a usable text layer: ``local`` = tesseract; ``textract`` = AWS
+    Textract for every page that fails the local text check; ``auto`` = Textract only for pages with
+    no text layer at all (scans), tesseract for thin ones. A manifest's ``options: {ocr: ...}`` wins."""
 
     entity_provider: Literal["local", "failing", "openai", "hybrid"] = "local"
     """Entity extraction provider (``local`` = eyecite, courts-db and rules; ``openai`` = a model
@@ -119,6 +121,27 @@ class Settings(BaseSettings):
 
     s3_endpoint_url: str | None = None
     """S3 endpoint for ``s3://`` documents (default: AWS); set it for MinIO or a local S3 peer."""
+
+    textract_bucket: str | None = None
+    """S3 bucket the pages sent to Textract are uploaded to (required when Textract is selected)."""
+
+    textract_prefix: str = "legaldoc/textract/"
+    """Key prefix of those uploads; each object is named by the sha256 of its bytes."""
+
+    textract_price_per_page: float = Field(0.0015, ge=0)
+    """US dollars per page Textract charges (text detection); used for the estimated cost per batch."""
+
+    textract_poll_interval: float = Field(5.0, gt=0)
+    """Seconds before the first poll of a Textract job; later polls back off by half each time."""
+
+    textract_poll_max_interval: float = Field(30.0, gt=0)
+    """Longest wait between two polls of a Textract job (never more than a claim lease)."""
+
+    textract_job_timeout: float = Field(3600.0, gt=0)
+    """Seconds a Textract job may run per attempt before the stage fails (TRANSIENT, RESOURCE at the last)."""
+
+    textract_rate_limit: str = "10/second"
+    """Shared rate limit of Textract calls across all workers, in ``limits`` notation."""
 
     redis_url: str = "redis://127.0.0.1:6379"
     """Redis server for queues and live state; each role below uses its own database of it."""
@@ -192,7 +215,7 @@ class Settings(BaseSettings):
     provider_rate_limit: str = "20/second"
     """Shared rate limit of each remote provider across all workers, in ``limits`` notation (``100/minute``)."""
 
-    @field_validator("provider_rate_limit", "openai_request_limit", "openai_token_limit")
+    @field_validator("provider_rate_limit", "openai_request_limit", "openai_token_limit", "textract_rate_limit")
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:
         from limits import parse

@@ -71,6 +71,11 @@ class ConfigurationError(LegaldocError):
     category = ErrorCategory.CONFIGURATION
 
 
+class PreflightError(ConfigurationError):
+    """Raised at submit when a selected remote provider lacks what it needs (a bucket, credentials,
+    a key): the batch is refused before any document runs, with the fix (exit 3, like doctor)."""
+
+
 class DataError(LegaldocError):
     """Raised when a document itself cannot be processed (corrupt, encrypted, empty, unsupported)."""
 

@@ -85,6 +85,7 @@ class AttemptOutcome(StrEnum):
     CACHED = "cached"  # done, with the result taken from the cache
     SKIPPED = "skipped"
     RETRY = "retry"  # failed; the next attempt is queued
+    WAITING = "waiting"  # not finished: a remote job runs (Textract); a poll brings the stage back
     FAILED = "failed"  # failed for good
     LOST = "lost"  # the claim was taken over (the worker was presumed dead); its writes rolled back
     CANCELLED = "cancelled"  # not run: the document's batch is being cancelled
@@ -95,6 +96,18 @@ class AttemptOutcome(StrEnum):
 
 
 FAILURES = frozenset({AttemptOutcome.RETRY, AttemptOutcome.FAILED})
+
+
+class RemoteJobStatus(StrEnum):
+    """A remote provider's job (a Textract text detection), as the provider spells its status."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
+
+
+JOB_FINISHED = frozenset({RemoteJobStatus.SUCCEEDED, RemoteJobStatus.PARTIAL_SUCCESS})
 
 
 @dataclass(frozen=True)

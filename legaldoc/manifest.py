@@ -134,7 +134,9 @@ def parse_manifest(text: str, path: Path) -> Manifest:
 
 def _expand(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]:
     if entry.uri:
-        return [DocumentSpec(source=entry.uri, metadata=entry.metadata)]
+        return [DocumentSpec(source=entry.uri, metadata=entry.metadata)]  # a prefix (ends in /) is listed at submit
+    if entry.glob and entry.glob.startswith(REMOTE_SCHEMES):
+        return [DocumentSpec(source=entry.glob, metadata=entry.metadata)]  # listed at submit, like a prefix
     if entry.path:
         path = (base / entry.path).resolve()
         if not path.is_file():

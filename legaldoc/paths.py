@@ -51,6 +51,12 @@ def is_remote(source: str) -> bool:
     return source.startswith("s3://")
 
 
+def is_remote_listing(source: str) -> bool:
+    """An S3 prefix (``s3://bucket/matter/``) or glob (``s3://bucket/matter/**/*.pdf``): many objects,
+    listed at submit."""
+    return is_remote(source) and (source.endswith("/") or any(ch in source for ch in "*?["))
+
+
 def split_container(source: str, exists: bool | None = None) -> tuple[str, str] | None:
     """(container, member path) when `source` names a member of a container, else None.
 

@@ -41,6 +41,7 @@ CONSUME_ORDER: tuple[Queue, ...] = (
 )  # fmt: skip
 
 FINALIZE_TASK = "legaldoc.finalize_batch"
+TEXTRACT_POLL_TASK = "legaldoc.textract_poll"  # on the ocr queue: is a Textract job done yet?
 SWEEP_TASK = "legaldoc.sweep"
 RETENTION_TASK = "legaldoc.retention"
 

@@ -28,6 +28,7 @@ from legaldoc.services import batches as service
 from legaldoc.services.doctor import CHEAP, Verdict, diagnose
 from legaldoc.services.embedded import EmbeddedRedis, RunLock, WorkerProcess, reap_dead_run
 from legaldoc.services.summary import BatchSummary, usage_line
+from legaldoc.services.textract import batch_usage as textract_usage
 from legaldoc.services.wiring import Runtime
 
 TimeoutOption = Annotated[str | None, typer.Option("--timeout", help="Stop waiting after this long, e.g. 90s, 30m, 2h (exit 4).")]
@@ -195,6 +196,7 @@ def status(
         else:
             one = service.batch_status(rt, batch_id)
             documents = service.batch_documents(rt, batch_id) if docs else []
+            textract = textract_usage(rt.database, batch_id)
     if batch_id is None:
         if json_output:
             emit_json([r.as_json() for r in rows])
@@ -207,9 +209,11 @@ def status(
         stdout.print(table)
         return
     if json_output:
-        emit_json(one.as_json() | ({"documents": [d.as_json() for d in documents]} if docs else {}))
+        emit_json(one.as_json() | {"textract": textract.as_json()} | ({"documents": [d.as_json() for d in documents]} if docs else {}))
         return
     _print_summary(one)
+    if textract.pages:
+        stdout.print(f"textract: {textract.pages} pages sent in {textract.jobs} jobs, estimated ${textract.cost:,.2f}")
     if docs:
         table = Table("id", "state", "stage", "attempts", "source / error", box=None)
         for d in documents:

@@ -17,6 +17,7 @@ from legaldoc.errors import (
     BatchBusy,
     ConfigurationError,
     LegaldocError,
+    PreflightError,
     ServiceUnavailable,
     UsageError,
 )
@@ -36,7 +37,7 @@ def emit_json(value: Any) -> None:
 def fail(error: LegaldocError) -> NoReturn:
     """Print an expected error (no traceback) and exit with its code."""
     stderr.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable | PreflightError):  # what the batch needs is not there
         raise typer.Exit(ExitCode.UNAVAILABLE)
     if isinstance(error, UsageError | ConfigurationError):  # fix the command line, the settings or the setup
         raise typer.Exit(ExitCode.USAGE)

@@ -46,12 +46,14 @@ from legaldoc.lifecycle import (
 )
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
+from legaldoc.pipeline.extract.textract import OcrMode
 from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
 from legaldoc.services.openai_entities import MODEL_ENTITY_PROVIDERS
 from legaldoc.services.openai_entities import preflight as preflight_entities
 from legaldoc.services.report import batch_report, build_report
 from legaldoc.services.sources import expand_documents
 from legaldoc.services.summary import BatchSummary, DocumentRow, usage_of
+from legaldoc.services.textract import preflight as textract_preflight
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
 from legaldoc.storage import claims
@@ -60,7 +62,7 @@ from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
 
 log = logging.getLogger("legaldoc.batches")
 
-KNOWN_PROVIDERS = {"ocr": {"local"}, "entities": {"local", *MODEL_ENTITY_PROVIDERS}}
+KNOWN_PROVIDERS = {"ocr": {mode.value for mode in OcrMode}, "entities": {"local", *MODEL_ENTITY_PROVIDERS}}
 
 
 @dataclass
@@ -96,6 +98,7 @@ def submit_batch(rt: Runtime, loaded: LoadedManifest, *, skip_processed: bool | 
     """Insert the batch and its documents, initialize its live state, publish its first-stage messages."""
     _check_options(loaded)
     preflight_entities(rt.settings, loaded.manifest.options.entities)
+    textract_preflight(rt.settings, loaded.manifest.options.ocr)
     expanded = expand_documents(loaded.documents, rt.settings)
     loaded = loaded.model_copy(update={"documents": expanded.documents})
     manifest = loaded.manifest

@@ -29,6 +29,7 @@ from legaldoc.storage.tables import (
     Project,
     RelationshipRow,
 )
+from legaldoc.storage.textract import batch_usage
 
 FAILED_LISTED = 1000
 """Failed documents kept in a stored report (the count is always exact)."""
@@ -92,6 +93,7 @@ def build_report(session: Session, batch: Batch) -> dict[str, Any]:
         "new_entities": [{"id": i, "type": t, "name": n} for i, t, n in session.execute(new_entities.limit(NEW_ENTITIES_LISTED))],
         "new_entities_total": new_total,
         "documents_in_batch": session.scalar(select(func.count()).select_from(in_batch.subquery())) or 0,
+        "textract": batch_usage(session, batch.id).as_json(),
         "generated_at": iso(datetime.now(UTC)),
     }  # fmt: skip
 
@@ -125,6 +127,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]  # fmt: skip
     for provider, used in (report.get("usage") or {}).items():  # remote providers: calls, tokens, cost
         lines += ["", f"Remote provider {usage_line(provider, used)}."]
+    if (textract := report.get("textract")) and textract["pages"]:
+        lines += ["", f"Pages sent to AWS Textract: {textract['pages']:,} in {textract['jobs']:,} jobs, "
+                      f"estimated cost ${textract['estimated_cost_usd']:,.2f}."]  # fmt: skip
     if report["failure_groups"]:
         lines += ["", "## Failures", "", "| category | stage | count | message | what to do |", "|---|---|--:|---|---|"]
         for g in report["failure_groups"]:

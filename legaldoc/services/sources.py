@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 from legaldoc.config import Settings
-from legaldoc.errors import ConfigurationError, DataError, TransientError
+from legaldoc.errors import ConfigurationError, DataError, LegaldocError, TransientError, UsageError
 from legaldoc.manifest import DocumentSpec
-from legaldoc.paths import is_remote, source_path, split_container
+from legaldoc.paths import is_remote, is_remote_listing, source_path, split_container
 from legaldoc.pipeline.extract import container_limits
 from legaldoc.pipeline.extract.containers import expand, may_have_attachments, read_member
-from legaldoc.pipeline.extract.formats import container_kind
+from legaldoc.pipeline.extract.formats import SUPPORTED_SUFFIXES, container_kind
+from legaldoc.pipeline.extract.textract import aws_client, calling
+from legaldoc.services.textract import guarded_call
 
 log = logging.getLogger("legaldoc.sources")
+T = TypeVar("T")
 
 
 def read_source(source: str, settings: Settings) -> bytes:
@@ -90,7 +94,18 @@ def expand_documents(documents: Sequence[DocumentSpec], settings: Settings) -> E
     limits = container_limits(settings)
     result = Expanded([])
     seen: set[str] = set()
-    for spec in documents:
+    listed: list[DocumentSpec] = []
+    for spec in documents:  # S3 prefixes and globs: every object they name, listed in bulk
+        if not is_remote_listing(spec.source):
+            listed.append(spec)
+            continue
+        objects = list_s3(spec.source, settings)
+        for uri, _etag, _size in objects:
+            if uri.rsplit("/", 1)[-1].lower().endswith(tuple(SUPPORTED_SUFFIXES)):
+                listed.append(DocumentSpec(source=uri, metadata=dict(spec.metadata)))
+            else:
+                result.skipped.append(uri)
+    for spec in listed:
         sources = [spec.source]
         if _worth_opening(spec.source, settings):
             try:
@@ -111,30 +126,93 @@ def expand_documents(documents: Sequence[DocumentSpec], settings: Settings) -> E
     return result
 
 
-def _read_s3(uri: str, settings: Settings, limit_mb: float | None = None) -> bytes:
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A key glob as a regex: ``**/`` any folders (or none), ``*`` and ``?`` within one folder."""
+    out, index = [], 0
+    while index < len(pattern):
+        if pattern.startswith("**/", index):
+            out.append("(?:.*/)?")
+            index += 3
+        elif pattern.startswith("**", index):
+            out.append(".*")
+            index += 2
+        elif pattern[index] == "*":
+            out.append("[^/]*")
+            index += 1
+        elif pattern[index] == "?":
+            out.append("[^/]")
+            index += 1
+        else:
+            out.append(re.escape(pattern[index]))
+            index += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def list_s3(pattern: str, settings: Settings) -> list[tuple[str, str, int]]:
+    """(uri, ETag, size) of every object under an ``s3://`` prefix or matching an ``s3://`` glob,
+    listed with the paginator (1,000 keys a call) through the shared limiter."""
+    bucket, _, key_pattern = pattern.removeprefix("s3://").partition("/")
+    wildcard = min((i for i, ch in enumerate(key_pattern) if ch in "*?["), default=len(key_pattern))
+    prefix = key_pattern[:wildcard]
+    matcher = _glob_regex(key_pattern) if wildcard < len(key_pattern) else None
+    client = aws_client("s3", settings.s3_endpoint_url)
+    found: list[tuple[str, str, int]] = []
+
+    def pages() -> list[dict]:
+        return list(client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix))
+
+    for page in _s3_call(settings, f"s3://{bucket}/{prefix}", pages):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if key.endswith("/") or (matcher is not None and not matcher.match(key)):
+                continue
+            found.append((f"s3://{bucket}/{key}", str(item.get("ETag", "")).strip('"'), int(item.get("Size", 0))))
+    if not found:
+        raise UsageError(f"{pattern} names no objects", hint="check the bucket, the prefix and the pattern")
+    return found
+
+
+def _s3_call(settings: Settings, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One S3 request, counted by the shared rate limit (provider ``s3``), its errors explained."""
+    result: T = guarded_call(settings, "s3")(calling, what, function, *args, **kwargs)
+    return result
+
+
+def s3_stamp(uri: str, settings: Settings) -> str:
+    """An S3 object's identity without its bytes: ETag and size (one HEAD). An object whose stamp is
+    the one its document was processed from is unchanged, and is skipped without being downloaded."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    client = aws_client("s3", settings.s3_endpoint_url)
+    with _s3_errors(uri):
+        head = _s3_call(settings, uri, client.head_object, Bucket=bucket, Key=key)
+    return f"{str(head.get('ETag', '')).strip(chr(34))}:{head['ContentLength']}"
+
+
+@contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """S3's answers as our errors: a missing object is DATA, a refusal CONFIGURATION, the rest TRANSIENT."""
     try:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-    except ImportError:
-        raise ConfigurationError(f"{uri} needs boto3", hint="pip install 'legaldoc[aws]'") from None
-    parts = urlsplit(uri)
-    bucket, key = parts.netloc, parts.path.lstrip("/")
-    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-        limit_mb = limit_mb or settings.max_file_mb
-        if head["ContentLength"] > limit_mb * 1024 * 1024:
-            raise DataError(f"{uri} is {head['ContentLength'] / 1e6:.0f} MB, over the {limit_mb:.0f} MB limit",
-                            hint="raise LEGALDOC_MAX_FILE_MB or split the file")  # fmt: skip
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except NoCredentialsError:
-        raise ConfigurationError(f"{uri}: no AWS credentials", hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID") from None
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "404", "NoSuchBucket"):
+        yield
+    except LegaldocError:
+        raise
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "404"):
             raise DataError(f"{uri} does not exist", hint="check the bucket and key in the manifest") from None
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise ConfigurationError(f"{uri}: access denied ({code})", hint="check the worker's AWS credentials") from None
         raise TransientError(f"{uri}: S3 answered {code or exc}") from None
-    except BotoCoreError as exc:
-        raise TransientError(f"{uri}: {exc}") from None
+
+
+def _read_s3(uri: str, settings: Settings, limit_mb: float | None = None) -> bytes:
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    client = aws_client("s3", settings.s3_endpoint_url)  # one per process, the SDK's standard retry mode
+    with _s3_errors(uri):
+        head = _s3_call(settings, uri, client.head_object, Bucket=bucket, Key=key)
+        limit_mb = limit_mb or settings.max_file_mb
+        if head["ContentLength"] > limit_mb * 1024 * 1024:
+            raise DataError(f"{uri} is {head['ContentLength'] / 1e6:.0f} MB, over the {limit_mb:.0f} MB limit",
+                            hint="raise LEGALDOC_MAX_FILE_MB or split the file")  # fmt: skip
+        data: bytes = _s3_call(settings, uri, lambda: client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return data

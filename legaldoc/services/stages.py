@@ -33,17 +33,20 @@ from legaldoc.lifecycle import (
     Transition,
 )
 from legaldoc.models import PERSON_TYPES, EntityRef, EntityType, RelationType, Stage, StageError
+from legaldoc.paths import is_remote, split_container
 from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import EntityProvider
 from legaldoc.pipeline.entities.llm import ModelEntityProvider, ModelUsage
 from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
 from legaldoc.pipeline.people import link_people, surname_word
+from legaldoc.pipeline.extract.textract import OcrMode, ocr_mode
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
 from legaldoc.services.caching import StageCache, extract_key
 from legaldoc.services.openai_entities import entity_provider_for
-from legaldoc.services.sources import read_source
+from legaldoc.services.sources import read_source, s3_stamp
+from legaldoc.services.textract import Defer, RemoteOcr
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
 from legaldoc.state.cache import ResultCache
@@ -53,6 +56,7 @@ from legaldoc.storage.db import Database
 from legaldoc.storage.tables import Batch, Document
 
 log = logging.getLogger("legaldoc.stages")
+S3_STAMP = "s3_object"  # the document's metadata: ETag:size of the S3 object it was processed from
 
 @dataclass(frozen=True)
 class Written:
@@ -127,6 +131,7 @@ class StageRunner:
         self.retries = retries
         self.worker = worker or claims.worker_identity()
         self.ocr = ocr_provider_from_settings(settings)
+        self.remote_ocr = RemoteOcr(settings, database, self.ocr)
         self._entity_providers: dict[str, EntityProvider] = {}  # made on first use: a model provider needs its key then
 
     def entity_provider(self, name: str | None) -> EntityProvider:
@@ -160,6 +165,8 @@ class StageRunner:
         try:
             with _LeaseKeeper(self, document_id, stage, attempt):
                 work = getattr(self, f"_{stage.value}")(document_id, options)
+                if isinstance(work, Defer):
+                    return self._defer(document_id, stage, attempt, run_id, work, priority)
                 with self.database.session() as session:
                     written = None if isinstance(work, Skip) else work(session)
                     outcome = AttemptOutcome.SKIPPED if isinstance(work, Skip) else (written or Written()).outcome
@@ -206,6 +213,18 @@ class StageRunner:
             self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay)
         return StageOutcome(outcome, StageError(category=category, stage=stage, message=message))
 
+    def _defer(self, document_id: int, stage: Stage, attempt: int, run_id: int, work: Defer, priority: int) -> StageOutcome:
+        """A remote job runs: release the claim (the document waits at this attempt), queue its poll."""
+        with self.database.session() as session:
+            transition = claims.defer(session, document_id, stage, attempt, self.worker)
+            repo.finish_run(session, run_id, AttemptOutcome.WAITING)
+        self._mirror(transition, priority)
+        if self.broker is None:  # `legaldoc process`: no worker to give back, so this process waits
+            time.sleep(work.delay)
+            return self.execute(document_id, stage, attempt)
+        work.publish(self.broker, document_id, attempt, priority)
+        return StageOutcome(AttemptOutcome.WAITING)
+
     def _mirror(self, transition: Transition, priority: int) -> None:
         """One round trip to Redis; a mirror failure never fails the document (the database has it).
         A change that leaves its batch with no open document has the batch settled."""
@@ -231,10 +250,19 @@ class StageRunner:
 
     # -- stages: read inputs, call the pure stage, return a writer for one transaction -------------
 
-    def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip:
+    def _extract(self, document_id: int, options: dict[str, Any]) -> Writer | Skip | Defer:
         with self.database.read() as session:
             document = session.get_one(Document, document_id)
             source, project_id = document.source, document.project_id
+            batch_id, attempt = document.batch_id, document.attempts
+            stored_stamp = (document.doc_metadata or {}).get(S3_STAMP) if document.processed_sha256 == document.sha256 else None
+            processed = document.processed_sha256 is not None and document.pipeline_version == PIPELINE_VERSION
+        mode = ocr_mode(options.get("ocr"), self.settings)
+        stamp = None
+        if is_remote(source) and split_container(source) is None:
+            stamp = s3_stamp(source, self.settings)  # one HEAD: an unchanged object is not downloaded again
+            if options.get("skip_processed") and processed and stored_stamp == stamp:
+                return Skip(None, "unchanged since it was processed (same S3 ETag and size)")
         data = read_source(source, self.settings)
         sha256 = hashlib.sha256(data).hexdigest()
         if options.get("skip_processed"):
@@ -250,14 +278,22 @@ class StageRunner:
                 if same == document_id:
                     return Skip(None, "unchanged since it was processed")
                 return Skip(same, f"same content as document {same}")
-        key = extract_key(self.settings, sha256)
+        key = extract_key(self.settings.model_copy(update={"ocr_provider": mode.value}), sha256)
         cached = self.cache.extraction(key, sha256) if self.use_cache and not options.get("force") else None
-        extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
+        if cached or mode is OcrMode.LOCAL:
+            extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
+        else:
+            remote = self.remote_ocr.extract(document_id, batch_id, attempt, data, source, mode)
+            if isinstance(remote, Defer):
+                return remote
+            extracted = remote
 
         def write(session: Session) -> Written:
             document = session.get_one(Document, document_id)
             document.sha256, document.size, document.extract_key = sha256, len(data), key
             repo.save_extraction(session, document, extracted, PIPELINE_VERSION)
+            if stamp is not None:
+                document.doc_metadata = {**(document.doc_metadata or {}), S3_STAMP: stamp}
             if cached is not None:
                 log.info("document %s: extraction from the cache (%s)", document_id, cached.source)
                 return Written(outcome=AttemptOutcome.CACHED)

@@ -337,3 +337,15 @@ def held_elsewhere(document: Any, *, batch_running: bool, now: datetime | None =
     if batch_running:
         return f"document {document.id} belongs to running batch {document.batch_id}"
     return None
+
+
+def defer(session: Session, document_id: int, stage: Stage, attempt: int, worker: str) -> Transition:
+    """The stage started a remote job and gives its worker back: the claim is released and the
+    document waits at the same stage and attempt until a poll publishes that attempt again."""
+    row = session.execute(
+        update(Document).where(_owned(document_id, stage, attempt, worker))
+        .values(_changed(**_RELEASED, status=DocumentStatus.QUEUED)).returning(*_NEW)
+    ).one_or_none()  # fmt: skip
+    if row is None:
+        raise ClaimLost(f"document {document_id}: the {stage} claim was taken over")
+    return _transition(document_id, row, MirrorState.RUNNING)

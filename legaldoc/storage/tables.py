@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
-from legaldoc.lifecycle import AttemptOutcome, BatchStatus, DocumentStatus
+from legaldoc.lifecycle import AttemptOutcome, BatchStatus, DocumentStatus, RemoteJobStatus
 from legaldoc.models import Stage
 
 
@@ -264,3 +264,31 @@ class StageRun(Base):
     error_category: Mapped[str | None] = mapped_column(String(20))
     error_message: Mapped[str | None] = mapped_column(Text)
     traceback_digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class TextractJob(Base):
+    """A Textract job started for a document's pages: a killed worker resumes it instead of paying
+    again (migration 0009). One per document and uploaded content (sha256)."""
+
+    __tablename__ = "textract_jobs"
+    __table_args__ = (UniqueConstraint("document_id", "sha256", name="uq_textract_jobs_document_sha"),
+                      Index("ix_textract_jobs_batch", "batch_id"))  # fmt: skip
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
+    """The batch that started (and pays for) the job."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    """Of the bytes sent: also the upload's key and the ClientRequestToken."""
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    job_id: Mapped[str] = mapped_column(String(255))
+    pages: Mapped[list[int]] = mapped_column(JSON, default=list)
+    """The document's pages (0-based) the job reads, in the order sent."""
+    status: Mapped[str] = mapped_column(String(20), default=RemoteJobStatus.IN_PROGRESS)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    """Estimated when the job started: its pages at ``textract_price_per_page``."""
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    """Bumped by each scheduled poll: a poll message carrying an older number does nothing."""
+    deadline_at: Mapped[datetime] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()

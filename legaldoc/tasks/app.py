@@ -28,12 +28,13 @@ from legaldoc.queues import (
     RETENTION_TASK,
     STAGE_QUEUE,
     SWEEP_TASK,
+    TEXTRACT_POLL_TASK,
     Queue,
     batch_queue,
     broker_priority,
     stage_task,
 )
-from legaldoc.services import batches
+from legaldoc.services import batches, textract
 from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import runtime
 
@@ -105,6 +106,13 @@ def _register(app: Celery, settings: Settings) -> None:
     @app.task(name=FINALIZE_TASK, queue=batch_queue(DEFAULT_PRIORITY).value, **_limits(settings, "control"))
     def finalize_batch(batch_id: str) -> str:
         return batches.finalize_batch(runtime(settings), batch_id).status.value
+
+    @app.task(name=TEXTRACT_POLL_TASK, queue=Queue.OCR.value, **_limits(settings, "control"))
+    def textract_poll(document_id: int, attempt: int, number: int, database: str | None = None) -> str:
+        rt = runtime(settings)
+        if database and database != rt.database.identity:
+            return "foreign"
+        return textract.poll(settings, rt.database, rt.broker, document_id, attempt, number).value
 
     @app.task(name=SWEEP_TASK, queue=Queue.CLEANUP.value, **_limits(settings, "control"))
     def sweep() -> dict[str, int]:

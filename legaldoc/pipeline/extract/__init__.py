@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from legaldoc.config import Settings
 from legaldoc.errors import DataError, DocumentTooLarge, UnsupportedFormat
@@ -122,7 +123,8 @@ def _with_record(document: ExtractedDocument, raw: str, source: str) -> Extracte
 
 
 def extract(
-    data: bytes, source: str, settings: Settings, ocr: OcrProvider | None = None
+    data: bytes, source: str, settings: Settings, ocr: OcrProvider | None = None,
+    given: Mapping[int, tuple[str, str]] | None = None,
 ) -> ExtractedDocument:
     """Text, pages and metadata of one document. Raises a categorized LegaldocError on failure."""
     if not data:
@@ -135,7 +137,7 @@ def extract(
     deadline = Deadline(settings.document_timeout, f"extracting {source}")
     kind = sniff_kind(data, source)
     if kind == "pdf":
-        document = extract_pdf(data, source, settings, ocr, deadline)
+        document = extract_pdf(data, source, settings, ocr, deadline, given)
     elif kind == "docx":
         document = extract_docx(data, source, settings, deadline)
     elif kind in ("doc", "wpd"):

@@ -72,7 +72,8 @@ class TesseractOcr:
 
 
 def ocr_provider_from_settings(settings: Settings) -> OcrProvider:
-    """The OCR provider that Settings select."""
-    if settings.ocr_provider == "local":
+    """The local OCR provider; with ``textract`` or ``auto`` selected it reads what stays local (the
+    pages Textract does not get), and `services.textract.RemoteOcr` sends the others."""
+    if settings.ocr_provider in ("local", "textract", "auto"):
         return TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, settings.ocr_dpi)
     raise ConfigurationError(f"unknown OCR provider {settings.ocr_provider!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
@@ -53,9 +55,11 @@ def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
 
 
 def extract_pdf(
-    data: bytes, source: str, settings: Settings, ocr: OcrProvider | None, deadline: Deadline
+    data: bytes, source: str, settings: Settings, ocr: OcrProvider | None, deadline: Deadline,
+    given: Mapping[int, tuple[str, str]] | None = None,
 ) -> ExtractedDocument:
-    """Text of every page; OCR where the text layer is too thin and an OCR provider is given."""
+    """Text of every page; OCR where the text layer is too thin and an OCR provider is given.
+    `given` holds pages (0-based) already read by a remote OCR provider: (text, method)."""
     pdf = _open(data, source)
     try:
         page_count = len(pdf)
@@ -69,6 +73,9 @@ def extract_pdf(
         pages: list[tuple[str, bool, str]] = []
         for index in range(page_count):
             deadline.check()
+            if given is not None and index in given:
+                pages.append((clean_text(given[index][0]), True, given[index][1]))
+                continue
             page = pdf[index]
             try:
                 textpage = page.get_textpage()
