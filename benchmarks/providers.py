@@ -95,10 +95,7 @@ def main() -> None:
     if args.only != "openai":
         results["textract"] = textract_pages()
     with tempfile.TemporaryDirectory() as folder:
-        if args.only == "textract":
-            sets = {}
-        else:
-            sets = SETS
+        sets = {} if args.only == "textract" else SETS
         redis_process, redis_url = start_redis(Path(folder))
         try:
             base = load_settings(data_dir=Path(folder) / ".legaldoc", redis_url=redis_url, openai_model="peer-small",

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     textract_rate_limit: str = "10/second"
     """Shared rate limit of Textract calls across all workers, in ``limits`` notation."""
 
+    textract_pages_per_job: int = Field(3000, ge=1, le=3000)
+    """Pages sent in one Textract job (its limit is 3,000): a document with more pages to read is
+    sent as several jobs, one after the other."""
+
     redis_url: str = "redis://127.0.0.1:6379"
     """Redis server for queues and live state; each role below uses its own database of it."""
 

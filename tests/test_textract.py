@@ -119,6 +119,8 @@ def test_scanned_pages_get_their_text_from_textract(aws, batch_settings, start_w
     assert aws.calls["GetDocumentTextDetection"] > 2  # polled, then every result page through NextToken
     status = legaldoc("status", submitted.batch_id, "--json", cwd=tmp_path, env=settings_env(settings))
     assert json.loads(status.stdout)["textract"] == {"jobs": 1, "pages": 2, "estimated_cost_usd": 0.003}
+    # the live usage the dashboard's batch screen shows, as the pages were sent
+    assert json.loads(status.stdout)["usage"]["textract"] == {"cost_usd": 0.003, "jobs": 1, "pages": 2}
     report = legaldoc("report", submitted.batch_id, "--format", "md", cwd=tmp_path, env=settings_env(settings))
     assert "Pages sent to AWS Textract: 2 in 1 jobs, estimated cost $0.00" in report.stdout, report.stderr
 
@@ -360,3 +362,30 @@ def test_an_s3_scan_needing_no_cut_is_read_in_place(aws, batch_settings, start_w
     assert (final["succeeded"], final["failed"]) == (1, 0), final
     assert [(bucket, key) for bucket, key, _ in aws.received] == [("matters", "acme/scan.pdf")]
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+
+
+def test_more_pages_than_one_job_takes_go_as_several_jobs(aws, batch_settings, start_worker, tmp_path):
+    """Given a job size of one page and a PDF with two scanned pages, When a worker reads it with
+    Textract, Then the pages go as two jobs, one after the other, and both pages get their text."""
+    settings = textract_settings(batch_settings, textract_pages_per_job=1)
+    cluster = connect(settings)
+    submitted = cluster.submit(manifest(tmp_path / "m.yaml", [mixed_pdf(tmp_path / "mixed.pdf")]))
+    start_worker(concurrency=1, settings=settings)
+    final = cluster.wait(submitted.batch_id, timeout=300)
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    assert len(aws.starts) == 2 and len(aws.received) == 2
+    assert [text_layer_chars(sent) for _, _, sent in aws.received] == [[0], [0]]  # one scanned page each
+    with cluster.database.read() as session:
+        extracted = repo.load_extracted(session, session.scalars(select(Document.id)).one())
+        rows = session.scalars(select(TextractJob).order_by(TextractJob.id)).all()
+    assert [row.pages for row in rows] == [[1], [2]] and all(row.status == "SUCCEEDED" for row in rows)
+    assert [p.method for p in extracted.pages] == ["text-layer", "textract", "textract", "text-layer"]
+    assert extracted.metadata["textract"] == {"job_ids": aws.starts, "pages": [2, 3]}
+    for page in extracted.pages[1:3]:
+        assert len(extracted.text[page.start : page.end].strip()) > 200
+
+
+def test_the_usage_line_of_pages_sent():
+    from legaldoc.services.summary import usage_line
+
+    assert usage_line("textract", {"pages": 27, "jobs": 3, "cost_usd": 0.0405}) == "textract: 27 pages in 3 jobs, about $0.0405"

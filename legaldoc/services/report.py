@@ -126,6 +126,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['relationships']:,}; new in this batch: {report['new_entities_total']:,}.",
     ]  # fmt: skip
     for provider, used in (report.get("usage") or {}).items():  # remote providers: calls, tokens, cost
+        if provider == "textract" and report.get("textract"):
+            continue  # its pages are counted from the stored jobs, below
         lines += ["", f"Remote provider {usage_line(provider, used)}."]
     if (textract := report.get("textract")) and textract["pages"]:
         lines += ["", f"Pages sent to AWS Textract: {textract['pages']:,} in {textract['jobs']:,} jobs, "

@@ -38,8 +38,8 @@ from legaldoc.pipeline.chunk import chunk_document
 from legaldoc.pipeline.entities import EntityProvider
 from legaldoc.pipeline.entities.llm import ModelEntityProvider, ModelUsage
 from legaldoc.pipeline.extract import RECORD_KEY, extract, ocr_provider_from_settings
-from legaldoc.pipeline.people import link_people, surname_word
 from legaldoc.pipeline.extract.textract import OcrMode, ocr_mode
+from legaldoc.pipeline.people import link_people, surname_word
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
 from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
@@ -131,7 +131,7 @@ class StageRunner:
         self.retries = retries
         self.worker = worker or claims.worker_identity()
         self.ocr = ocr_provider_from_settings(settings)
-        self.remote_ocr = RemoteOcr(settings, database, self.ocr)
+        self.remote_ocr = RemoteOcr(settings, database, self.ocr, on_pages=self._pages_sent)
         self._entity_providers: dict[str, EntityProvider] = {}  # made on first use: a model provider needs its key then
 
     def entity_provider(self, name: str | None) -> EntityProvider:
@@ -237,6 +237,15 @@ class StageRunner:
             return
         if settleable and self.broker:
             self.broker.publish([Message(FINALIZE_TASK, (transition.batch_id,), batch_queue(priority), priority)])
+
+    def _pages_sent(self, batch_id: str | None, pages: int, cost: float) -> None:
+        """Pages sent to Textract, added to the batch's live usage (status, the dashboard)."""
+        if self.mirror is None or batch_id is None or not pages:
+            return
+        try:
+            self.mirror.add_usage(batch_id, "textract", {"pages": pages, "jobs": 1}, cost)
+        except Exception:
+            log.warning("could not record the Textract usage of batch %s", batch_id, exc_info=True)
 
     def _spent(self, batch_id: str | None, usage: ModelUsage) -> None:
         """What the model calls of one stage cost, added to the batch's live usage."""

@@ -129,7 +129,10 @@ def usage_of(fields: Mapping[str, str]) -> dict[str, dict[str, float]]:
 
 
 def usage_line(provider: str, used: Mapping[str, float]) -> str:
-    """'openai: 12 calls, 4 from the cache, 10234 tokens in, 2100 out, about $0.0068, 3 mentions dropped'."""
+    """'openai: 12 calls, 4 from the cache, 10234 tokens in, 2100 out, about $0.0068, 3 mentions dropped';
+    'textract: 27 pages in 3 jobs, about $0.0405'."""
+    if "pages" in used:
+        return f"{provider}: {int(used['pages'])} pages in {int(used.get('jobs', 0))} jobs, about ${used.get('cost_usd', 0.0):.4f}"
     parts = [f"{int(used.get('calls', 0))} calls"]
     if used.get("cached"):
         parts.append(f"{int(used['cached'])} from the cache")

@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -124,11 +125,18 @@ class _Job:
 class RemoteOcr:
     """Textract for the pages (or images) that need OCR; the local provider for the rest."""
 
-    def __init__(self, settings: Settings, database: Database, local: OcrProvider | None) -> None:
+    def __init__(self, settings: Settings, database: Database, local: OcrProvider | None,
+                 on_pages: Callable[[str | None, int, float], None] | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.database = database
         self.local = local
         self.client = TextractClient(settings, call=self._call)
+        self.on_pages = on_pages
+        """Told (batch id, pages, estimated cost) each time pages are sent: the batch's live usage."""
+
+    def _sent(self, batch_id: str | None, pages: int) -> None:
+        if self.on_pages is not None:
+            self.on_pages(batch_id, pages, pages * self.settings.textract_price_per_page)
 
     def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         return guarded_call(self.settings)(function, *args, **kwargs)
@@ -148,19 +156,30 @@ class RemoteOcr:
             return extract(data, source, self.settings, self.local)
         if count > self.settings.max_pages:
             return extract(data, source, self.settings, self.local)  # raises DocumentTooLarge
-        whole = len(pages) == count
-        body = data if whole else cut_pdf(data, pages)
-        check_job_limits(len(body), len(pages), source)
-        in_place = source if whole and is_remote(source) and split_container(source) is None else None
-        sha256 = hashlib.sha256(b"%s:%s" % (hashlib.sha256(data).hexdigest().encode(), repr(pages).encode())).hexdigest()
-        result = self._job(document_id, batch_id, attempt, body, sha256, pages, source, in_place, "application/pdf")
-        if isinstance(result, Defer):
-            return result
-        job, blocks = result
-        read = page_results(blocks, len(job.pages))
-        given = {page: (r.text, METHOD) for page, r in zip(job.pages, read, strict=True)}
+        # More pages than one job takes go as several jobs, one after the other: each is started when
+        # the one before it has finished (a document waits on one job at a time).
+        size = self.settings.textract_pages_per_job
+        groups = [pages[i : i + size] for i in range(0, len(pages), size)]
+        source_digest = hashlib.sha256(data).hexdigest().encode()
+        given: dict[int, tuple[str, str]] = {}
+        confidences: list[float | None] = []
+        done: list[_Job] = []
+        for group in groups:
+            whole = len(group) == count
+            body = data if whole else cut_pdf(data, group)
+            check_job_limits(len(body), len(group), source)
+            in_place = source if whole and is_remote(source) and split_container(source) is None else None
+            sha256 = hashlib.sha256(b"%s:%s" % (source_digest, repr(group).encode())).hexdigest()
+            result = self._job(document_id, batch_id, attempt, body, sha256, group, source, in_place, "application/pdf")
+            if isinstance(result, Defer):
+                return result
+            job, blocks = result
+            read = page_results(blocks, len(job.pages))
+            given.update({page: (r.text, METHOD) for page, r in zip(job.pages, read, strict=True)})
+            confidences += [r.confidence for r in read]
+            done.append(job)
         document = extract(data, source, self.settings, self.local, given=given)
-        return _with_confidence(document, job, [r.confidence for r in read])
+        return _with_confidence(document, done, confidences)
 
     def _image(self, document_id: int, batch_id: str | None, attempt: int, data: bytes,
                source: str) -> ExtractedDocument | Defer:  # fmt: skip
@@ -181,6 +200,7 @@ class RemoteOcr:
                     row = jobs.record_job(session, document_id, batch_id, sha256, "", "", "sync", [0], 0,
                                           self.settings.textract_price_per_page)  # fmt: skip
                     jobs.finish_job(session, row.id, RemoteJobStatus.SUCCEEDED)
+                    self._sent(batch_id, 1)
             document = assemble("image", [(read[0].text, True, METHOD)], metadata)
             job = _Job(0, "sync", RemoteJobStatus.SUCCEEDED, [0], datetime.now(UTC))
         else:
@@ -197,7 +217,7 @@ class RemoteOcr:
             document = assemble("image", [(r.text, True, METHOD) for r in read], metadata)
         if not document.text.strip():
             raise DataError(f"{source} has no text (not even after OCR)", hint="check that the file is not blank")
-        return _with_confidence(document, job, [r.confidence for r in read])
+        return _with_confidence(document, [job], [r.confidence for r in read])
 
     def _job(self, document_id: int, batch_id: str | None, attempt: int, body: bytes, sha256: str, pages: list[int],
              source: str, in_place: str | None, content_type: str,
@@ -221,6 +241,7 @@ class RemoteOcr:
                                       self.settings.textract_job_timeout, self.settings.textract_price_per_page)  # fmt: skip
                 poll = jobs.bump_polls(session, row.id)
             log.info("%s: Textract job %s started for %d page(s)", source, job_id, len(pages))
+            self._sent(batch_id, len(pages))
             return Defer(poll, poll_delay(self.settings, poll))
         status = job.status
         if status not in JOB_FINISHED:
@@ -275,10 +296,11 @@ def _error_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
-def _with_confidence(document: ExtractedDocument, job: _Job, confidences: list[float | None]) -> ExtractedDocument:
-    """The document with Textract's job and each page's mean line confidence in its metadata."""
-    numbers = [page + 1 for page in job.pages]
-    metadata = {**document.metadata, "textract": {"job_id": job.job_id, "pages": numbers},
+def _with_confidence(document: ExtractedDocument, done: list[_Job], confidences: list[float | None]) -> ExtractedDocument:
+    """The document with Textract's jobs and each page's mean line confidence in its metadata."""
+    numbers = [page + 1 for job in done for page in job.pages]
+    ids: dict[str, Any] = {"job_id": done[0].job_id} if len(done) == 1 else {"job_ids": [job.job_id for job in done]}
+    metadata = {**document.metadata, "textract": {**ids, "pages": numbers},
                 "ocr_confidence": {str(n): c for n, c in zip(numbers, confidences, strict=True) if c is not None}}  # fmt: skip
     return document.model_copy(update={"metadata": metadata})
 
