@@ -222,3 +222,12 @@ def test_the_migration_turns_stored_case_citations_into_cases(tmp_path, settings
         assert {t for _, t in found} & {"CASE", "CASE_CITATION"} == ({"CASE_CITATION"} if target == "0006" else {"CASE"})
     assert [case.aliases for case in cited_cases(database, "p")] == [
         [{"alias": "127 S. Ct. 1955", "reason": PARALLEL_CITATION}, {"alias": "167 L. Ed. 2d 929", "reason": PARALLEL_CITATION}]]  # fmt: skip
+
+
+def test_a_slip_opinions_own_citation_is_not_a_case_it_cites():
+    from legaldoc.models import EntityType
+    from legaldoc.pipeline.entities import LocalEntityProvider
+
+    text = "Cite as: 569 U.S. ___ (2013)\nOpinion of the Court\nSee Virginia v. Maryland, 540 U.S. 56, 66 (2003)."
+    cases = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.CASE]
+    assert cases == ["540 U.S. 56"]

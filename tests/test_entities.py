@@ -36,14 +36,15 @@ def test_offsets_slice_the_stored_text_for_every_mention_type(corpus_run):
     assert expected <= seen_types, expected - seen_types
 
 
-def test_vector_pdf_has_at_least_135_citation_mentions(corpus_run):
-    """Its 21 citations of the record's appendix ("1 App. 12" and the id citations after them) are no
-    case citations (test_cases.py), so 135 rather than the 150 counted when they were."""
+def test_vector_pdf_has_at_least_120_citation_mentions(corpus_run):
+    """Its 21 citations of the record's appendix ("1 App. 12" and the id citations after them) and the
+    13 running headers "Cite as: 569 U.S. ___" (its own citation) are no case citations (test_cases.py),
+    so 120 rather than the 150 counted when they were."""
     _, _, reports = corpus_run
     report = reports["vector-pdf.pdf"]
     assert report.pages == 30
     citations = [m for m in report.mentions if m["type"] in ("CASE", "STATUTE", "RULE")]
-    assert len(citations) >= 135
+    assert len(citations) >= 120
     normalized = {m["normalized"] for m in citations}
     assert "200 U.S. 321" in normalized and "560 U.S. 330" in normalized
 

@@ -152,6 +152,9 @@ def _pin(citation: object) -> str | None:
     return squash(_PIN.sub("", pin)) or None if pin else None
 
 
+_OWN_CITATION = re.compile(r"\bCite\s+as:?\s*$", re.I)
+
+
 def citation_mentions(sink: MentionSink) -> None:
     """Cases (full citations, their parallel citations, and short, supra and id forms resolved to
     them), statutes (with "Id. § 1988" read as another section of the code cited before), rules."""
@@ -176,6 +179,9 @@ def citation_mentions(sink: MentionSink) -> None:
 
     # "1 App. 12" is the record's appendix, not a reporter: it cites no case (nor does an id citation of it).
     record = {id(c) for c in citations if isinstance(c, FullCaseCitation | ShortCaseCitation) and _is_record(c)}
+    # "Cite as: 569 U.S. ___ (2013)" in a slip opinion's running header is the document's own citation, not one it makes.
+    record |= {id(c) for c in citations
+               if isinstance(c, FullCaseCitation) and _OWN_CITATION.search(flat, max(0, c.span()[0] - 24), c.span()[0])}  # fmt: skip
 
     # Parallel citations form one case; a case cited again in full (by any of its reporters) is the same case.
     # A citation without its page ("603 U.S. ___") names no case by itself: it is only grouped by place.
