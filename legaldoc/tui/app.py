@@ -163,7 +163,10 @@ class DashboardScreen(Screen[None]):
         if not self.ready:
             return
         app: MonitorApp = self.app  # type: ignore[assignment]
-        self.query_one(Header).update(app.header_text())
+        headers = self.query(Header)
+        if not headers:  # the screen is being taken down (the app is closing): nothing to show on
+            return
+        headers.first().update(app.header_text())
         if dashboard is None:
             return
         needle = self.query_one("#filter", FilterInput).value.strip().lower()
@@ -380,7 +383,10 @@ class BatchScreen(FilteredScreen):
         if not self.ready:
             return
         app: MonitorApp = self.app  # type: ignore[assignment]
-        self.query_one(Header).update(app.header_text())
+        headers = self.query(Header)
+        if not headers:  # the screen is being taken down (the app is closing): nothing to show on
+            return
+        headers.first().update(app.header_text())
         if detail is None:
             return
         self.detail = detail
@@ -542,7 +548,10 @@ class DocumentScreen(FilteredScreen):
 
     def show(self, view: DocumentView | None = None) -> None:
         app: MonitorApp = self.app  # type: ignore[assignment]
-        self.query_one(Header).update(app.header_text())
+        headers = self.query(Header)
+        if not headers:  # the screen is being taken down (the app is closing): nothing to show on
+            return
+        headers.first().update(app.header_text())
         if view is None:
             return
         self.view = view
