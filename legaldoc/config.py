@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     ocr_dpi: int = Field(300, ge=72, le=600)
     """Resolution at which pages are rendered for OCR."""
 
+    ocr_max_pixels: int = Field(45_000_000, ge=1_000_000)
+    """Most pixels a page or image may have when read by OCR: a PDF page is rendered at a dpi
+    scaled down to fit (never below 70 dpi, else it fails as DATA); a larger image fails as DATA."""
+
     ocr_min_chars: int = Field(200, ge=0)
     """A PDF page whose text layer has fewer characters than this is OCR'd."""
 
