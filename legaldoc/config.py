@@ -25,6 +25,12 @@ from pydantic_settings import (
 )
 
 
+def time_limit_setting(queue: str) -> str:
+    """The setting that holds the hard time limit of a queue's tasks."""
+    name = {"ocr": "ocr", "text": "text", "entity": "entity", "graph": "graph"}.get(queue, "control")
+    return f"{name}_time_limit"
+
+
 class Settings(BaseSettings):
     """Every knob of legaldoc; each field is documented in the README."""
 
@@ -301,8 +307,13 @@ class Settings(BaseSettings):
 
     def time_limit(self, queue: str) -> float:
         """The hard time limit of a queue's tasks."""
-        name = {"ocr": "ocr", "text": "text", "entity": "entity", "graph": "graph"}.get(queue, "control")
-        return getattr(self, f"{name}_time_limit")
+        return float(getattr(self, time_limit_setting(queue)))
+
+    def soft_time_limit(self, queue: str) -> float:
+        """The soft time limit of a queue's tasks (90% of the hard one, at least 5 s before it):
+        a worker's task, and a stage of `legaldoc process`, fails as RESOURCE past it."""
+        hard = self.time_limit(queue)
+        return max(1.0, min(hard * 0.9, hard - 5))
 
     @classmethod
     def settings_customise_sources(
