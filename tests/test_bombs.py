@@ -136,3 +136,11 @@ def test_process_of_a_render_bomb_stays_within_memory_and_fails_as_data(tmp_path
     assert report["status"] == "failed" and report["error"]["category"] == "DATA", report
     assert path.name in report["error"]["message"] and expected in report["error"]["message"]
     assert outcome["peak_mb"] < 500  # before the cap: 3.6 GB (or MemoryError), and 740 MB; after: 105 and 235
+
+
+def test_the_pixel_budget_is_part_of_the_extraction_cache_key_only_when_changed(tmp_path):
+    from legaldoc.services.caching import extract_key
+
+    default = load_settings(data_dir=tmp_path / ".legaldoc")
+    assert extract_key(default, "0" * 64) == extract_key(default.model_copy(update={"ocr_max_pixels": 45_000_000}), "0" * 64)
+    assert extract_key(default, "0" * 64) != extract_key(default.model_copy(update={"ocr_max_pixels": 90_000_000}), "0" * 64)
