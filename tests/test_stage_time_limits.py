@@ -75,3 +75,38 @@ def test_the_limit_interrupts_python_code_and_restores_the_previous_handler(tmp_
     assert caught.value.category.value == "RESOURCE" and caught.value.message.startswith("loop.txt: the entities stage")
     assert signal.getsignal(signal.SIGALRM) is before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@pytest.mark.timeout(60)
+def test_a_long_run_before_an_at_sign_costs_linear_time_in_the_email_rule():
+    from legaldoc.pipeline.entities import LocalEntityProvider
+
+    provider = LocalEntityProvider()
+    provider.extract("warm up: jane@example.com")
+    text = "a." * 100_000 + "@"  # 200 KB of local-part characters and no domain: quadratic before
+    started = time.monotonic()
+    provider.extract(text)
+    elapsed = time.monotonic() - started
+    print(f"200 KB before an '@': {elapsed:.2f}s")
+    assert elapsed < 5  # was about 110 s
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Counsel: Jane Roe  jane.roe+ecf@example-law.com, j.o'neil@firm.co.uk", ["jane.roe+ecf@example-law.com", "j.o'neil@firm.co.uk"]),
+    ("x" * 64 + "@example.com", ["x" * 64 + "@example.com"]),
+    ("x" * 65 + "@example.com", []),  # longer than a local part may be (RFC 5321)
+])  # fmt: skip
+def test_email_addresses_are_still_found(text, expected):
+    from legaldoc.pipeline.entities.base import finditer_near
+    from legaldoc.pipeline.entities.names import _AT, _EMAIL, _EMAIL_START
+
+    assert [m.group() for m in finditer_near(_EMAIL, text, _AT, _EMAIL_START, 0)] == expected
+    assert [m.group() for m in _EMAIL.finditer(text)] == expected
+
+
+def test_notice_recipients_are_still_read_beside_their_addresses():
+    from legaldoc.pipeline.entities import LocalEntityProvider
+
+    text = "Notice has been electronically mailed to:\n\nJane Roe   jane.roe@example-law.com, jroe@example.com\n"
+    names = {m.text for m in LocalEntityProvider().extract(text) if m.type.value in ("PERSON", "ATTORNEY")}
+    assert "Jane Roe" in names
