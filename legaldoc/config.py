@@ -25,6 +25,12 @@ from pydantic_settings import (
 )
 
 
+def time_limit_setting(queue: str) -> str:
+    """The setting that holds the hard time limit of a queue's tasks."""
+    name = {"ocr": "ocr", "text": "text", "entity": "entity", "graph": "graph"}.get(queue, "control")
+    return f"{name}_time_limit"
+
+
 class Settings(BaseSettings):
     """Every knob of legaldoc; each field is documented in the README."""
 
@@ -73,6 +79,10 @@ class Settings(BaseSettings):
 
     ocr_dpi: int = Field(300, ge=72, le=600)
     """Resolution at which pages are rendered for OCR."""
+
+    ocr_max_pixels: int = Field(45_000_000, ge=1_000_000)
+    """Most pixels a page or image may have when read by OCR: a PDF page is rendered at a dpi
+    scaled down to fit (never below 70 dpi, else it fails as DATA); a larger image fails as DATA."""
 
     ocr_min_chars: int = Field(200, ge=0)
     """A PDF page whose text layer has fewer characters than this is OCR'd."""
@@ -297,8 +307,13 @@ class Settings(BaseSettings):
 
     def time_limit(self, queue: str) -> float:
         """The hard time limit of a queue's tasks."""
-        name = {"ocr": "ocr", "text": "text", "entity": "entity", "graph": "graph"}.get(queue, "control")
-        return getattr(self, f"{name}_time_limit")
+        return float(getattr(self, time_limit_setting(queue)))
+
+    def soft_time_limit(self, queue: str) -> float:
+        """The soft time limit of a queue's tasks (90% of the hard one, at least 5 s before it):
+        a worker's task, and a stage of `legaldoc process`, fails as RESOURCE past it."""
+        hard = self.time_limit(queue)
+        return max(1.0, min(hard * 0.9, hard - 5))
 
     @classmethod
     def settings_customise_sources(

@@ -39,10 +39,12 @@ EntityIndex = dict[EntityType, dict[str, CanonicalEntity]]
 
 
 def extraction_fingerprint(settings: Settings) -> str:
-    """Everything besides the bytes that the text of an extraction depends on."""
+    """Everything besides the bytes that the text of an extraction depends on. The pixel budget
+    counts only when changed, so the keys of extractions made before it existed stay valid."""
+    budget = {} if settings.ocr_max_pixels == Settings.model_fields["ocr_max_pixels"].default else {"max_pixels": settings.ocr_max_pixels}
     return json.dumps({
         "pipeline": PIPELINE_VERSION, "ocr": settings.ocr_provider, "lang": settings.tesseract_lang,
-        "dpi": settings.ocr_dpi, "min_chars": settings.ocr_min_chars, "coverage": settings.ocr_image_coverage,
+        "dpi": settings.ocr_dpi, "min_chars": settings.ocr_min_chars, "coverage": settings.ocr_image_coverage, **budget,
     }, sort_keys=True)  # fmt: skip
 
 

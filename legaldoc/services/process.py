@@ -99,7 +99,7 @@ def process_sources(
     sources: Iterable[str], project: str, settings: Settings, database: Database, *, force: bool = False
 ) -> Iterator[DocumentReport]:
     """Every stage for every document, in this process. Unchanged documents already done are skipped."""
-    runner = StageRunner(settings, database, retries=False, use_cache=not force)
+    runner = StageRunner(settings, database, retries=False, use_cache=not force, time_limits=True)
     with database.session() as session:
         project_id = repo.get_or_create_project(session, project).id
     for source in sources:

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from legaldoc.services.caching import StageCache, extract_key
 from legaldoc.services.openai_entities import entity_provider_for
 from legaldoc.services.sources import read_source, s3_stamp
 from legaldoc.services.textract import Defer, RemoteOcr
+from legaldoc.services.timelimit import stage_time_limit
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Message
 from legaldoc.state.cache import ResultCache
@@ -121,8 +123,9 @@ class StageRunner:
 
     def __init__(self, settings: Settings, database: Database, *, mirror: BatchState | None = None,
                  broker: Broker | None = None, worker: str | None = None, retries: bool = True,
-                 cache: ResultCache | None = None, use_cache: bool = True) -> None:  # fmt: skip
+                 cache: ResultCache | None = None, use_cache: bool = True, time_limits: bool = False) -> None:  # fmt: skip
         self.settings = settings
+        self.time_limits = time_limits  # in-process stages (no worker to enforce them): the queues' soft limits
         self.database = database
         self.cache = StageCache(settings, database, cache)
         self.use_cache = use_cache
@@ -164,7 +167,9 @@ class StageRunner:
         started = time.monotonic()
         try:
             with _LeaseKeeper(self, document_id, stage, attempt):
-                work = getattr(self, f"_{stage.value}")(document_id, options)
+                limit = stage_time_limit(self.settings, stage, claim.source) if self.time_limits else nullcontext()
+                with limit:
+                    work = getattr(self, f"_{stage.value}")(document_id, options)
                 if isinstance(work, Defer):
                     return self._defer(document_id, stage, attempt, run_id, work, priority)
                 with self.database.session() as session:

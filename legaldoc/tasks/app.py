@@ -95,8 +95,7 @@ def create_app(settings: Settings) -> Celery:
 
 
 def _limits(settings: Settings, queue: str) -> dict[str, float]:
-    hard = settings.time_limit(queue)
-    return {"time_limit": hard, "soft_time_limit": max(1.0, min(hard * 0.9, hard - 5))}
+    return {"time_limit": settings.time_limit(queue), "soft_time_limit": settings.soft_time_limit(queue)}
 
 
 def _register(app: Celery, settings: Settings) -> None:

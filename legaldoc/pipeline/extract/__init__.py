@@ -18,7 +18,7 @@ from legaldoc.pipeline.extract.ocr import OcrProvider, TesseractOcr, ocr_provide
 from legaldoc.pipeline.extract.office import extract_docx, extract_legacy
 from legaldoc.pipeline.extract.pacer import RECORD_KEY, court_record
 from legaldoc.pipeline.extract.pdf import extract_pdf
-from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
+from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text, wide_encoding
 
 __all__ = ["RECORD_KEY", "extract", "sniff_kind", "container_limits", "OcrProvider", "TesseractOcr", "ocr_provider_from_settings",
            "SUPPORTED_SUFFIXES"]
@@ -48,6 +48,10 @@ def sniff_kind(data: bytes, name: str) -> str:
         return "wpd"
     if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head[:4] in (b"II*\x00", b"MM\x00*"):
         return "image"
+    if (wide := wide_encoding(data)) is not None:  # UTF-16/32 text: its NUL bytes do not make it binary
+        shown = data[:2048].decode(wide, errors="ignore").lstrip("\ufeff \t\r\n").lower()
+        html = shown.startswith(("<!doctype html", "<html")) or lowered_name.endswith((".html", ".htm"))
+        return "html" if html else "text"
     stripped = head.lstrip().lower()
     if stripped.startswith((b"<!doctype html", b"<html")) or lowered_name.endswith((".html", ".htm")):
         return "html"
@@ -101,7 +105,14 @@ def _refuse_archive(data: bytes, source: str, settings: Settings) -> None:
 
 
 def decode_text(data: bytes, source: str) -> str:
-    """Bytes of a text file to str: UTF-8 when valid, otherwise the detected charset."""
+    """Bytes of a text file to str: UTF-16/32 by its byte-order mark (or the NUL pattern of ASCII in
+    UTF-16), UTF-8 when valid, otherwise the detected charset."""
+    if (wide := wide_encoding(data)) is not None:
+        try:
+            return data.decode(wide)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{source} is {wide.upper()} text that does not decode past byte {exc.start}",
+                            hint="re-save it as UTF-8 (or UTF-16 in full)") from exc  # fmt: skip
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -156,7 +167,7 @@ def extract(
         markup = decode_text(data, source)
         document = _with_record(assemble("html", [(clean_text(html_to_text(markup)), False, "html")]), markup, source)
     elif kind == "text":
-        if b"\x00" in data[:4096]:
+        if b"\x00" in data[:4096] and wide_encoding(data) is None:
             raise UnsupportedFormat(
                 f"{source} is a binary file of a format legaldoc does not read",
                 hint=f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}",

@@ -13,6 +13,9 @@ from PIL import Image
 from legaldoc.config import Settings
 from legaldoc.errors import ConfigurationError, DataError, StageTimeout
 
+RENDER_DPI_KEY = "legaldoc_render_dpi"
+"""In a rendered page image's ``info``: the dpi it was rendered at (a file's own dpi is not trusted)."""
+
 
 class OcrProvider(Protocol):
     """Turns one page image into text."""
@@ -49,9 +52,10 @@ class TesseractOcr:
         buffer = io.BytesIO()
         image.convert("L").save(buffer, format="PPM")
         env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+        dpi = int(image.info.get(RENDER_DPI_KEY, self.dpi))  # a PDF page rendered lower to fit the pixel budget
         try:
             completed = subprocess.run(
-                [self._executable(), "stdin", "stdout", "-l", self.lang, "--dpi", str(self.dpi), "--psm", "3"],
+                [self._executable(), "stdin", "stdout", "-l", self.lang, "--dpi", str(dpi), "--psm", "3"],
                 input=buffer.getvalue(),
                 capture_output=True,
                 timeout=timeout,

@@ -10,7 +10,7 @@ import pypdfium2.raw as pdfium_c
 from legaldoc.config import Settings
 from legaldoc.errors import DataError, DocumentTooLarge
 from legaldoc.models import ExtractedDocument
-from legaldoc.pipeline.extract.ocr import OcrProvider
+from legaldoc.pipeline.extract.ocr import RENDER_DPI_KEY, OcrProvider
 from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
 
 
@@ -39,6 +39,27 @@ def _image_coverage(page: pdfium.PdfPage) -> float:
         left, bottom, right, top = image.get_bounds()
         covered += max(0.0, right - left) * max(0.0, top - bottom)
     return min(1.0, covered / (width * height))
+
+
+MIN_RENDER_DPI = 70
+"""Below this tesseract reads nothing useful: a page that fits the pixel budget only lower fails as DATA."""
+
+
+def render_dpi(width_pt: float, height_pt: float, settings: Settings, source: str, number: int) -> int:
+    """The dpi a page of this size (in points) is rendered at for OCR: ``ocr_dpi``, scaled down so
+    the bitmap stays within ``ocr_max_pixels``; DATA when even MIN_RENDER_DPI does not fit."""
+    area_in = max(width_pt, 1.0) * max(height_pt, 1.0) / (72 * 72)
+    dpi = settings.ocr_dpi
+    if area_in * dpi * dpi > settings.ocr_max_pixels:
+        dpi = int((settings.ocr_max_pixels / area_in) ** 0.5)
+    if dpi < MIN_RENDER_DPI:
+        raise DocumentTooLarge(
+            f"{source}: page {number} is {width_pt / 72:.0f} x {height_pt / 72:.0f} inches, too large to render for OCR "
+            f"(at least {area_in * MIN_RENDER_DPI**2 / 1e6:.0f} megapixels at {MIN_RENDER_DPI} dpi, "
+            f"over the budget of {settings.ocr_max_pixels / 1e6:.0f})",
+            hint="raise LEGALDOC_OCR_MAX_PIXELS, or re-export the document at a normal page size",
+        )
+    return dpi
 
 
 def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
@@ -82,8 +103,11 @@ def extract_pdf(
                 text = clean_text(textpage.get_text_bounded())
                 textpage.close()
                 if ocr is not None and needs_ocr(page, text, settings):
-                    bitmap = page.render(scale=settings.ocr_dpi / 72, grayscale=True)
+                    width, height = page.get_size()
+                    dpi = render_dpi(width, height, settings, source, index + 1)
+                    bitmap = page.render(scale=dpi / 72, grayscale=True)
                     image = bitmap.to_pil()
+                    image.info[RENDER_DPI_KEY] = dpi
                     timeout = max(1.0, min(settings.ocr_page_timeout, deadline.remaining()))
                     ocr_text = clean_text(ocr.image_to_text(image, timeout=timeout))
                     bitmap.close()
