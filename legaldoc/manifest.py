@@ -173,6 +173,16 @@ def _refuse(path: Path, node: yaml.Node, problem: str, hint: str) -> UsageError:
     return UsageError(f"{path}:{node.start_mark.line + 1}: {problem}", hint=hint)
 
 
+def _check_scalar(node: yaml.ScalarNode, path: Path) -> None:
+    if node.tag not in _JSON_TAGS:
+        raise _refuse(path, node, f"the YAML tag {str(node.tag).removeprefix(_TAG)!r} has no place in a manifest",
+                      "write plain strings, numbers, true/false, lists and mappings")  # fmt: skip
+    if "\x00" in node.value:
+        raise _refuse(path, node, "a value contains a NUL character", "remove the \\0 from the value")
+    if node.tag == _TAG + "float" and node.value.lstrip("+-").lower() in (".nan", ".inf"):
+        raise _refuse(path, node, f"{node.value} is not a number JSON can hold", "quote it to keep it as text")
+
+
 def _check_nodes(root: yaml.Node, path: Path) -> None:
     """Refuse, before any value is built, what YAML allows and a manifest must not hold.
 
@@ -183,14 +193,13 @@ def _check_nodes(root: yaml.Node, path: Path) -> None:
     height: dict[int, int] = {}  # id(node) -> levels it stands for, aliases expanded
     open_nodes: set[int] = set()
     distinct = 0
-    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    stack: list[tuple[yaml.Node, int, list[yaml.Node] | None]] = [(root, 1, None)]  # children once its own are done
     while stack:
         node, depth, finished = stack.pop()
         key = id(node)
-        if finished:
-            children = _children(node)
-            values[key] = 1 + sum(values[id(child)] for child in children)
-            height[key] = 1 + max((height[id(child)] for child in children), default=0)
+        if finished is not None:
+            values[key] = 1 + sum(values[id(child)] for child in finished)
+            height[key] = 1 + max((height[id(child)] for child in finished), default=0)
             open_nodes.discard(key)
             continue
         if key in open_nodes:
@@ -204,19 +213,25 @@ def _check_nodes(root: yaml.Node, path: Path) -> None:
         distinct += 1
         if depth > MAX_DEPTH:
             raise _refuse(path, node, f"nested more than {MAX_DEPTH} levels deep", "flatten the metadata")
+        if isinstance(node, yaml.ScalarNode):
+            _check_scalar(node, path)
+            values[key] = height[key] = 1
+            continue
         if node.tag not in _JSON_TAGS:
             raise _refuse(path, node, f"the YAML tag {str(node.tag).removeprefix(_TAG)!r} has no place in a manifest",
                           "write plain strings, numbers, true/false, lists and mappings")  # fmt: skip
-        if isinstance(node, yaml.ScalarNode):
-            if "\x00" in node.value:
-                raise _refuse(path, node, "a value contains a NUL character", "remove the \\0 from the value")
-            if node.tag == _TAG + "float" and node.value.lstrip("+-").lower() in (".nan", ".inf"):
-                raise _refuse(path, node, f"{node.value} is not a number JSON can hold", "quote it to keep it as text")
-            values[key], height[key] = 1, 1
-            continue
         open_nodes.add(key)
-        stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in reversed(_children(node)))
+        children = _children(node)
+        stack.append((node, depth, children))
+        for child in reversed(children):
+            if type(child) is yaml.ScalarNode and depth < MAX_DEPTH:  # a value of its own: checked here, not stacked
+                child_key = id(child)
+                if child_key not in values:
+                    distinct += 1
+                    _check_scalar(child, path)
+                    values[child_key] = height[child_key] = 1
+            else:
+                stack.append((child, depth + 1, None))
     budget = max(MAX_EXPANSION * distinct, MIN_EXPANSION_BUDGET)
     if values[id(root)] > budget:
         raise UsageError(f"{path}: YAML aliases expand the manifest to {values[id(root)]:,} values, from {distinct:,} "
