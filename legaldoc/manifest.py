@@ -1,6 +1,9 @@
 """Batch manifests: YAML read safely, size-capped, validated, and expanded to a list of documents.
 
-Errors name the file, the line and the field, and say what is expected.
+Errors name the file, the line and the field, and say what is expected. The YAML is parsed once
+(libyaml's `CSafeLoader` where PyYAML has it) into nodes, which are checked before any Python value
+is built: nesting depth, how far aliases expand (an alias bomb is refused, not stored), NUL
+characters, and tags with no JSON form. Every failure is a `UsageError` (exit 2).
 """
 
 from __future__ import annotations
@@ -11,13 +14,46 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from legaldoc.errors import UsageError
 from legaldoc.paths import source_text
 from legaldoc.queues import DEFAULT_PRIORITY, parse_priority
 
 REMOTE_SCHEMES = ("s3://",)
+
+MAX_DEPTH = 32
+"""Nesting levels of the whole manifest, aliases expanded (`documents` and its entries are 3)."""
+MAX_EXPANSION = 4
+"""Aliases may make the manifest's values at most this many times as many as it writes out..."""
+MIN_EXPANSION_BUDGET = 100_000
+"""...or this many values, whichever is more."""
+MAX_METADATA_VALUES = 10_000
+"""Values (keys, scalars, lists, mappings) in one document's metadata, aliases expanded."""
+MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255
+
+_TAG = "tag:yaml.org,2002:"
+_JSON_TAGS = frozenset(_TAG + name for name in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp", "merge"))
+
+
+def json_loader(base: type[Any]) -> type[Any]:
+    """A safe loader class on `base` (SafeLoader or CSafeLoader) that keeps dates and times as the text written."""
+    loader: type[Any] = type(f"Manifest{base.__name__}", (base,), {})
+    loader.add_constructor(_TAG + "timestamp", lambda self, node: self.construct_scalar(node))
+    return loader
+
+
+_Loader = json_loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+"""libyaml's parser when PyYAML was built with it (12x faster), else the pure-Python one."""
 
 
 class Options(BaseModel):
@@ -39,6 +75,23 @@ class Entry(BaseModel):
     glob: str | None = None
     uri: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("path", "glob", "uri")
+    @classmethod
+    def _usable_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if "\x00" in value:
+            raise ValueError("a file name cannot contain a NUL character")
+        if len(value) > MAX_PATH_CHARS:
+            raise ValueError(f"{len(value):,} characters; a path is at most {MAX_PATH_CHARS:,}")
+        if info.field_name == "uri" or value.startswith(REMOTE_SCHEMES):
+            return value
+        longest = max((part for part in value.split("/")), key=lambda part: len(part.encode("utf-8", "surrogateescape")))
+        if len(longest.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise ValueError(f"a folder or file name of {len(longest.encode('utf-8', 'surrogateescape'))} bytes; "
+                             f"names are at most {MAX_NAME_BYTES} bytes")  # fmt: skip
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Entry:
@@ -108,15 +161,123 @@ def _describe(location: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def parse_manifest(text: str, path: Path) -> Manifest:
-    """Validate manifest text; raise UsageError naming the line and field on any problem."""
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _refuse(path: Path, node: yaml.Node, problem: str, hint: str) -> UsageError:
+    return UsageError(f"{path}:{node.start_mark.line + 1}: {problem}", hint=hint)
+
+
+def _check_scalar(node: yaml.ScalarNode, path: Path) -> None:
+    if node.tag not in _JSON_TAGS:
+        raise _refuse(path, node, f"the YAML tag {str(node.tag).removeprefix(_TAG)!r} has no place in a manifest",
+                      "write plain strings, numbers, true/false, lists and mappings")  # fmt: skip
+    if "\x00" in node.value:
+        raise _refuse(path, node, "a value contains a NUL character", "remove the \\0 from the value")
+    if node.tag == _TAG + "float" and node.value.lstrip("+-").lower() in (".nan", ".inf"):
+        raise _refuse(path, node, f"{node.value} is not a number JSON can hold", "quote it to keep it as text")
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Refuse, before any value is built, what YAML allows and a manifest must not hold.
+
+    Walks each distinct node once (an alias is the node it names, met again), without recursion,
+    and works out how many values and how many levels every node stands for once aliases are
+    expanded: an alias bomb is counted in microseconds, never built."""
+    values: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+    height: dict[int, int] = {}  # id(node) -> levels it stands for, aliases expanded
+    open_nodes: set[int] = set()
+    distinct = 0
+    stack: list[tuple[yaml.Node, int, list[yaml.Node] | None]] = [(root, 1, None)]  # children once its own are done
+    while stack:
+        node, depth, finished = stack.pop()
+        key = id(node)
+        if finished is not None:
+            values[key] = 1 + sum(values[id(child)] for child in finished)
+            height[key] = 1 + max((height[id(child)] for child in finished), default=0)
+            open_nodes.discard(key)
+            continue
+        if key in open_nodes:
+            raise _refuse(path, node, "an alias refers to a value that contains it",
+                          "write the value out instead of the alias")  # fmt: skip
+        if key in values:
+            if depth + height[key] - 1 > MAX_DEPTH:
+                raise _refuse(path, node, f"nested more than {MAX_DEPTH} levels deep (aliases expanded)",
+                              "flatten the metadata")  # fmt: skip
+            continue
+        distinct += 1
+        if depth > MAX_DEPTH:
+            raise _refuse(path, node, f"nested more than {MAX_DEPTH} levels deep", "flatten the metadata")
+        if isinstance(node, yaml.ScalarNode):
+            _check_scalar(node, path)
+            values[key] = height[key] = 1
+            continue
+        if node.tag not in _JSON_TAGS:
+            raise _refuse(path, node, f"the YAML tag {str(node.tag).removeprefix(_TAG)!r} has no place in a manifest",
+                          "write plain strings, numbers, true/false, lists and mappings")  # fmt: skip
+        open_nodes.add(key)
+        children = _children(node)
+        stack.append((node, depth, children))
+        for child in reversed(children):
+            if type(child) is yaml.ScalarNode and depth < MAX_DEPTH:  # a value of its own: checked here, not stacked
+                child_key = id(child)
+                if child_key not in values:
+                    distinct += 1
+                    _check_scalar(child, path)
+                    values[child_key] = height[child_key] = 1
+            else:
+                stack.append((child, depth + 1, None))
+    budget = max(MAX_EXPANSION * distinct, MIN_EXPANSION_BUDGET)
+    if values[id(root)] > budget:
+        raise UsageError(f"{path}: YAML aliases expand the manifest to {values[id(root)]:,} values, from {distinct:,} "
+                         f"written out; at most {budget:,} are accepted",
+                         hint="write repeated metadata out in full instead of nesting aliases")  # fmt: skip
+    for entry in _documents_nodes(root):
+        metadata = next((value for name, value in entry.value if name.value == "metadata"), None)
+        if metadata is not None and values[id(metadata)] > MAX_METADATA_VALUES:
+            raise _refuse(path, metadata, f"this document's metadata holds {values[id(metadata)]:,} values "
+                                          f"(aliases expanded); at most {MAX_METADATA_VALUES:,} are accepted",
+                          "keep per-document metadata small; put large data in the documents themselves")  # fmt: skip
+
+
+def _documents_nodes(root: yaml.Node) -> list[yaml.MappingNode]:
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    documents = next((value for name, value in root.value if name.value == "documents"), None)
+    if not isinstance(documents, yaml.SequenceNode):
+        return []
+    return [entry for entry in documents.value if isinstance(entry, yaml.MappingNode)]
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
+    """The manifest's data and its root node, parsed once; UsageError for anything YAML refuses."""
+    loader = _Loader(text)
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_nodes(root, path)
+        return loader.construct_document(root), root
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise UsageError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                         hint="see manifests/sample.yaml for the format") from None  # fmt: skip
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to read (a manifest nests at most {MAX_DEPTH} levels)",
+                         hint="flatten the metadata") from None  # fmt: skip
+    finally:
+        loader.dispose()
+
+
+def parse_manifest(text: str, path: Path) -> Manifest:
+    """Validate manifest text; raise UsageError naming the line and field on any problem."""
+    data, root = _parse_yaml(text, path)
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a manifest is a mapping with at least 'project' and 'documents'")
     try:
@@ -132,22 +293,37 @@ def parse_manifest(text: str, path: Path) -> Manifest:
                          hint="see manifests/sample.yaml for the format") from None  # fmt: skip
 
 
+def _shown(text: str, limit: int = 160) -> str:
+    return repr(text) if len(text) <= limit else repr(text[: limit - 20] + "…" + text[-19:])
+
+
 def _expand(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]:
     if entry.uri:
         return [DocumentSpec(source=entry.uri, metadata=entry.metadata)]  # a prefix (ends in /) is listed at submit
     if entry.glob and entry.glob.startswith(REMOTE_SCHEMES):
         return [DocumentSpec(source=entry.glob, metadata=entry.metadata)]  # listed at submit, like a prefix
+    try:
+        return _expand_local(entry, base, manifest_path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"{manifest_path}: cannot look up {_shown(entry.path or entry.glob or '')}: {reason}",
+                         hint="fix the path in the manifest") from None  # fmt: skip
+
+
+def _expand_local(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]:
     if entry.path:
         path = (base / entry.path).resolve()
         if not path.is_file():
-            raise UsageError(f"{manifest_path}: document {entry.path!r} does not exist (looked for {source_text(path)})")
+            raise UsageError(f"{manifest_path}: document {_shown(entry.path)} does not exist "
+                             f"(looked for {_shown(source_text(path))})")  # fmt: skip
         return [DocumentSpec(source=source_text(path), metadata=entry.metadata)]
     assert entry.glob, "Entry._exactly_one guarantees path, glob or uri"
     pattern = entry.glob if Path(entry.glob).is_absolute() else str(base / entry.glob)
     matches = sorted(Path(p).resolve() for p in globlib.glob(pattern, recursive=True))
     files = [p for p in matches if p.is_file() and not p.name.startswith(".")]
     if not files:
-        raise UsageError(f"{manifest_path}: glob {entry.glob!r} matches no files (searched {source_text(pattern)})")
+        raise UsageError(f"{manifest_path}: glob {_shown(entry.glob)} matches no files "
+                         f"(searched {_shown(source_text(pattern))})")  # fmt: skip
     return [DocumentSpec(source=source_text(p), metadata=entry.metadata) for p in files]
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
 import redis
 
+from legaldoc.config import load_settings
+from legaldoc.errors import WaitTimedOut
 from legaldoc.services import batches as service
 from legaldoc.storage import claims
 from tests.batchkit import connect, nef_copies, write_manifest
-from tests.conftest import DOCUMENTS, SAMPLES
+from tests.conftest import DOCUMENTS, FAST_CLAIMS, SAMPLES, _free_port
 
 
 def test_corpus_batch_counters_equal_database(batch_settings, start_worker, tmp_path):
@@ -113,3 +121,51 @@ def test_cancel_ends_pending_documents_cancelled(batch_settings, tmp_path):
     assert cluster.stored(submitted.batch_id)["status"] == "cancelled"
     assert cluster.counts(submitted.batch_id)[0] == cluster.counts(submitted.batch_id)[1]
     assert cluster.broker.depth("ocr") == 5  # the messages are still queued; their claims will fail
+
+
+def _redis_server(port: int, folder: Path) -> subprocess.Popen:
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def test_waiting_through_a_redis_outage_logs_it_once_then_counts_it(tmp_path, database_url, caplog):
+    port = _free_port()
+    server = _redis_server(port, tmp_path)
+    try:
+        settings = load_settings(data_dir=tmp_path / ".legaldoc", database_url=database_url,
+                                 redis_url=f"redis://127.0.0.1:{port}", **FAST_CLAIMS)  # fmt: skip
+        cluster = connect(settings)
+        manifest = write_manifest(tmp_path / "m.yaml", [{"glob": str(nef_copies(tmp_path / "in", 2)) + "/*.txt"}])
+        batch_id = cluster.submit(manifest).batch_id
+        heard: list[float | None] = []
+        events: list[str] = []
+
+        def on_update(summary) -> None:  # no worker runs: the batch stays pending; the test drives Redis from here
+            nonlocal server
+            events.append("poll")
+            if len(events) == 3:
+                server.terminate()
+                server.wait(10)
+            if len(heard) == 12:
+                server = _redis_server(port, tmp_path)
+
+        caplog.set_level(logging.WARNING, logger="legaldoc.batches")
+        with pytest.raises(WaitTimedOut):
+            service.wait_for_batch(cluster.rt, batch_id, timeout=5, poll=0.1, on_update=on_update, on_redis=heard.append)
+    finally:
+        server.terminate()
+        server.wait(10)
+    warnings = [record.getMessage() for record in caplog.records if record.name == "legaldoc.batches"]
+    assert sum("Redis unavailable" in message for message in warnings) == 1, warnings
+    assert sum("Redis is back" in message for message in warnings) == 1, warnings
+    down = [seconds for seconds in heard if seconds is not None]
+    assert len(down) >= 11 and down == sorted(down) and heard.count(None) == 1 and heard[-1] is None, heard

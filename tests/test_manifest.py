@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
 
-from legaldoc.errors import UsageError
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import legaldoc.manifest as manifest_module
+from legaldoc.cli.exit_codes import ExitCode
+from legaldoc.errors import LegaldocError, UsageError
 from legaldoc.manifest import load_manifest
 from legaldoc.queues import broker_priority, parse_priority, priority_keys
 from tests.conftest import REPO, SAMPLES
@@ -58,3 +73,183 @@ def test_priorities_translate_once():
             parse_priority(bad)
     assert broker_priority(9) == 0 and broker_priority(0) == 9  # kombu's Redis transport serves 0 first
     assert priority_keys("ocr")[:3] == ["ocr", "ocr:1", "ocr:2"]
+
+
+# -- edges: alias bombs, NUL characters, long paths, deep nesting, tags without a JSON form -------------
+
+
+def _alias_bomb(levels: int, top: str = "documents") -> str:
+    """The classic billion laughs: each level an anchored list of ten aliases of the one before."""
+    lines = ['    a0: &a0 "lol"'] + [f"    a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    body = "\n".join(lines)
+    if top == "documents":
+        return f"project: p\ndocuments:\n  - uri: s3://b/k\n    metadata:\n  {body.replace(chr(10), chr(10) + '  ')}\n"
+    return f"project: p\nsomething:\n{body}\ndocuments:\n  - uri: s3://b/k\n"
+
+
+@pytest.mark.parametrize("top", ["documents", "top level"])
+def test_alias_bomb_is_refused_before_it_is_built(tmp_path, top):
+    manifest = tmp_path / "bomb.yaml"
+    manifest.write_text(_alias_bomb(9, top))
+    assert manifest.stat().st_size < 1000
+    started = time.monotonic()
+    with pytest.raises(UsageError) as raised:
+        load_manifest(manifest)
+    assert time.monotonic() - started < 1.0
+    message = str(raised.value)
+    assert "bomb.yaml" in message and "aliases expand" in message and "instead of" in message
+
+
+def test_metadata_may_not_grow_large_through_aliases(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n  - uri: s3://b/a\n    metadata: &big {k: &l3 [&l2 [&l1 [" + ", ".join(["x"] * 30)
+                        + "]" + ", *l1" * 29 + "]" + ", *l2" * 29 + "]}\n  - uri: s3://b/k\n    metadata: {deep: *l3}\n")  # fmt: skip
+    with pytest.raises(UsageError, match=r"m\.yaml:\d+: this document's metadata holds"):
+        load_manifest(manifest)
+
+
+def test_shared_metadata_through_an_alias_is_fine(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n  - uri: s3://b/a\n    metadata: &common {custodian: J. Doe, filed: 2024-01-05}\n"
+                        + "".join(f"  - uri: s3://b/{i}\n    metadata: *common\n" for i in range(2000)))  # fmt: skip
+    loaded = load_manifest(manifest)
+    assert len(loaded.documents) == 2001
+    assert loaded.documents[-1].metadata == {"custodian": "J. Doe", "filed": "2024-01-05"}  # a date stays the text written
+    json.dumps([d.metadata for d in loaded.documents])
+
+
+def test_an_alias_to_its_own_container_is_refused(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n  - uri: s3://b/k\n    metadata: &m {self: *m}\n")
+    with pytest.raises(UsageError, match="contains it"):
+        load_manifest(manifest)
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('  - path: "a\\0b.pdf"\n', "NUL"),
+    ('  - glob: "a\\0b/*.pdf"\n', "NUL"),
+    ('  - uri: "s3://b/a\\0b"\n', "NUL"),
+    ('  - uri: s3://b/k\n    metadata: {note: "x\\0y"}\n', "NUL"),
+    ("  - uri: s3://b/k\n\0", "not valid YAML"),
+    ("  - path: " + "a" * 5000 + "\n", "a path is at most 4,096"),
+    ("  - path: " + "/".join(["a" * 200] * 30) + "\n", "a path is at most 4,096"),
+    ("  - glob: " + "b" * 300 + "/*.pdf\n", "names are at most 255 bytes"),
+    ("  - path: " + "/".join(["c" * 200] * 20) + "\n", "does not exist"),  # under PATH_MAX, over it with the folder
+    ("  - uri: s3://b/k\n    metadata: {n: .nan}\n", "not a number JSON can hold"),
+    ("  - uri: s3://b/k\n    metadata: {n: -.Inf}\n", "not a number JSON can hold"),
+    ("  - uri: s3://b/k\n    metadata: {blob: !!binary aGVsbG8=}\n", "'binary' has no place"),
+    ("  - uri: s3://b/k\n    metadata: !!set {a, b}\n", "'set' has no place"),
+    ("  - uri: s3://b/k\n    metadata: !!python/object:os.system {}\n", "has no place"),
+], ids=["nul-path", "nul-glob", "nul-uri", "nul-metadata", "raw-nul", "long-path", "many-folders", "long-name", "over-path-max",
+        "nan", "inf", "binary", "set", "python-tag"])  # fmt: skip
+def test_edges_are_usage_errors(tmp_path, text, fragment):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n" + text)
+    with pytest.raises(UsageError) as raised:
+        load_manifest(manifest)
+    assert fragment in str(raised.value) and "m.yaml" in str(raised.value)
+    assert len(str(raised.value)) < 1000  # a 5,000-character path is not echoed in full
+
+
+@pytest.mark.parametrize("style", ["flow", "block"])
+@pytest.mark.parametrize("levels", [40, 5000])
+def test_deep_nesting_is_a_usage_error(tmp_path, style, levels):
+    manifest = tmp_path / "m.yaml"
+    if style == "flow":
+        nested = "[" * levels + "]" * levels
+        manifest.write_text(f"project: p\ndocuments:\n  - uri: s3://b/k\n    metadata: {{a: {nested}}}\n")
+    else:
+        nested = "".join(" " * (6 + i) + f"k{i}:\n" for i in range(levels)) + " " * (6 + levels) + "x\n"
+        manifest.write_text(f"project: p\ndocuments:\n  - uri: s3://b/k\n    metadata:\n{nested}")
+    with pytest.raises(UsageError, match="nest"):
+        load_manifest(manifest)
+
+
+def test_the_pure_python_loader_refuses_deep_nesting_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest_module, "_Loader", manifest_module.json_loader(yaml.SafeLoader))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n  - uri: s3://b/k\n    metadata: {a: " + "[" * 5000 + "]" * 5000 + "}\n")
+    with pytest.raises(UsageError, match="nest"):
+        load_manifest(manifest)
+
+
+def test_moderate_nesting_is_accepted(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n  - uri: s3://b/k\n    metadata: {a: " + "[" * 20 + "1" + "]" * 20 + "}\n")
+    assert load_manifest(manifest).documents[0].metadata["a"] == [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]
+
+
+def test_the_libyaml_loader_is_used_when_available():
+    assert issubclass(manifest_module._Loader, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def test_bad_manifests_exit_2_without_a_traceback(tmp_path):
+    cases = {"nul.yaml": 'project: p\ndocuments:\n  - path: "a\\0b"\n', "long.yaml": "project: p\ndocuments:\n  - path: " + "a" * 5000 + "\n",
+             "bomb.yaml": _alias_bomb(9), "deep.yaml": "project: p\ndocuments:\n  - uri: s3://b/k\n    metadata: {a: " + "[" * 5000 + "]" * 5000 + "}\n"}  # fmt: skip
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        result = subprocess.run([sys.executable, "-m", "legaldoc", "submit", name], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "LEGALDOC_DATA_DIR": str(tmp_path / "data")})  # fmt: skip
+        assert result.returncode == ExitCode.USAGE, (name, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and name in result.stderr, (name, result.stderr[-2000:])
+
+
+# -- fuzz -------------------------------------------------------------------------------------------
+
+FUZZ = settings(max_examples=200, deadline=timedelta(seconds=2), database=None, suppress_health_check=[HealthCheck.too_slow])
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                       max_leaves=20)  # fmt: skip
+_metadata = st.dictionaries(st.text(max_size=8), _values, max_size=4)
+_names = st.text(max_size=40) | st.text(alphabet="ab/\x00.*", min_size=250, max_size=5000)
+_entries = st.lists(st.one_of(
+    st.fixed_dictionaries({"uri": st.text(max_size=30).map(lambda t: "s3://b/" + t)}, optional={"metadata": _metadata}),
+    st.fixed_dictionaries({"path": _names}, optional={"metadata": _metadata}),
+    st.fixed_dictionaries({"glob": _names}, optional={"metadata": _metadata}),
+    st.fixed_dictionaries({}, optional={"path": _names, "glob": _names, "uri": _names, "metadata": _values, "extra": _values}),
+), min_size=1, max_size=4)  # fmt: skip
+_manifests = st.fixed_dictionaries({"project": st.text(min_size=1, max_size=20), "documents": _entries},
+                                   optional={"name": _scalars, "priority": _scalars, "options": _values})  # fmt: skip
+_yaml_bits = st.sampled_from(["project: p\n", "documents:\n", "  - uri: s3://b/k\n", "  - path: ", "  - glob: ", "x" * 300, "/x" * 3000, "    metadata: ", "&a ", "*a", "!!binary ",
+                              "!!set ", "!!python/object:x ", "{", "}", "[", "]", ", ", ": ", "- ", "\n", "  ", "<<: ", "? ",
+                              '"\\0"', "\\x00", "\x00", ".nan", "2024-01-05", "---\n", "...\n", "%YAML 1.1\n", "|\n", ">\n", "'"])  # fmt: skip
+
+
+def _accepts_or_explains(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            loaded = load_manifest(path)
+        except LegaldocError:
+            return
+        json.dumps([document.metadata for document in loaded.documents], allow_nan=False)
+        assert loaded.documents
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_fuzz_any_text(text):
+    _accepts_or_explains(text)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_any_bytes(data):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.yaml"
+        path.write_bytes(data)
+        with contextlib.suppress(LegaldocError):
+            load_manifest(path)
+
+
+@FUZZ
+@given(st.lists(_yaml_bits, max_size=40).map("".join))
+def test_fuzz_yaml_fragments(text):
+    _accepts_or_explains(text)
+
+
+@FUZZ
+@given(_manifests)
+def test_fuzz_yaml_structures(data):
+    _accepts_or_explains(yaml.safe_dump(data, allow_unicode=True))

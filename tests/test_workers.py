@@ -7,11 +7,13 @@ import contextlib
 import json
 import os
 import signal
+import stat
+import sys
 
 import pytest
 
 from legaldoc.config import load_settings
-from legaldoc.services.workers import plan_scale, process_alive
+from legaldoc.services.workers import plan_scale, process_alive, start_detached
 from legaldoc.state.workers import Heartbeat
 from tests.batchkit import nef_copies, write_manifest
 from tests.conftest import FAST_CLAIMS, settings_env
@@ -133,3 +135,22 @@ def test_plan_scale():
     assert [(a.kind, a.after) for a in plan_scale(workers, "graph", 2)] == [("start", 2)]
     auto = plan_scale([_beat("d", ["ocr"], 1, [6, 2])], "ocr", 3)
     assert [(a.kind, a.after, a.minimum) for a in auto] == [("autoscale", 3, 2)]
+
+
+def test_worker_logs_are_private_to_their_owner(tmp_path):
+    folder = tmp_path / "workers"
+    folder.mkdir(mode=0o755)
+    (folder / "old_host.log").write_text("left by an older version\n")
+    os.chmod(folder / "old_host.log", 0o644)
+    previous = os.umask(0o022)
+    try:
+        started = [start_detached([sys.executable, "-c", "print('hello')"], os.environ, folder, name)
+                   for name in ("old@host", "new@host")]  # fmt: skip
+    finally:
+        os.umask(previous)
+    for detached in started:
+        os.waitpid(detached.pid, 0)
+        assert stat.S_IMODE(detached.log.stat().st_mode) == 0o600, detached.log
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert (folder / "new_host.log").read_text() == "hello\n"
+    assert (folder / "old_host.log").read_text() == "left by an older version\nhello\n"

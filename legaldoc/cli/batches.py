@@ -85,19 +85,27 @@ def _wait(rt: Runtime, batch_id: str, timeout: float | None, quiet: bool,
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
                         TimeElapsedColumn(), console=stderr, disable=not tty, transient=False)  # fmt: skip
     last_line = [0.0]
+    redis_down: list[float | None] = [None]  # seconds Redis has been down, told once by the log, then here
+
+    def outage() -> str:
+        seconds = redis_down[0]
+        return "" if seconds is None else f"Redis unavailable for {seconds:.0f} s, retrying"
 
     def update(summary: BatchSummary) -> None:
         if tty:
-            detail = " ".join(_counts(summary, (MirrorState.RUNNING, MirrorState.FAILED, MirrorState.SKIPPED)))
-            progress.update(task, completed=summary.done, total=summary.total, detail=detail)
+            detail = " ".join([*_counts(summary, (MirrorState.RUNNING, MirrorState.FAILED, MirrorState.SKIPPED)), outage()])
+            progress.update(task, completed=summary.done, total=summary.total, detail=detail.strip())
         elif not quiet and time.monotonic() - last_line[0] >= 10:  # a log file's line: with its time
             last_line[0] = time.monotonic()
-            note(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {_line(summary)}")
+            note(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {_line(summary)}" + (f"; {outage()}" if outage() else ""))
+
+    def on_redis(seconds: float | None) -> None:
+        redis_down[0] = seconds
 
     with progress:
         task = progress.add_task(f"batch {batch_id}", total=None, detail="")
         try:
-            return service.wait_for_batch(rt, batch_id, timeout=timeout, on_update=update, alive=alive,
+            return service.wait_for_batch(rt, batch_id, timeout=timeout, on_update=update, alive=alive, on_redis=on_redis,
                                           on_stall=lambda why: progress.console.print(f"warning: {why}", markup=False))  # fmt: skip
         except WaitTimedOut as error:
             note(f"error: {error}")

@@ -281,13 +281,19 @@ def _errors_by_category(session: Session, batch_id: str) -> dict[str, int]:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def batch_status(rt: Runtime, batch_id: str, *, live: bool = True) -> BatchSummary:
-    """One batch: live from Redis when it has the batch (and `live`), else from the database."""
+def batch_status(rt: Runtime, batch_id: str, *, live: bool = True,
+                 on_redis_error: Callable[[redis.RedisError], None] | None = None) -> BatchSummary:  # fmt: skip
+    """One batch: live from Redis when it has the batch (and `live`), else from the database.
+
+    When Redis fails, `on_redis_error(error)` hears it; without it a warning is logged."""
     if live and rt.mirror is not None:
         try:
             fields = rt.mirror.read(batch_id)
-        except redis.RedisError:
-            log.warning("Redis unavailable; reading batch %s from the database", batch_id)
+        except redis.RedisError as error:
+            if on_redis_error is None:
+                log.warning("Redis unavailable; reading batch %s from the database", batch_id)
+            else:
+                on_redis_error(error)
             fields = None
         if fields:
             return BatchSummary.from_live(batch_id, fields, time.time())
@@ -441,16 +447,35 @@ def refuse_foreign(rt: Runtime, document_id: int, stage: Stage, database: str) -
 def wait_for_batch(rt: Runtime, batch_id: str, *, timeout: float | None,
                    on_update: Callable[[BatchSummary], None] | None = None, poll: float = 0.5,
                    alive: Callable[[], str | None] | None = None,
-                   on_stall: Callable[[str], None] | None = None) -> BatchSummary:  # fmt: skip
+                   on_stall: Callable[[str], None] | None = None,
+                   on_redis: Callable[[float | None], None] | None = None) -> BatchSummary:  # fmt: skip
     """Poll the batch until it has settled; `on_update(summary)` sees every poll.
 
     When every document has ended the batch is settled here at once (idempotent), not left to
     the finalize task. `alive()`, when given, is checked each poll; a message stops the wait.
-    `on_stall(why)` hears when nothing has moved for the `stall_warning` setting, with the reason."""
+    `on_stall(why)` hears when nothing has moved for the `stall_warning` setting, with the reason.
+    While Redis is down the batch is read from the database: the outage is logged once, then
+    `on_redis(seconds_down)` hears every poll that still finds it down, and `on_redis(None)` the
+    first that finds it back (also logged once)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen, since = None, time.monotonic()
+    down_since: float | None = None
+    failures: list[redis.RedisError] = []
     while True:
-        summary = batch_status(rt, batch_id)
+        failures.clear()
+        summary = batch_status(rt, batch_id, on_redis_error=failures.append)
+        down = bool(failures) or rt.mirror is None  # None: it did not answer lately, asked again in a while
+        if down and down_since is None:
+            down_since = time.monotonic()
+            log.warning("Redis unavailable (%s); reading batch %s from the database, retrying every %g s",
+                        failures[0] if failures else "not answering", batch_id, poll)  # fmt: skip
+        elif down and down_since is not None and on_redis:
+            on_redis(time.monotonic() - down_since)
+        elif not down and down_since is not None:
+            log.warning("Redis is back after %.0f s; batch %s is read live again", time.monotonic() - down_since, batch_id)
+            down_since = None
+            if on_redis:
+                on_redis(None)
         if (summary.done, summary.running, summary.pending) != seen:
             seen, since = (summary.done, summary.running, summary.pending), time.monotonic()
         elif on_stall and time.monotonic() - since >= rt.settings.stall_warning and summary.open:

@@ -45,6 +45,10 @@ def worker_command(*, queues: Sequence[str] = (), concurrency: int | None = None
     return command
 
 
+LOG_FOLDER_MODE = 0o700
+LOG_MODE = 0o600
+
+
 @dataclass
 class Detached:
     name: str
@@ -53,10 +57,16 @@ class Detached:
 
 
 def start_detached(command: list[str], env: Mapping[str, str], log_folder: Path, name: str) -> Detached:
-    """Start a worker in its own session, its output appended to ``LOG_FOLDER/NAME.log``."""
-    log_folder.mkdir(parents=True, exist_ok=True)
+    """Start a worker in its own session, its output appended to ``LOG_FOLDER/NAME.log``.
+
+    Logs name documents and may quote their text: the folder is 0700 and each log 0600, whatever the
+    umask, and ones an older version left readable to others are tightened."""
+    log_folder.mkdir(parents=True, exist_ok=True, mode=LOG_FOLDER_MODE)
+    os.chmod(log_folder, LOG_FOLDER_MODE)
     log = log_folder / f"{name.replace('@', '_').replace('/', '_')}.log"
-    with open(log, "ab") as output:
+    descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+    os.fchmod(descriptor, LOG_MODE)
+    with os.fdopen(descriptor, "ab") as output:
         process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     return Detached(name, process.pid, log)
