@@ -1,6 +1,6 @@
 """`legaldoc process` gives every stage the soft time limit a worker's task has: pathological text
-(2 MB of one repeated case-name line) ends, done or failed as a classified RESOURCE timeout,
-within a bound, and never hangs the command."""
+(2 MB of one repeated case-name line) fails as a classified RESOURCE timeout instead of running on.
+The same text under realistic limits is a long run: `benchmarks/pathological.py`."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _process(path: Path, tmp_path: Path, **limits: float) -> tuple[int, dict, fl
     env = settings_env(load_settings(data_dir=tmp_path / ".legaldoc", **limits))
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "legaldoc", "process", str(path), "--json"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=280)  # fmt: skip
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
     elapsed = time.monotonic() - started
     assert "Traceback" not in result.stderr, result.stderr
     (report,) = [json.loads(line) for line in result.stdout.splitlines()]
@@ -49,19 +49,6 @@ def test_a_stage_past_its_time_limit_fails_as_resource_naming_the_file(tmp_path)
     assert path.name in error["message"] and "time limit of 1s" in error["message"]
     assert "LEGALDOC_ENTITY_TIME_LIMIT" in error["message"]
     assert elapsed < 60
-
-
-@pytest.mark.timeout(280)
-def test_pathological_text_through_process_ends_within_its_limits(tmp_path):
-    path = _pathological(tmp_path)
-    limits = {"text_time_limit": 20.0, "entity_time_limit": 20.0, "graph_time_limit": 20.0, "ocr_time_limit": 20.0}
-    code, report, elapsed = _process(path, tmp_path, **limits)
-    print(f"2 MB repeated line, 20 s limits: {report['status']} in {elapsed:.1f}s")
-    if report["status"] == "done":
-        assert code == 0 and report["entities"] >= 1
-    else:
-        assert report["error"]["category"] == "RESOURCE" and "time limit" in report["error"]["message"], report
-    assert elapsed < 5 * 15 + 30  # five stages, each cut at its 15 s soft limit, plus start-up and writes
 
 
 def test_the_limit_interrupts_python_code_and_restores_the_previous_handler(tmp_path):
