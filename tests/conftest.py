@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from legaldoc.config import Settings, load_settings
 from legaldoc.storage.db import Database
@@ -178,3 +183,29 @@ def start_worker(batch_settings: Settings, tmp_path: Path):
     yield start
     for worker in started:
         worker.stop(timeout=20)
+
+
+# -- outside services as local protocol peers ------------------------------------------------------
+
+
+@pytest.fixture
+def s3_endpoint():
+    """moto's standalone S3 server on a free port (a local protocol peer for the real SDK)."""
+    port = _free_port()
+    binary = shutil.which("moto_server") or f"{sys.prefix}/bin/moto_server"
+    process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                requests.get(url, timeout=5)
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)

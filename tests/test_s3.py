@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
-import sys
-import time
 import zipfile
 
 import boto3
-import pytest
-import requests
 
 from legaldoc.services.queries import show_document
 from tests.batchkit import connect, write_manifest
-from tests.conftest import SAMPLES, _free_port
-
-
-@pytest.fixture
-def s3_endpoint(tmp_path):
-    """moto's standalone S3 server on a free port (a local protocol peer for the real SDK)."""
-    port = _free_port()
-    binary = shutil.which("moto_server") or f"{sys.prefix}/bin/moto_server"
-    process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
+from tests.conftest import SAMPLES
 
 
 def test_s3_documents_are_fetched_by_the_worker(batch_settings, start_worker, tmp_path, s3_endpoint, monkeypatch):

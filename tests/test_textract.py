@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import boto3
 import pypdfium2 as pdfium
 import pytest
-import requests
 import yaml
 from botocore.exceptions import ClientError, NoCredentialsError
 from sqlalchemy import select
@@ -30,29 +26,6 @@ from tests.test_cli import legaldoc
 from tests.textract_peer import TextractPeer, page_texts, text_layer_chars
 
 BUCKET = "ocr-pages"
-
-
-@pytest.fixture
-def s3_endpoint():
-    """moto's standalone S3 server on a free port (a local protocol peer for the real SDK)."""
-    port = _free_port()
-    binary = shutil.which("moto_server") or f"{sys.prefix}/bin/moto_server"
-    process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                requests.get(url, timeout=5)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline and process.poll() is None, "moto_server did not start"
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
