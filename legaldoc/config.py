@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from legaldoc.logs import LogFormat
+
 
 def time_limit_setting(queue: str) -> str:
     """The setting that holds the hard time limit of a queue's tasks."""
@@ -281,6 +283,19 @@ class Settings(BaseSettings):
 
     worker_max_memory_mb: int = Field(1500, ge=64)
     """A worker process is replaced after its task when its resident memory exceeds this."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    """Least severe log records written (commands: to stderr; workers: to their log); ``-v``/``-q`` override it."""
+
+    log_format: LogFormat = LogFormat.TEXT
+    """``text`` lines, or ``json``: one object per line with ts, level, logger, message and the ids
+    of the work (batch_id, document_id, stage, attempt, category, duration), for a log store."""
+
+    worker_log_max_mb: float = Field(50.0, ge=0)
+    """A detached worker's log is rotated past this size (``NAME.log.1`` ...); 0 never rotates."""
+
+    worker_log_backups: int = Field(5, ge=1)
+    """Rotated worker logs kept besides the current one."""
 
     manifest_max_mb: float = Field(50.0, gt=0)
     """Manifests larger than this are refused."""

@@ -137,7 +137,9 @@ def test_plan_scale():
     assert [(a.kind, a.after, a.minimum) for a in auto] == [("autoscale", 3, 2)]
 
 
-def test_worker_logs_are_private_to_their_owner(tmp_path):
+def test_worker_logs_are_readable_by_their_group_only(tmp_path):
+    """Logs name documents: 0640 files in a 0750 folder whatever the umask (a log shipper's group
+    may read them), and ones an older version left readable to all are tightened."""
     folder = tmp_path / "workers"
     folder.mkdir(mode=0o755)
     (folder / "old_host.log").write_text("left by an older version\n")
@@ -150,7 +152,8 @@ def test_worker_logs_are_private_to_their_owner(tmp_path):
         os.umask(previous)
     for detached in started:
         os.waitpid(detached.pid, 0)
-        assert stat.S_IMODE(detached.log.stat().st_mode) == 0o600, detached.log
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert (folder / "new_host.log").read_text() == "hello\n"
-    assert (folder / "old_host.log").read_text() == "left by an older version\nhello\n"
+        assert stat.S_IMODE(detached.output.stat().st_mode) == 0o640, detached.output
+    assert stat.S_IMODE((folder / "old_host.log").stat().st_mode) == 0o640
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+    assert (folder / "new_host.out").read_text() == "hello\n"  # raw output beside the log the worker writes
+    assert (folder / "old_host.log").read_text() == "left by an older version\n"

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.common import JsonOption, connected
+from legaldoc.cli.common import JsonOption, connected, worker_log_options
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, handled, note, stderr, stdout
 from legaldoc.errors import ConfigurationError, LegaldocError, UsageError, WaitTimedOut
@@ -287,7 +287,7 @@ def run(
         env = {k: v for k, v in os.environ.items() if k not in {f"LEGALDOC_{r.upper()}_URL" for r in roles}}
         env.update(LEGALDOC_REDIS_URL=redis_url, LEGALDOC_DATA_DIR=str(data),
                    LEGALDOC_DATABASE_URL=_absolute(rt.settings.resolved_database_url))  # fmt: skip
-        worker = WorkerProcess(env, concurrency=processes, log_path=data / "run" / "worker.log").start()
+        worker = WorkerProcess(env, concurrency=processes, log_path=data / "run" / "worker.log", **worker_log_options()).start()
         lock.save(redis_pid=embedded.pid, worker_pid=worker.pid)
         with handled():
             submitted = service.submit_batch(rt.require(), loaded, skip_processed=skip_processed)

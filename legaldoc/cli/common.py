@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import typer
 
 from legaldoc.cli.output import fail
 from legaldoc.config import Settings, load_settings
 from legaldoc.errors import UsageError
+from legaldoc.logs import LogFormat, configure, verbosity
 from legaldoc.services.wiring import Runtime
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
@@ -22,13 +24,58 @@ DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Folder f
 RedisOption = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (default: LEGALDOC_REDIS_URL or redis://127.0.0.1:6379).")]
 
 
+@dataclass(frozen=True)
+class LogFlags:
+    """The command line's say on logging; None/0/False leave it to the settings."""
+
+    verbose: int = 0
+    quiet: bool = False
+    log_format: LogFormat | None = None
+
+
+_log_flags = LogFlags()
+
+
+def use_log_flags(flags: LogFlags) -> None:
+    """Log on stderr as the flags say, until settings are read (then `apply_logging` again)."""
+    global _log_flags
+    _log_flags = flags
+    apply_logging(None)
+
+
+def log_flags() -> LogFlags:
+    return _log_flags
+
+
+class WorkerLogOptions(TypedDict):
+    loglevel: str | None
+    log_format: str | None
+
+
+def worker_log_options(loglevel: str | None = None) -> WorkerLogOptions:
+    """What a worker this command starts logs: its own --loglevel, else -v/-q, else its settings."""
+    flags = _log_flags
+    asked = verbosity(flags.verbose, flags.quiet, "") or None
+    return {"loglevel": loglevel or asked, "log_format": flags.log_format.value if flags.log_format else None}
+
+
+def apply_logging(settings: Settings | None) -> None:
+    """The flags over the settings' log level and format (over WARNING and text)."""
+    flags = _log_flags
+    level = verbosity(flags.verbose, flags.quiet, settings.log_level if settings else "WARNING")
+    log_format = flags.log_format or (settings.log_format if settings else LogFormat.TEXT)
+    configure(level, log_format)
+
+
 def settings_from(project: str | None = None, database_url: str | None = None, data_dir: Path | None = None,
                   redis_url: str | None = None) -> Settings:  # fmt: skip
     """Settings with the command line's flags over LEGALDOC_*, legaldoc.toml and the defaults."""
     try:
-        return load_settings(project=project, database_url=database_url, data_dir=data_dir, redis_url=redis_url)
+        settings = load_settings(project=project, database_url=database_url, data_dir=data_dir, redis_url=redis_url)
     except ValueError as error:  # pydantic ValidationError for a bad environment variable or legaldoc.toml
         fail(UsageError(f"invalid settings: {error}"))
+    apply_logging(settings)
+    return settings
 
 
 def runtime(redis_url: str | None = None, database_url: str | None = None, data_dir: Path | None = None, *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -19,8 +20,10 @@ from legaldoc.cli import (
     settings,
     workers,
 )
+from legaldoc.cli.common import LogFlags, use_log_flags
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.config import use_config_file
+from legaldoc.logs import LogFormat
 
 app = typer.Typer(
     name="legaldoc",
@@ -60,14 +63,48 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     config: Path | None = typer.Option(None, "--config", help="Settings file (default: LEGALDOC_CONFIG, else ./legaldoc.toml)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More in the log on stderr: -v info, -vv debug."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors in the log on stderr."),
+    log_format: LogFormat | None = typer.Option(None, "--log-format", help="Log lines as text or json (default: LEGALDOC_LOG_FORMAT, else text)."),
 ) -> None:
-    """legaldoc: turn legal documents into text, entities and a graph."""
+    """legaldoc: turn legal documents into text, entities and a graph.
+
+    -v, -q and --log-format may also follow the command's name (`legaldoc submit m.yaml -v`)."""
     use_config_file(config)
+    use_log_flags(LogFlags(verbose, quiet, log_format))
+
+
+GLOBAL_FLAGS = {"-v", "--verbose", "-q", "--quiet"}
+GLOBAL_OPTIONS = {"--log-format"}  # take a value
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """The log flags wherever they stand (up to a `--`) moved before the command, where the main
+    callback reads them: `legaldoc status B -v` is `legaldoc -v status B`."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "--":
+            rest += args[position:]
+            break
+        if arg in GLOBAL_FLAGS or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            hoisted.append(arg)
+        elif arg in GLOBAL_OPTIONS and position + 1 < len(args):
+            hoisted += args[position : position + 2]
+            position += 1
+        elif arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        position += 1
+    return hoisted + rest
 
 
 def run() -> None:
     """Console-script entry point; Ctrl-C exits 130 without a traceback."""
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="legaldoc")
     except KeyboardInterrupt:
         raise SystemExit(ExitCode.INTERRUPTED) from None

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from legaldoc.cli.common import JsonOption, connected
+from legaldoc.cli.common import JsonOption, connected, worker_log_options
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, handled, note, stdout
 from legaldoc.config import Settings
@@ -61,7 +61,7 @@ def start(
     autoscale: Annotated[str | None, typer.Option("--autoscale", help="MAX,MIN processes, grown and shrunk with the load.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Worker name (default: legaldoc-RANDOM@HOST).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; print its name and pid once its first heartbeat arrives.")] = False,
-    loglevel: Annotated[str, typer.Option("--loglevel", help="Log level of the worker.")] = "WARNING",
+    loglevel: Annotated[str | None, typer.Option("--loglevel", help="Log level of the worker (default: -v/-q, else LEGALDOC_LOG_LEVEL, else WARNING).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Start a worker on some queues with the per-queue time limits from the settings; SIGTERM stops it gracefully."""
@@ -74,7 +74,7 @@ def start(
             fail(UsageError(str(error)))
     full_name = service.worker_name(name)
     command = service.worker_command(queues=queues, concurrency=concurrency, autoscale=autoscale, name=full_name,
-                                     loglevel=loglevel)  # fmt: skip
+                                     **worker_log_options(loglevel))  # fmt: skip
     env = _environment(settings)
     registry = _registry(rt)
     if any(w.name == full_name and w.online() for w in registry.workers()):
@@ -145,7 +145,8 @@ def scale(
         for action in actions:
             if action.kind == "start":
                 full_name = service.worker_name(None)
-                command = service.worker_command(queues=[queue], concurrency=action.after, name=full_name)
+                command = service.worker_command(queues=[queue], concurrency=action.after, name=full_name,
+                                                 **worker_log_options())  # fmt: skip
                 detached = service.start_detached(command, _environment(settings),
                                                   settings.data_dir.resolve() / "workers", full_name)  # fmt: skip
                 service.wait_for_heartbeat(registry, detached, timeout=timeout)

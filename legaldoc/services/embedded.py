@@ -145,9 +145,11 @@ class WorkerProcess:
     """A `python -m legaldoc.tasks.worker` subprocess with its own environment."""
 
     def __init__(self, env: Mapping[str, str], *, queues: str | None = None, concurrency: int | None = None,
-                 name: str | None = None, log_path: Path | None = None, loglevel: str = "WARNING") -> None:  # fmt: skip
+                 name: str | None = None, log_path: Path | None = None, loglevel: str | None = None,
+                 log_format: str | None = None) -> None:  # fmt: skip
         self.env = dict(env)
-        self.args = worker_command(queues=[queues] if queues else (), concurrency=concurrency, name=name, loglevel=loglevel)
+        self.args = worker_command(queues=[queues] if queues else (), concurrency=concurrency, name=name,
+                                   loglevel=loglevel, log_format=log_format)  # fmt: skip
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

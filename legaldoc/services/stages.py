@@ -33,6 +33,7 @@ from legaldoc.lifecycle import (
     MirrorState,
     Transition,
 )
+from legaldoc.logs import bind_log_context, log_context
 from legaldoc.models import PERSON_TYPES, EntityRef, EntityType, RelationType, Stage, StageError
 from legaldoc.paths import is_remote, split_container
 from legaldoc.pipeline.chunk import chunk_document
@@ -147,10 +148,17 @@ class StageRunner:
     # -- the unit of work -------------------------------------------------------------------------
 
     def execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
+        """Run (document, stage, attempt) if its claim is taken; every log record inside names them."""
+        with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
+            return self._execute(document_id, stage, attempt)
+
+    def _execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
         with self.database.session() as session:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
             if claim.transition is None:
+                log.debug("message not run: %s", claim.outcome.value)
                 return StageOutcome(claim.outcome)
+            bind_log_context(batch_id=claim.transition.batch_id)
             batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
             priority = batch.priority if batch else DEFAULT_PRIORITY
             if batch is not None and batch.status == BatchStatus.CANCELLING:  # the batch stops: so does this document
@@ -193,7 +201,9 @@ class StageRunner:
         self._mirror(transition, priority)
         if transition.state is MirrorState.RUNNING and transition.stage and self.broker:
             self.broker.publish_stage([(document_id, transition.stage, 1)], priority)
-        return StageOutcome(AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE)
+        done = AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE
+        log.info("stage %s", done.value, extra={"duration": round(time.monotonic() - started, 3)})
+        return StageOutcome(done)
 
     def _failed(self, document_id: int, stage: Stage, attempt: int, run_id: int, exc: Exception, started: float,
                 priority: int, source: str | None) -> StageOutcome:  # fmt: skip
@@ -203,7 +213,8 @@ class StageRunner:
         retry = self.retries and policy.retry and attempt < policy.max_attempts(self.settings.max_attempts)
         outcome = AttemptOutcome.RETRY if retry else AttemptOutcome.FAILED
         where = f"[document {document_id}: {source}, stage {stage.value}, attempt {attempt}]"
-        log.warning("%s failed (%s)%s: %s", where, category.value, ", will retry" if retry else "", message)
+        log.warning("%s failed (%s)%s: %s", where, category.value, ", will retry" if retry else "", message,
+                    extra={"category": category.value, "duration": round(time.monotonic() - started, 3)})  # fmt: skip
         trace = traceback.format_exc()
         failure = Failure(category, message, repo.traceback_digest(trace), source)
         ended = Attempt(stage, attempt, outcome, int((time.monotonic() - started) * 1000), failure)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from legaldoc.errors import ServiceUnavailable
+from legaldoc.logs import LOG_FILE_MODE, LOG_FOLDER_MODE
 from legaldoc.state.workers import Heartbeat, WorkerRegistry
 
 
@@ -34,8 +35,12 @@ def parse_autoscale(text: str) -> tuple[int, int]:
 
 
 def worker_command(*, queues: Sequence[str] = (), concurrency: int | None = None, autoscale: str | None = None,
-                   name: str | None = None, loglevel: str = "WARNING") -> list[str]:  # fmt: skip
-    command = [sys.executable, "-m", "legaldoc.tasks.worker", "--loglevel", loglevel, *(["--name", name] if name else [])]
+                   name: str | None = None, loglevel: str | None = None, log_format: str | None = None,
+                   log_file: Path | None = None) -> list[str]:  # fmt: skip
+    """The command line of a worker; the log level and format default to its settings."""
+    command = [sys.executable, "-m", "legaldoc.tasks.worker", *(["--name", name] if name else [])]
+    command += [*(["--loglevel", loglevel] if loglevel else []), *(["--log-format", log_format] if log_format else []),
+                *(["--log-file", str(log_file)] if log_file else [])]  # fmt: skip
     if queues:
         command += ["--queues", ",".join(queues)]
     if autoscale:
@@ -45,31 +50,37 @@ def worker_command(*, queues: Sequence[str] = (), concurrency: int | None = None
     return command
 
 
-LOG_FOLDER_MODE = 0o700
-LOG_MODE = 0o600
-
-
 @dataclass
 class Detached:
     name: str
     pid: int
-    log: Path
+    log: Path  # the worker's log, rotated by size by the worker itself
+    output: Path  # whatever the process writes on stdout/stderr outside logging (a crash, a native library)
+
+
+def log_paths(log_folder: Path, name: str) -> tuple[Path, Path]:
+    """``LOG_FOLDER/NAME.log`` (the worker's log) and ``NAME.out`` (its raw stdout and stderr)."""
+    stem = name.replace("@", "_").replace("/", "_")
+    return log_folder / f"{stem}.log", log_folder / f"{stem}.out"
 
 
 def start_detached(command: list[str], env: Mapping[str, str], log_folder: Path, name: str) -> Detached:
-    """Start a worker in its own session, its output appended to ``LOG_FOLDER/NAME.log``.
+    """Start a worker in its own session, writing its log to ``LOG_FOLDER/NAME.log`` (rotated by
+    the worker: `--log-file` is added to `command`) and its raw output to ``NAME.out``.
 
-    Logs name documents and may quote their text: the folder is 0700 and each log 0600, whatever the
-    umask, and ones an older version left readable to others are tightened."""
+    The folder is 0750 and the files 0640 whatever the umask (a log shipper's group may read them,
+    others may not), and ones an older version left readable to others are tightened."""
     log_folder.mkdir(parents=True, exist_ok=True, mode=LOG_FOLDER_MODE)
     os.chmod(log_folder, LOG_FOLDER_MODE)
-    log = log_folder / f"{name.replace('@', '_').replace('/', '_')}.log"
-    descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
-    os.fchmod(descriptor, LOG_MODE)
+    log, output_path = log_paths(log_folder, name)
+    if log.exists():
+        os.chmod(log, LOG_FILE_MODE)
+    descriptor = os.open(output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE_MODE)
+    os.fchmod(descriptor, LOG_FILE_MODE)
     with os.fdopen(descriptor, "ab") as output:
-        process = subprocess.Popen(command, env=dict(env), stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    return Detached(name, process.pid, log)
+        process = subprocess.Popen([*command, "--log-file", str(log)], env=dict(env), stdin=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    return Detached(name, process.pid, log, output_path)
 
 
 def process_alive(pid: int) -> bool:
@@ -108,8 +119,9 @@ def wait_for_heartbeat(registry: WorkerRegistry, detached: Detached, timeout: fl
             if heartbeat.name == detached.name and heartbeat.online() and heartbeat.pid == detached.pid:
                 return heartbeat
         if not process_alive(detached.pid):
+            said = "\n".join(t for t in (tail(detached.log), tail(detached.output)) if t)
             raise ServiceUnavailable(f"worker {detached.name} exited at start; its log ({detached.log}) ends with:\n"
-                                     f"{tail(detached.log)}")  # fmt: skip
+                                     f"{said}")  # fmt: skip
         time.sleep(0.2)
     raise ServiceUnavailable(f"worker {detached.name} (pid {detached.pid}) sent no heartbeat within {timeout:g} s",
                              hint=f"see its log: {detached.log}")  # fmt: skip

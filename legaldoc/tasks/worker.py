@@ -16,12 +16,14 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import signals
 
 from legaldoc.config import SettingsError, load_settings
 from legaldoc.errors import LegaldocError
+from legaldoc.logs import LogFormat, WorkerLogHandler, configure
 from legaldoc.queues import CONSUME_ORDER, MOST_URGENT, RETENTION_TASK, SWEEP_TASK, Queue
 from legaldoc.services.wiring import Runtime
 from legaldoc.services.workers import parse_autoscale
@@ -81,6 +83,7 @@ class Heartbeater(threading.Thread):
         self.heartbeat = heartbeat
         self.consumer: Any = None  # celery.worker.consumer.Consumer; celery is untyped
         self.stopped = threading.Event()
+        self.log_handler: WorkerLogHandler | None = None
 
     def refresh(self) -> None:
         from celery.worker import state
@@ -100,6 +103,8 @@ class Heartbeater(threading.Thread):
         beat.rss = resident_memory(beat.pid)
 
     def beat_once(self) -> None:
+        if self.log_handler is not None:
+            self.log_handler.rotate_if_needed()
         try:
             self.refresh()
             self.registry.beat(self.heartbeat)
@@ -126,7 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="processes (default: CPU count)")
     parser.add_argument("--autoscale", default=None, help="MAX,MIN processes, grown and shrunk with the load")
     parser.add_argument("--name", default=None, help="worker name (default: legaldoc-PID@HOST)")
-    parser.add_argument("--loglevel", default="WARNING")
+    parser.add_argument("--loglevel", default=None, help="least severe log records (default: the log_level setting)")
+    parser.add_argument("--log-format", choices=[f.value for f in LogFormat], default=None,
+                        help="text or json lines (default: the log_format setting)")  # fmt: skip
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="write the log to this file, rotated by size (default: stderr)")  # fmt: skip
     parser.add_argument("--pool", default="prefork")
     args = parser.parse_args(argv)
     try:
@@ -165,6 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     ))  # fmt: skip
     stats.create()
 
+    @signals.setup_logging.connect(weak=False)
+    def _logging_is_ours(**_: object) -> None:
+        """Celery leaves logging alone when a receiver answers: every record goes to our handler."""
+
     @signals.worker_ready.connect(weak=False)
     def _start_threads(sender: object = None, **_: object) -> None:
         heartbeater.consumer = sender
@@ -179,11 +192,15 @@ def main(argv: list[str] | None = None) -> None:
     def _last_heartbeat(**_: object) -> None:
         heartbeater.stop()
 
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loglevel = (args.loglevel or settings.log_level).upper()
+    handler = configure(loglevel, args.log_format or settings.log_format, file=args.log_file,
+                        max_bytes=int(settings.worker_log_max_mb * 1024 * 1024), backups=settings.worker_log_backups)  # fmt: skip
+    if isinstance(handler, WorkerLogHandler):
+        heartbeater.log_handler = handler  # rotated by size between records too
     pool_size = ["--autoscale", f"{autoscale[0]},{autoscale[1]}"] if autoscale else ["--concurrency", str(concurrency)]
     app.worker_main([
         "worker", "--queues", ",".join(ordered), *pool_size, "--hostname", name,
-        "--loglevel", args.loglevel, "--pool", args.pool, "--without-gossip", "--without-mingle",
+        "--loglevel", loglevel, "--pool", args.pool, "--without-gossip", "--without-mingle",
         "--optimization", "fair", "--task-events",
     ])  # fmt: skip
 
