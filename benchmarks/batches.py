@@ -38,6 +38,7 @@ from legaldoc.services.embedded import WorkerProcess  # noqa: E402
 from legaldoc.services.process import process_paths  # noqa: E402
 from legaldoc.services.wiring import Runtime  # noqa: E402
 from legaldoc.state.broker import Broker, Message  # noqa: E402
+from legaldoc.state.keys import Keys  # noqa: E402
 from legaldoc.storage.db import Database  # noqa: E402
 
 NEF = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "nef"
@@ -82,7 +83,7 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
     client = redis.Redis.from_url(redis_url + "/0")
     # the same size as a real first-stage message: (document id, stage, attempt, database identity)
     stamp = "00000000-0000-4000-8000-000000000000"
-    sample_key, sample = Broker(client).encode(Message("legaldoc.extract", (123456, "extract", 1, stamp), "ocr", 5))
+    sample_key, sample = Broker(client, Keys()).encode(Message("legaldoc.extract", (123456, "extract", 1, stamp), "ocr", 5))
     submit_times, bare_times, publish_times = [], [], []
     for round_index in range(rounds):
         client.flushall()
@@ -95,7 +96,7 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
         client.flushall()
 
         started = time.perf_counter()
-        Broker(client, database=lambda: stamp).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
+        Broker(client, Keys(), database=lambda: stamp).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
         publish_times.append(time.perf_counter() - started)
         client.flushall()
 
@@ -110,7 +111,8 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
     from celery import Celery
 
     app = Celery("bench", broker=redis_url + "/0", set_as_current=False)
-    app.conf.broker_transport_options = {"priority_steps": list(range(10)), "sep": ":", "queue_order_strategy": "priority"}
+    app.conf.broker_transport_options = {"priority_steps": list(range(10)), "sep": ":", "queue_order_strategy": "priority",
+                                       "global_keyprefix": "legaldoc:"}
     app.conf.task_serializer = "json"
     sample_size = min(count, 1000)
     with app.producer_or_acquire() as producer:

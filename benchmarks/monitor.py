@@ -87,7 +87,7 @@ def fill(settings, now: float) -> None:
     registry = WorkerRegistry(client, keys)
     for w in range(20):
         registry.beat(Heartbeat(name=f"w{w}@host", host="host", pid=w, queues=[q.value for q in Queue], concurrency=4), now=now)
-    broker = Broker(redis.Redis.from_url(settings.redis_url_for("broker")))
+    broker = Broker(redis.Redis.from_url(settings.redis_url_for("broker")), keys)
     broker.publish(Message("legaldoc.extract", (i, "extract", 1), list(Queue)[i % 5].value, i % 10) for i in range(5000))
 
 

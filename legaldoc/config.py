@@ -178,7 +178,18 @@ class Settings(BaseSettings):
     """Live batch state and metrics; default: database 4 of ``redis_url``."""
 
     redis_prefix: str = "legaldoc:"
-    """Prefix of every key legaldoc writes, so several installations can share one database."""
+    """Prefix of every Redis key and pub/sub channel of an installation, the broker's queues included,
+    so several installations can share one Redis server and its databases."""
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        # kombu subscribes to pub/sub patterns starting with the prefix: a glob character would match
+        # other installations' channels; spaces and control characters make keys hard to name.
+        if any(c in "*?[]\\" or c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"{value!r} has a character a Redis pattern would read as a wildcard, a space or a "
+                             "control character; use letters, digits and punctuation such as : . - _ (e.g. acme:)")
+        return value
 
     ocr_time_limit: float = Field(1800.0, gt=0)
     """Hard time limit (seconds) of a task on the ``ocr`` queue (extraction); the soft limit is 90% of it."""

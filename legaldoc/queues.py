@@ -86,9 +86,11 @@ def batch_queue(priority: int) -> Queue:
     return Queue(f"batch.{priority_name(priority)}")
 
 
-def priority_keys(queue: str) -> list[str]:
-    """The Redis lists that hold one queue's messages, most urgent first."""
-    return [queue if step == 0 else f"{queue}{QUEUE_SEP}{step}" for step in PRIORITY_STEPS]
+def priority_keys(queue: str, prefix: str) -> list[str]:
+    """The Redis lists that hold one queue's messages, most urgent first, under an installation's
+    prefix: kombu's names with ``global_keyprefix=prefix``, ``sep=QUEUE_SEP`` and these steps
+    (``ocr``, ``ocr:1``, ... become ``legaldoc:ocr``, ``legaldoc:ocr:1``, ...)."""
+    return [f"{prefix}{queue}" if step == 0 else f"{prefix}{queue}{QUEUE_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 def stage_task(stage: Stage) -> str:

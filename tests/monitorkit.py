@@ -100,7 +100,7 @@ def fill_scene(settings: Settings) -> None:
     registry.beat(Heartbeat(name="old@node-c", host="node-c", pid=77, queues=["ocr"], concurrency=2,
                             processed=41, rss=300 * 2**20, started=NOW - 9000), now=NOW - 900)  # fmt: skip
 
-    broker = Broker(redis.Redis.from_url(settings.redis_url_for("broker")))
+    broker = Broker(redis.Redis.from_url(settings.redis_url_for("broker")), keys)
     pipe = broker.client.pipeline()
     for i in range(40):
         key, payload = broker.encode(Message("legaldoc.extract", (180 + i, "extract", 1), "ocr", 5), sent=f"{NOW - 400 + i:.3f}")

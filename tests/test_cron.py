@@ -77,7 +77,7 @@ def test_a_worker_refuses_a_message_of_another_database_loudly(batch_settings, s
     from legaldoc.state.broker import Broker
 
     rt = Runtime(batch_settings)
-    Broker(rt.client("broker"), database=lambda: "0000-another-database").publish_stage([(1, Stage.EXTRACT, 1)], 5)
+    Broker(rt.client("broker"), rt.keys, database=lambda: "0000-another-database").publish_stage([(1, Stage.EXTRACT, 1)], 5)
     start_worker(concurrency=1)
     deadline = time.monotonic() + 60
     while not (errors := rt.client("state").lrange(rt.keys.recent_errors, 0, -1)):

@@ -72,7 +72,7 @@ def test_priorities_translate_once():
         with pytest.raises(ValueError):
             parse_priority(bad)
     assert broker_priority(9) == 0 and broker_priority(0) == 9  # kombu's Redis transport serves 0 first
-    assert priority_keys("ocr")[:3] == ["ocr", "ocr:1", "ocr:2"]
+    assert priority_keys("ocr", "legaldoc:")[:3] == ["legaldoc:ocr", "legaldoc:ocr:1", "legaldoc:ocr:2"]
 
 
 # -- edges: alias bombs, NUL characters, long paths, deep nesting, tags without a JSON form -------------

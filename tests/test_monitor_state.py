@@ -40,7 +40,7 @@ def test_one_refresh_is_two_round_trips_without_scan(redis_url, monkeypatch):
         changes.append(Transition(99_900 + d, "b0999", 2, MirrorState.FAILED, Stage.EXTRACT, failed))
     state.apply_transitions(changes, now=now)
     WorkerRegistry(client, keys).beat(Heartbeat(name="w1", host="h", pid=1, queues=["ocr"], concurrency=2, interval=5))
-    Broker(client).publish([Message("legaldoc.extract", (1, "extract", 1), "ocr", 8)] * 3)
+    Broker(client, keys).publish([Message("legaldoc.extract", (1, "extract", 1), "ocr", 8)] * 3)
 
     reader = MonitorReader(client, client, keys, categories=list(ErrorCategory), stages=[s.value for s in Stage],
                            queues=list(Queue))  # fmt: skip

@@ -96,7 +96,7 @@ def test_recover_stuck_requeues_expired_claims(batch_settings, start_worker, tmp
     with cluster.database.session() as session:
         session.execute(update(Document).values(status="running", claimed_by="elsewhere:4242",
                                                 lease_expires_at=datetime.now(UTC) - timedelta(seconds=5)))  # fmt: skip
-    cluster.broker.client.delete(*cluster.broker.client.keys("ocr*"))  # its message went with the worker
+    cluster.broker.client.delete(*cluster.broker.keys.queue_lists("ocr"))  # its message went with the worker
     assert cluster.broker.depth("ocr") == 0
     dry = json.loads(legaldoc("recover", "--stuck", "--dry-run", "--json", cwd=tmp_path, env=env).stdout)
     assert [d["held_by"] for d in dry["documents"]] == ["elsewhere:4242"]

@@ -63,7 +63,7 @@ class Runtime:
 
     @cached_property
     def broker(self) -> Broker:
-        return Broker(self.client("broker"), database=lambda: self.database.identity)
+        return Broker(self.client("broker"), self.keys, database=lambda: self.database.identity)
 
     @cached_property
     def lock(self) -> Lock:

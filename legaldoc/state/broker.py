@@ -29,9 +29,9 @@ from legaldoc.queues import (
     STAGE_QUEUE,
     Queue,
     broker_priority,
-    priority_keys,
     stage_task,
 )
+from legaldoc.state.keys import Keys
 from legaldoc.state.scripts import Script
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -73,13 +73,13 @@ def _envelope(task: str, queue: str, kombu_priority: int, task_id: str, argsrepr
 class _Template:
     """One pre-rendered envelope per (task, queue, priority); only id, args and body vary."""
 
-    def __init__(self, task: str, queue: str, kombu_priority: int) -> None:
+    def __init__(self, task: str, queue: str, kombu_priority: int, key: str) -> None:
         text = json.dumps(_envelope(task, queue, kombu_priority, *_SENTINELS, None))
         escaped = {json.dumps(s)[1:-1]: s for s in _SENTINELS}
         pattern = re.compile("|".join(map(re.escape, escaped)))
         self.parts = pattern.split(text)
         self.order = [escaped[match] for match in pattern.findall(text)]
-        self.key = priority_keys(queue)[kombu_priority]
+        self.key = key
 
     def render(self, task_id: str, argsrepr: str, body: str, sent: str) -> str:
         values = {_SENTINELS[0]: task_id, _SENTINELS[1]: json.dumps(argsrepr)[1:-1], _SENTINELS[2]: body,
@@ -99,10 +99,14 @@ def _body(args: tuple[Any, ...]) -> str:
 
 
 class Broker:
-    """Publishes legaldoc task messages to the broker database and measures queue depths."""
+    """Publishes legaldoc task messages to the broker database and measures queue depths.
 
-    def __init__(self, client: redis.Redis, *, database: Callable[[], str] | None = None) -> None:
+    Queue lists are named by `keys.queue_lists`: the installation's prefix, as kombu's
+    ``global_keyprefix`` adds it for the workers."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, database: Callable[[], str] | None = None) -> None:
         self.client = client
+        self.keys = keys
         self.database = database  # the identity stage messages carry: a worker of another database refuses them
         self._templates: dict[tuple[str, str, int], _Template] = {}
         self._ids: tuple[int, str, itertools.count] | None = None
@@ -118,7 +122,8 @@ class Broker:
         key = (task, queue, kombu_priority)
         template = self._templates.get(key)
         if template is None:
-            template = self._templates[key] = _Template(task, queue, kombu_priority)
+            template = self._templates[key] = _Template(task, queue, kombu_priority,
+                                                        self.keys.queue_lists(queue)[kombu_priority])
         return template
 
     def encode(self, message: Message, sent: str | None = None) -> tuple[str, str]:
@@ -133,7 +138,7 @@ class Broker:
             return template.key, template.render(task_id, argsrepr, body, sent)
         envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body, sent,
                              message.eta.isoformat())  # fmt: skip
-        return priority_keys(message.queue)[kombu_priority], json.dumps(envelope)
+        return self.keys.queue_lists(message.queue)[kombu_priority], json.dumps(envelope)
 
     def publish(self, messages: Iterable[Message], *, chunk: int = 1000) -> int:
         """Push messages in order, many values per LPUSH and many LPUSHes per round trip."""
@@ -178,7 +183,7 @@ class Broker:
         queues = list(queues)
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
-            for key in priority_keys(queue):
+            for key in self.keys.queue_lists(queue):
                 pipe.llen(key)
         sizes = pipe.execute()
         return {queue: sum(sizes[i * 10 : i * 10 + 10]) for i, queue in enumerate(queues)}
@@ -187,7 +192,7 @@ class Broker:
         """Queue -> (depth over all its priority lists, publishing time of its oldest message or None),
         in one script call: LLEN and LINDEX -1 of every priority list."""
         queues = list(queues)
-        lists = [key for queue in queues for key in priority_keys(queue)]
+        lists = [key for queue in queues for key in self.keys.queue_lists(queue)]
         reply = json.loads(self._queue_stats({"lists": lists}, {"lists_per_queue": len(PRIORITY_STEPS)}))
         return {queue: (int(q["depth"]), float(q["oldest"]) if q["oldest"] else None)
                 for queue, q in zip(queues, reply or [], strict=True)}  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from legaldoc.queues import priority_keys
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -65,6 +67,11 @@ class Keys:
     def workers(self) -> str:
         """Hash: worker name -> JSON heartbeat."""
         return f"{self.prefix}workers"
+
+    def queue_lists(self, queue: str) -> list[str]:
+        """Lists (broker database): one queue's messages per priority, most urgent first, as kombu
+        names them under ``global_keyprefix`` (`tasks.app.create_app` gives it this prefix)."""
+        return priority_keys(queue, self.prefix)
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"

@@ -78,7 +78,7 @@ class MonitorReader:
         self.keys = keys
         self.categories, self.stages, self.queues = list(categories), list(stages), list(queues)
         self._snapshot = Script(state, "snapshot")
-        self._broker = Broker(broker)
+        self._broker = Broker(broker, keys)
 
     def snapshot(self, *, visible: int = 100, recent: int = 20, now: float | None = None) -> Snapshot:
         now = time.time() if now is None else now

@@ -60,13 +60,16 @@ def visibility_timeout(settings: Settings) -> int:
 def create_app(settings: Settings) -> Celery:
     """A Celery app for these settings, with every legaldoc task registered."""
     app = Celery("legaldoc", set_as_current=False)
+    # global_keyprefix: every key and pub/sub channel kombu uses (queue lists, bindings, unacked,
+    # remote control and events) is under the installation's prefix, as `Keys.queue_lists` names them.
     transport = {"priority_steps": PRIORITY_STEPS, "sep": QUEUE_SEP, "queue_order_strategy": "priority",
-                 "visibility_timeout": visibility_timeout(settings)}  # fmt: skip
+                 "visibility_timeout": visibility_timeout(settings), "global_keyprefix": settings.redis_prefix}  # fmt: skip
     app.conf.update(
         broker_url=kombu_url(settings.redis_url_for("broker")),
         result_backend=kombu_url(settings.redis_url_for("result")),
         broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": visibility_timeout(settings)},
+        result_backend_transport_options={"visibility_timeout": visibility_timeout(settings),
+                                          "global_keyprefix": settings.redis_prefix},
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",

@@ -28,6 +28,11 @@ class WorkerControl:
                 return str(answer.get("ok", ""))
         raise TransientError(f"worker {name} did not answer {command} within {self.timeout:g} s")
 
+    def ping(self) -> list[str]:
+        """The names of the workers that answer, sorted: this installation's only (its prefix)."""
+        replies = self.app.control.ping(timeout=self.timeout)
+        return sorted(name for reply in replies or [] for name in reply)
+
     def grow(self, name: str, n: int) -> str:
         return self._call("pool_grow", name, n=n)
 
