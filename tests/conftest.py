@@ -36,6 +36,15 @@ def _postgres_url() -> str | None:
 DATABASE_KINDS = ["sqlite"] + (["postgresql"] if _postgres_url() else [])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `any_database` runs on SQLite only: its PostgreSQL twin would prove nothing more."""
+    twins = [item for item in items if item.get_closest_marker("any_database") is not None
+             and getattr(getattr(item, "callspec", None), "params", {}).get("database_url") == "postgresql"]  # fmt: skip
+    if twins:
+        config.hook.pytest_deselected(items=twins)
+        items[:] = [item for item in items if item not in twins]
+
+
 @pytest.fixture(params=DATABASE_KINDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: SQLite in tmp_path, or a throwaway PostgreSQL schema-per-test database."""

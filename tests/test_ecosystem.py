@@ -27,7 +27,7 @@ def _celery(env: dict[str, str], command: str) -> subprocess.Popen[str]:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # nothing here depends on the database kind
+@pytest.mark.any_database
 def test_stock_celery_inspect_and_control_reach_the_workers(batch_settings, start_worker, tmp_path):
     env = settings_env(batch_settings)
     worker = start_worker(concurrency=1)

@@ -26,6 +26,8 @@ from tests.conftest import DOCUMENTS, NEF, _free_port
 from tests.monitorkit import NOW, FixedMemory, fill_scene
 from tests.test_cli import legaldoc
 
+pytestmark = pytest.mark.any_database  # the dashboard reads what services give it, whatever the database
+
 GOOD = 4
 SIZE = (160, 48)
 

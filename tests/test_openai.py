@@ -40,6 +40,8 @@ from tests.conftest import NEF, settings_env
 from tests.openai_peer import INVENTED, Peer, running_peer
 from tests.test_cli import legaldoc
 
+pytestmark = pytest.mark.any_database  # the model provider does nothing the database kind changes
+
 NEF_FILES = sorted(NEF.glob("*.txt"))
 
 

@@ -124,6 +124,7 @@ def test_a_killed_worker_resumes_the_same_job(aws, batch_settings, start_worker,
     assert job.job_id == aws.starts[0] and [p.method for p in extracted.pages] == ["textract", "textract"]
 
 
+@pytest.mark.any_database
 def test_throttling_is_retried_then_done(aws, batch_settings, start_worker, tmp_path):
     """Given Textract throttling the first two Starts, When the batch runs, Then the stage is retried
     as RATE_LIMIT and the document is done from one job."""
@@ -141,6 +142,7 @@ def test_throttling_is_retried_then_done(aws, batch_settings, start_worker, tmp_
     assert [tuple(r) for r in runs[:2]] == [(1, "retry", "RATE_LIMIT"), (2, "retry", "RATE_LIMIT")], runs
 
 
+@pytest.mark.any_database
 def test_access_denied_fails_as_configuration_at_once(aws, batch_settings, start_worker, tmp_path):
     """Given Textract denying access, When the batch runs, Then the document fails as CONFIGURATION
     after one call, with the permissions to grant."""
@@ -232,6 +234,7 @@ def test_aws_keys_with_local_ocr_change_nothing(tmp_path, redis_url):
     assert "textract" not in (result.stdout + result.stderr).lower()
 
 
+@pytest.mark.any_database
 def test_s3_prefixes_and_globs_are_listed_at_submit(aws, batch_settings, tmp_path, s3_endpoint):
     """Given objects under a prefix (more than one listing page), When a manifest names the prefix
     and a ** glob, Then submit lists them in bulk: every document object once, others left out."""
@@ -251,6 +254,7 @@ def test_s3_prefixes_and_globs_are_listed_at_submit(aws, batch_settings, tmp_pat
     assert submitted.not_documents == ["s3://matters/acme/notes.bin"]
 
 
+@pytest.mark.any_database
 def test_a_one_page_image_is_read_synchronously(aws, batch_settings, start_worker, tmp_path):
     """Given a one-page PNG and `ocr: textract`, When a worker runs it, Then DetectDocumentText reads it
     (no upload, no job) and its page is counted in the batch's pages sent."""
@@ -271,6 +275,7 @@ def test_a_one_page_image_is_read_synchronously(aws, batch_settings, start_worke
     assert (job.job_id, job.pages, job.batch_id) == ("sync", [0], submitted.batch_id)
 
 
+@pytest.mark.any_database
 def test_a_job_past_its_deadline_fails_as_resource_at_the_last_attempt(aws, batch_settings, start_worker, tmp_path):
     """Given a job that never ends, When its deadline passes at the last attempt, Then the document
     fails as RESOURCE naming the job, and polling went on without holding the worker."""
@@ -286,6 +291,7 @@ def test_a_job_past_its_deadline_fails_as_resource_at_the_last_attempt(aws, batc
     assert aws.calls["GetDocumentTextDetection"] >= 2
 
 
+@pytest.mark.any_database
 def test_unchanged_s3_objects_are_skipped_by_etag(aws, batch_settings, start_worker, tmp_path, s3_endpoint):
     """Given an S3 document processed once, When the same prefix is submitted again, Then it is skipped
     by its ETag and size (not downloaded); once the object changes it is processed again."""
@@ -319,6 +325,7 @@ def test_process_waits_for_the_job_in_place(aws, tmp_path):
     assert aws.calls["StartDocumentTextDetection"] == 1
 
 
+@pytest.mark.any_database
 def test_an_s3_scan_needing_no_cut_is_read_in_place(aws, batch_settings, start_worker, tmp_path, s3_endpoint):
     """Given a scanned PDF in S3 whose every page needs OCR, When it runs with `ocr: auto`, Then Textract
     reads the object where it is: nothing is uploaded."""
@@ -337,6 +344,7 @@ def test_an_s3_scan_needing_no_cut_is_read_in_place(aws, batch_settings, start_w
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
 
 
+@pytest.mark.any_database
 def test_more_pages_than_one_job_takes_go_as_several_jobs(aws, batch_settings, start_worker, tmp_path):
     """Given a job size of one page and a PDF with two scanned pages, When a worker reads it with
     Textract, Then the pages go as two jobs, one after the other, and both pages get their text."""
