@@ -308,6 +308,13 @@ class Settings(BaseSettings):
     worker_log_backups: int = Field(5, ge=1)
     """Rotated worker logs kept besides the current one."""
 
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    """When set, each worker's main process also answers Prometheus scrapes on this port (the same
+    metrics as ``legaldoc metrics serve``: they are read from Redis, so one exporter is enough)."""
+
+    worker_metrics_host: str = "127.0.0.1"
+    """Address a worker's metrics port listens on (``0.0.0.0`` for every interface)."""
+
     manifest_max_mb: float = Field(50.0, gt=0)
     """Manifests larger than this are refused."""
 

@@ -15,7 +15,7 @@ from tests.conftest import DOCUMENTS, NEF, SAMPLES
 COMMANDS = ["process", "show", "entities", "run", "submit", "status", "cancel", "recover", "workers", "workers start",
             "workers status", "workers scale", "workers stop", "cache", "cache warm", "cache stats", "cache clear", "monitor",
             "db", "db current", "db upgrade", "config", "config show", "doctor", "export", "search", "report", "documents",
-            "projects"]
+            "projects", "metrics", "metrics serve", "metrics show"]
 
 
 def legaldoc(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ from legaldoc.cli import (
     database,
     doctor,
     documents,
+    metrics,
     monitor,
     recovery,
     results,
@@ -51,6 +52,7 @@ app.add_typer(workers.app, name="workers")
 app.add_typer(cache.app, name="cache")
 app.add_typer(database.app, name="db")
 app.add_typer(settings.app, name="config")
+app.add_typer(metrics.app, name="metrics")
 
 
 def _version(value: bool) -> None:

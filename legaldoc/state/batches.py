@@ -20,6 +20,7 @@ from redis.typing import EncodableT, FieldT
 
 from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, Transition
 from legaldoc.state.keys import Keys
+from legaldoc.state.metrics import add_usage_counters, counted
 from legaldoc.state.scripts import Script
 
 USAGE = "usage:"  # batch hash fields usage:{provider}:{name}: what remote providers cost
@@ -97,7 +98,7 @@ class BatchState:
         keys = {**self._batch_keys(t.batch_id), "done_metrics": k.done_metrics,
                 "stage_metrics": k.stage_metrics(attempt.stage if attempt else "none"),
                 "error_metrics": k.error_metrics(failure.category if failure else "none"),
-                "recent_errors": k.recent_errors, "failed_metrics": k.failed_metrics}  # fmt: skip
+                "recent_errors": k.recent_errors, "failed_metrics": k.failed_metrics, "counters": k.counters}  # fmt: skip
         args = {"batch_id": t.batch_id, "document": t.document_id, "version": t.version, "state": t.state,
                 "stage": t.stage if t.stage and t.state in (MirrorState.RUNNING, MirrorState.FAILED) else "",
                 "category": failure.category if failure else "",
@@ -106,7 +107,7 @@ class BatchState:
                 "error_member": f"{t.document_id}|{attempt.stage}|{attempt.number}" if attempt and failure else "",
                 "error": ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
                                    attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
-                if attempt and failure else "", "now": now}  # fmt: skip
+                if attempt and failure else "", "now": now, "counted": counted(t)}  # fmt: skip
         return self._transition(keys, args, client=client)
 
     def apply_transitions(self, transitions: Sequence[Transition], *, now: float | None = None) -> set[str]:
@@ -179,6 +180,7 @@ class BatchState:
                 pipe.hincrby(key, f"{USAGE}{provider}:{name}", count)
         if cost:
             pipe.hincrbyfloat(key, f"{USAGE}{provider}:cost_usd", cost)
+        add_usage_counters(pipe, self.keys, provider, [*counts.items(), ("cost_usd", cost)])
         pipe.execute()
 
     def read(self, batch_id: str) -> dict[str, str] | None:

@@ -64,6 +64,12 @@ class Keys:
         return f"{self.prefix}metrics:failed"
 
     @property
+    def counters(self) -> str:
+        """Hash: the exporter's ever-growing counters (`state.metrics`): attempts, failures,
+        retries, duration buckets and sums per stage, provider usage."""
+        return f"{self.prefix}metrics:counters"
+
+    @property
     def workers(self) -> str:
         """Hash: worker name -> JSON heartbeat."""
         return f"{self.prefix}workers"

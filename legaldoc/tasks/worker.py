@@ -25,6 +25,7 @@ from legaldoc.config import SettingsError, load_settings
 from legaldoc.errors import LegaldocError
 from legaldoc.logs import LogFormat, WorkerLogHandler, configure
 from legaldoc.queues import CONSUME_ORDER, MOST_URGENT, RETENTION_TASK, SWEEP_TASK, Queue
+from legaldoc.services import metrics
 from legaldoc.services.wiring import Runtime
 from legaldoc.services.workers import parse_autoscale
 from legaldoc.state.broker import Message
@@ -183,6 +184,12 @@ def main(argv: list[str] | None = None) -> None:
         heartbeater.consumer = sender
         heartbeater.start()
         scheduler.start()
+        if settings.worker_metrics_port:
+            try:
+                metrics.serve(rt, settings.worker_metrics_host, settings.worker_metrics_port)
+            except OSError as error:
+                log.error("cannot serve metrics on %s:%s: %s", settings.worker_metrics_host,
+                          settings.worker_metrics_port, error.strerror)  # fmt: skip
 
     @signals.worker_shutting_down.connect(weak=False)
     def _stop_scheduler(**_: object) -> None:

@@ -1,5 +1,5 @@
---! keys: batch docs errors done_metrics stage_metrics error_metrics recent_errors failed_metrics
---! args: batch_id document version state stage category error stage_member error_member now
+--! keys: batch docs errors done_metrics stage_metrics error_metrics recent_errors failed_metrics counters
+--! args: batch_id document version state stage category error stage_member error_member now *counted
 -- Apply one document's state change to its batch's live state, if it is newer than what is held.
 -- The counters move only when the document's state class really changes, and the metrics the
 -- change carries are recorded. The batch's status is not touched here: the database settles it
@@ -24,6 +24,8 @@ end
 if old_version >= version then return 0 end
 
 if stage_member ~= '' then redis.call('ZADD', stage_metrics, now, stage_member) end
+-- the exporter's counters (never decreasing): field, amount pairs
+for i = 1, #counted, 2 do redis.call('HINCRBYFLOAT', counters, counted[i], counted[i + 1]) end
 if error_member ~= '' then redis.call('ZADD', error_metrics, now, error_member) end
 if error ~= '' then
   redis.call('LPUSH', recent_errors, batch_id .. '|' .. document .. '|' .. error)
