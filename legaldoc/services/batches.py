@@ -549,7 +549,8 @@ def _priorities(session: Session, batch_ids: set[str | None]) -> dict[str | None
 
 
 def _republish_lost(rt: Runtime, now: datetime) -> int:
-    """A document waiting longer than two leases while its stage's queue is empty lost its message."""
+    """A document waiting longer than two leases while its stage's queue is empty lost its message. A
+    delayed retry waits from its due time: its message is held by a worker until then, off the queue."""
     depths = rt.broker.depths({q.value for q in STAGE_QUEUE.values()})
     empty_stages = [s.value for s, q in STAGE_QUEUE.items() if depths[q.value] == 0]
     if not empty_stages:
