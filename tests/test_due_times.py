@@ -14,12 +14,15 @@ from sqlalchemy import update
 from legaldoc.errors import ErrorCategory
 from legaldoc.lifecycle import WAITING, Attempt, AttemptOutcome, DocumentStatus, Failure
 from legaldoc.models import Stage
+from legaldoc.moments import iso
 from legaldoc.queues import priority_keys
 from legaldoc.services import batches as service
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.tables import Batch, Document, Project, StageRun
 from tests.batchkit import connect, nef_copies, write_manifest
+from tests.conftest import settings_env
+from tests.test_cli import legaldoc
 
 DELAY = 100.0
 WORKER = "test-host:1"
@@ -123,6 +126,7 @@ def _waiting_retry(batch_settings, tmp_path):
         (document_id,) = session.scalars(service.select(Document.id).where(Document.batch_id == submitted.batch_id))
         document = _throttled(session, document_id, Stage.EXTRACT, 1)
     cluster.broker.client.delete(*priority_keys("ocr"))
+    cluster.batch_id = submitted.batch_id
     return cluster, document_id, document.due_at
 
 
@@ -170,3 +174,14 @@ def test_the_sweeper_takes_a_delayed_retry_for_lost_only_two_leases_past_its_due
     assert service.sweep(cluster.rt).republished == 1
     ((args, eta),) = _queued(cluster, "ocr")
     assert args[:3] == [document_id, "extract", 2] and eta is None
+
+
+def test_status_docs_shows_when_a_waiting_retry_is_due(batch_settings, tmp_path):
+    """Given a retry due in 100 s, Then `status --docs` says when (the stored due time) and why, and
+    its --json has the moment as `retry_at`."""
+    cluster, document_id, due_at = _waiting_retry(batch_settings, tmp_path)
+    (row,) = cluster.documents(cluster.batch_id)
+    assert (row["document_id"], row["state"], row["retry_at"]) == (document_id, "running", iso(due_at))
+    shown = legaldoc("status", cluster.batch_id, "--docs", cwd=tmp_path, env=settings_env(batch_settings))
+    assert shown.returncode == 0, shown.stderr
+    assert f"retry at {due_at:%H:%M:%S} UTC after RATE_LIMIT" in shown.stdout, shown.stdout

@@ -86,3 +86,19 @@ def test_a_long_retry_after_is_honoured_despite_the_sweeper(batch_settings, star
     error = (observed - asked) / asked * 100
     print(f"F9 figure: asked delay {asked:.1f} s, observed {observed:.2f} s, error {error:+.1f}%")
     assert abs(error) <= 5, f"the second attempt started {observed:.2f} s after the first failed, {asked:g} s asked"
+    assert f"will retry in {asked:.1f} s (at " in (tmp_path / "worker-0.log").read_text()  # the log says when
+
+
+def test_a_retry_after_over_retry_max_delay_is_cut_and_the_log_says_so():
+    """retry_max_delay caps every wait, a server's Retry-After included: the failure's log line names
+    the wait used, when it ends, and that the server asked for more."""
+    from legaldoc.errors import ErrorCategory, retry_delay
+    from legaldoc.pipeline.faults import injected_error
+    from legaldoc.services.stages import _retrying
+
+    throttled = injected_error("RATE_LIMIT", 1, 3600)
+    assert retry_delay(ErrorCategory.RATE_LIMIT, 1, throttled, cap=600) == 600
+    assert retry_delay(ErrorCategory.RATE_LIMIT, 1, injected_error("RATE_LIMIT", 1, 400), cap=600) == 400
+    assert _retrying(600, 3600, 600).endswith("UTC; the server asked for 3600 s, retry_max_delay caps it)")
+    assert _retrying(400, 400, 600).startswith(", will retry in 400.0 s (at ") and "caps" not in _retrying(400, 400, 600)
+    assert _retrying(None, 3600, 600) == ""
