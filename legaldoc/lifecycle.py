@@ -93,6 +93,7 @@ class AttemptOutcome(StrEnum):
     DUPLICATE = "duplicate"  # the message did nothing: another live worker holds this attempt
     STALE = "stale"  # the message did nothing: the document has moved on
     MISSING = "missing"  # the message did nothing: the document is gone
+    EARLY = "early"  # not run: the attempt is due later (a retry's delay); the message is published again for the rest
 
 
 FAILURES = frozenset({AttemptOutcome.RETRY, AttemptOutcome.FAILED})

@@ -14,11 +14,11 @@ from tests.batchkit import connect, nef_copies, write_manifest
 DOCS = 2
 
 
-def _run(batch_settings, start_worker, tmp_path, category: str, failures: int, **extra):
+def _run(batch_settings, start_worker, tmp_path, category: str, failures: int, docs: int = DOCS, **extra):
     settings = batch_settings.model_copy(update={"entity_provider": "failing", "failing_category": category,
                                                  "failing_attempts": failures, **extra})  # fmt: skip
     cluster = connect(settings)
-    manifest = write_manifest(tmp_path / "m.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', DOCS)}/*"}])
+    manifest = write_manifest(tmp_path / "m.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', docs)}/*"}])
     submitted = cluster.submit(manifest)
     start_worker(concurrency=2, settings=settings)
     final = cluster.wait(submitted.batch_id, timeout=120)
@@ -67,3 +67,39 @@ def test_category_follows_its_retry_policy(batch_settings, start_worker, tmp_pat
     assert final["errors_by_category"] == ({category: DOCS} if expected_failed else {})
     redis_counts, database_counts = cluster.counts(batch_id)
     assert redis_counts == database_counts
+
+
+@pytest.mark.any_database
+def test_a_long_retry_after_is_honoured_despite_the_sweeper(batch_settings, start_worker, tmp_path):
+    """F9. Given a Retry-After of ten claim leases (while the sweeper runs every half second and takes
+    a document waiting two leases on an empty queue for one whose message was lost), When the entities
+    stage is throttled once, Then the second attempt starts when the server asked (within 5%), not
+    when the sweeper would have re-published it, and the document completes."""
+    lease = 2.0
+    asked = 10 * lease
+    cluster, _, final, documents, runs = _run(batch_settings, start_worker, tmp_path, "RATE_LIMIT", 1, docs=1,
+                                              claim_lease=lease, sweep_interval=0.5, failing_retry_after=asked)  # fmt: skip
+    assert (final["succeeded"], final["failed"]) == (1, 0), final
+    (document,) = documents
+    first, second = runs[document.id]
+    assert (first.outcome, second.outcome) == ("retry", "done")
+    observed = (second.started_at - first.finished_at).total_seconds()
+    error = (observed - asked) / asked * 100
+    print(f"F9 figure: asked delay {asked:.1f} s, observed {observed:.2f} s, error {error:+.1f}%")
+    assert abs(error) <= 5, f"the second attempt started {observed:.2f} s after the first failed, {asked:g} s asked"
+    assert f"will retry in {asked:.1f} s (at " in (tmp_path / "worker-0.log").read_text()  # the log says when
+
+
+def test_a_retry_after_over_retry_max_delay_is_cut_and_the_log_says_so():
+    """retry_max_delay caps every wait, a server's Retry-After included: the failure's log line names
+    the wait used, when it ends, and that the server asked for more."""
+    from legaldoc.errors import ErrorCategory, retry_delay
+    from legaldoc.pipeline.faults import injected_error
+    from legaldoc.services.stages import _retrying
+
+    throttled = injected_error("RATE_LIMIT", 1, 3600)
+    assert retry_delay(ErrorCategory.RATE_LIMIT, 1, throttled, cap=600) == 600
+    assert retry_delay(ErrorCategory.RATE_LIMIT, 1, injected_error("RATE_LIMIT", 1, 400), cap=600) == 400
+    assert _retrying(600, 3600, 600).endswith("UTC; the server asked for 3600 s, retry_max_delay caps it)")
+    assert _retrying(400, 400, 600).startswith(", will retry in 400.0 s (at ") and "caps" not in _retrying(400, 400, 600)
+    assert _retrying(None, 3600, 600) == ""

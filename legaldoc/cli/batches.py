@@ -230,6 +230,8 @@ def status(
                 detail += f"\n  {d.category} in {d.stage}: {d.message}"
             elif d.reason:
                 detail += f"\n  {d.reason}"
+            elif d.retry_at is not None:
+                detail += f"\n  retry at {d.retry_at:%H:%M:%S} UTC" + (f" after {d.category}" if d.category else "")
             running = d.state is MirrorState.RUNNING
             table.add_row(str(d.document_id), d.state, (d.stage or "") if running else "", str(d.attempts), Text(detail))
         stdout.print(table)

@@ -340,13 +340,13 @@ def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
             select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
                    Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
                    BatchDocument.reason, Document.batch_id, BatchDocument.stage, BatchDocument.error_category,
-                   BatchDocument.attempts)
+                   BatchDocument.attempts, Document.due_at)
             .join(BatchDocument, BatchDocument.document_id == Document.id)
             .where(BatchDocument.batch_id == batch_id).order_by(Document.id)
         ).all()  # fmt: skip
     documents = []
     for (doc_id, source, status, stage, attempts, category, error_stage, message, outcome, reason, owner,
-         ended_stage, ended_category, ended_attempts) in rows:  # fmt: skip
+         ended_stage, ended_category, ended_attempts, due_at) in rows:  # fmt: skip
         state = mirror_state(status, outcome, owner == batch_id)
         recorded = ended_category is not None or (outcome is not None and ended_attempts)
         if state is MirrorState.FAILED:
@@ -357,8 +357,10 @@ def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
         elif outcome is not None:
             documents.append(DocumentRow(doc_id, source, state, None, ended_attempts if recorded else attempts, reason=reason))
         else:
-            documents.append(DocumentRow(doc_id, source, state, stage if state is MirrorState.RUNNING else None,
-                                         attempts, reason=reason))  # fmt: skip
+            running = state is MirrorState.RUNNING
+            documents.append(DocumentRow(doc_id, source, state, stage if running else None, attempts, reason=reason,
+                                         retry_at=due_at if running and owner == batch_id else None,
+                                         category=category if running and due_at else None))  # fmt: skip
     return documents
 
 
@@ -549,7 +551,8 @@ def _priorities(session: Session, batch_ids: set[str | None]) -> dict[str | None
 
 
 def _republish_lost(rt: Runtime, now: datetime) -> int:
-    """A document waiting longer than two leases while its stage's queue is empty lost its message."""
+    """A document waiting longer than two leases while its stage's queue is empty lost its message. A
+    delayed retry waits from its due time: its message is held by a worker until then, off the queue."""
     depths = rt.broker.depths({q.value for q in STAGE_QUEUE.values()})
     empty_stages = [s.value for s, q in STAGE_QUEUE.items() if depths[q.value] == 0]
     if not empty_stages:

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +24,14 @@ from sqlalchemy.orm import Session
 
 from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
-from legaldoc.errors import RETRY_POLICIES, ClaimLost, LegaldocError, categorize, retry_delay
+from legaldoc.errors import (
+    RETRY_POLICIES,
+    ClaimLost,
+    LegaldocError,
+    categorize,
+    retry_after_of,
+    retry_delay,
+)
 from legaldoc.lifecycle import (
     Attempt,
     AttemptOutcome,
@@ -85,6 +93,16 @@ class StageOutcome:
 
     status: AttemptOutcome
     error: StageError | None = None
+
+
+def _retrying(delay: float | None, asked: float | None, cap: float) -> str:
+    """When the retry comes, for the failure's log line; and that `retry_max_delay` cut the wait when
+    the server asked for more."""
+    if delay is None:
+        return ""
+    due = datetime.now(UTC) + timedelta(seconds=delay)
+    capped = f"; the server asked for {asked:g} s, retry_max_delay caps it" if asked is not None and asked > cap >= delay else ""
+    return f", will retry in {delay:.1f} s (at {due:%H:%M:%S} UTC{capped})"
 
 
 def error_message(exc: BaseException) -> str:
@@ -155,6 +173,8 @@ class StageRunner:
     def _execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
         with self.database.session() as session:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
+            if claim.outcome is AttemptOutcome.EARLY:
+                return self._early(session, document_id, stage, attempt, claim.due_at)
             if claim.transition is None:
                 log.debug("message not run: %s", claim.outcome.value)
                 return StageOutcome(claim.outcome)
@@ -212,22 +232,38 @@ class StageRunner:
         policy = RETRY_POLICIES[category]
         retry = self.retries and policy.retry and attempt < policy.max_attempts(self.settings.max_attempts)
         outcome = AttemptOutcome.RETRY if retry else AttemptOutcome.FAILED
+        delay = retry_delay(category, attempt, exc, self.settings.retry_base_delay, self.settings.retry_max_delay) if retry else None
         where = f"[document {document_id}: {source}, stage {stage.value}, attempt {attempt}]"
-        log.warning("%s failed (%s)%s: %s", where, category.value, ", will retry" if retry else "", message,
+        log.warning("%s failed (%s)%s: %s", where, category.value,
+                    _retrying(delay, retry_after_of(exc), self.settings.retry_max_delay), message,
                     extra={"category": category.value, "duration": round(time.monotonic() - started, 3)})  # fmt: skip
         trace = traceback.format_exc()
         failure = Failure(category, message, repo.traceback_digest(trace), source)
         ended = Attempt(stage, attempt, outcome, int((time.monotonic() - started) * 1000), failure)
         with self.database.session() as session:
-            transition = claims.fail(session, document_id, ended, self.worker)
+            transition = claims.fail(session, document_id, ended, self.worker, delay=delay)
             repo.finish_run(session, run_id, outcome, category.value, f"{message} {where}", trace)
         if transition is None:
             return StageOutcome(AttemptOutcome.LOST)
         self._mirror(transition, priority)
         if retry and self.broker:
-            delay = retry_delay(category, attempt, exc, self.settings.retry_base_delay, self.settings.retry_max_delay)
             self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay)
         return StageOutcome(outcome, StageError(category=category, stage=stage, message=message))
+
+    def _early(self, session: Session, document_id: int, stage: Stage, attempt: int, due_at: datetime | None) -> StageOutcome:
+        """A message came before its attempt is due (a stray duplicate, a broker that ignored the
+        ETA): it runs nothing, and the attempt's message is published again for the rest of the wait,
+        so the attempt runs on time whatever became of the message that had the delay."""
+        assert due_at is not None
+        remaining = max(0.0, (due_at - claims.now_utc()).total_seconds())
+        if self.broker is not None:
+            priority = session.scalar(select(Batch.priority).join(Document, Document.batch_id == Batch.id)
+                                      .where(Document.id == document_id))  # fmt: skip
+            self.broker.publish_stage([(document_id, stage, attempt)], DEFAULT_PRIORITY if priority is None else priority,
+                                      countdown=remaining)  # fmt: skip
+        log.info("document %s: %s attempt %d is due in %.1f s; its message came early%s", document_id, stage.value,
+                 attempt, remaining, " and was published again" if self.broker is not None else "")  # fmt: skip
+        return StageOutcome(AttemptOutcome.EARLY)
 
     def _defer(self, document_id: int, stage: Stage, attempt: int, run_id: int, work: Defer, priority: int) -> StageOutcome:
         """A remote job runs: release the claim (the document waits at this attempt), queue its poll."""

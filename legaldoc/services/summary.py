@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from legaldoc.lifecycle import IN_PROGRESS, BatchStatus, DocumentStatus, MirrorState
@@ -155,12 +156,15 @@ class DocumentRow:
     category: str | None = None
     message: str | None = None
     reason: str | None = None  # why it was skipped or cancelled
+    retry_at: datetime | None = None  # a running document waiting for a delayed retry: when it is due (category: why)
 
     def as_json(self) -> dict[str, Any]:
         running = self.state is MirrorState.RUNNING
         row: dict[str, Any] = {"document_id": self.document_id, "source": self.source, "state": self.state.value,
                                "stage": self.stage if running else None, "attempts": self.attempts,
                                "reason": self.reason}  # fmt: skip
+        if self.retry_at is not None:
+            row["retry_at"] = iso(self.retry_at)
         if self.state is MirrorState.FAILED:
             row["error"] = {"category": self.category, "stage": self.stage, "message": self.message}
         return row

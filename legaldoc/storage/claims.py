@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from legaldoc import PIPELINE_VERSION
@@ -37,14 +37,19 @@ from legaldoc.storage.tables import BatchDocument, Document
 HOST = socket.gethostname()
 
 
+EARLY_TOLERANCE = 0.5  # seconds: a message this close to its attempt's due time runs (clocks and timers are not exact)
+
+
 @dataclass(frozen=True)
 class Claim:
-    """RUNNING with the transition when the stage was claimed; else DUPLICATE, STALE or MISSING."""
+    """RUNNING with the transition when the stage was claimed; else DUPLICATE, STALE, MISSING, or EARLY
+    with the attempt's `due_at`."""
 
     outcome: AttemptOutcome
     transition: Transition | None = None
     project_id: int | None = None
     source: str | None = None
+    due_at: datetime | None = None
 
 
 def worker_identity() -> str:
@@ -72,8 +77,9 @@ def now_utc() -> datetime:
 
 
 def _changed(**values: Any) -> dict[str, Any]:
-    """Column values of a state change: the version moves on and the waiting clock restarts."""
-    return {"version": Document.version + 1, "updated_at": now_utc(), **values}
+    """Column values of a state change: the version moves on, the waiting clock restarts, and the
+    document has no due time unless the change sets one (a delayed retry)."""
+    return {"version": Document.version + 1, "updated_at": now_utc(), "due_at": None, **values}
 
 
 _RELEASED = {"claimed_by": None, "lease_expires_at": None}
@@ -87,18 +93,20 @@ def _transition(document_id: int, row: Sequence[Any], state: MirrorState, attemp
 
 
 def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker: str, lease: float) -> Claim:
-    """Take (document, stage, attempt) if it is waiting, or if its holder's lease ran out or its holder died."""
+    """Take (document, stage, attempt) if it is waiting and due, or if its holder's lease ran out or its holder died."""
     row = session.execute(
         select(Document.status, Document.stage, Document.attempts, Document.claimed_by, Document.lease_expires_at,
-               Document.project_id, Document.source)
+               Document.project_id, Document.source, Document.due_at)
         .where(Document.id == document_id)
     ).one_or_none()  # fmt: skip
     if row is None:
         return Claim(AttemptOutcome.MISSING)
-    status, current_stage, attempts, holder, lease_end, project_id, source = row
+    status, current_stage, attempts, holder, lease_end, project_id, source, due_at = row
     if current_stage != stage or attempts != attempt or status not in UNFINISHED:
         return Claim(AttemptOutcome.STALE)
     now = now_utc()
+    if due_at is not None and now < due_at - timedelta(seconds=EARLY_TOLERANCE):
+        return Claim(AttemptOutcome.EARLY, due_at=due_at)
     if status == DocumentStatus.RUNNING and lease_end is not None and lease_end >= now and not _holder_is_dead(holder):
         return Claim(AttemptOutcome.DUPLICATE)
     taken = session.execute(
@@ -175,17 +183,21 @@ def advance(session: Session, document_id: int, attempt: Attempt, worker: str) -
     return _transition(document_id, row, MirrorState.RUNNING, attempt)
 
 
-def fail(session: Session, document_id: int, attempt: Attempt, worker: str | None) -> Transition | None:
-    """The stage failed: queue the next attempt (outcome RETRY) or fail the document for good.
-    Without a `worker`, whoever holds (or no longer holds) the stage: the sweeper's expired claims."""
+def fail(session: Session, document_id: int, attempt: Attempt, worker: str | None, *,
+         delay: float | None = None) -> Transition | None:  # fmt: skip
+    """The stage failed: queue the next attempt (outcome RETRY), due `delay` seconds from now, or fail
+    the document for good. Without a `worker`, whoever holds (or no longer holds) the stage: the
+    sweeper's expired claims."""
     failure = attempt.failure
     assert failure is not None
     condition = _owned(document_id, attempt.stage, attempt.number, worker) if worker else and_(
         Document.id == document_id, Document.stage == attempt.stage, Document.attempts == attempt.number,
         Document.status.in_(UNFINISHED))  # fmt: skip
     retry = attempt.outcome is AttemptOutcome.RETRY
+    now = now_utc()
     values = _changed(**_RELEASED, error_category=failure.category, error_stage=attempt.stage,
                       error_message=failure.message, error_digest=failure.digest, pipeline_version=PIPELINE_VERSION,
+                      updated_at=now, due_at=now + timedelta(seconds=delay) if retry and delay else None,
                       **({"status": DocumentStatus.QUEUED, "attempts": attempt.number + 1} if retry
                          else {"status": DocumentStatus.FAILED}))  # fmt: skip
     row = session.execute(update(Document).where(condition).values(values).returning(*_NEW)).one_or_none()
@@ -241,9 +253,12 @@ def expired_claims(session: Session, now: datetime, limit: int = 1000) -> Sequen
 
 
 def waiting_since(session: Session, before: datetime, stages: Sequence[str], limit: int = 5000) -> Sequence[Document]:
-    """Documents waiting for a stage (no claim) since before `before`."""
+    """Documents waiting for a stage (no claim) since before `before`, their wait counted from their
+    due time when they have one: a delayed retry is not waiting before it is due. One range of the
+    (status, stage, updated_at, due_at) index per status and stage."""
     return session.scalars(
-        select(Document).where(Document.status.in_(WAITING), Document.stage.in_(stages), Document.updated_at < before)
+        select(Document).where(Document.status.in_(WAITING), Document.stage.in_(stages), Document.updated_at < before,
+                               or_(Document.due_at.is_(None), Document.due_at < before))
         .limit(limit)
     ).all()  # fmt: skip
 

@@ -100,7 +100,7 @@ def reset_for_run(session: Session, document_ids: Sequence[int], *, batch_id: st
     """Put documents back at the first stage, owned by `batch_id` (None for in-process runs)."""
     now = datetime.now(UTC)
     values = dict(status=DocumentStatus.PENDING, stage=Stage.EXTRACT, attempts=1, batch_id=batch_id, claimed_by=None,
-                  lease_expires_at=None, error_category=None, error_stage=None, error_message=None, error_digest=None,
+                  lease_expires_at=None, due_at=None, error_category=None, error_stage=None, error_message=None, error_digest=None,
                   duplicate_of=None, version=Document.version + 1, updated_at=now)  # fmt: skip
     ids = list(document_ids)
     for offset in range(0, len(ids), 500):

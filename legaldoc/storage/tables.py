@@ -104,6 +104,7 @@ class Document(Base):
         UniqueConstraint("project_id", "source", name="uq_documents_project_source"),
         Index("ix_documents_project_sha", "project_id", "sha256"),
         Index("ix_documents_status", "status"),
+        Index("ix_documents_waiting", "status", "stage", "updated_at", "due_at"),
         Index("ix_documents_batch_status", "batch_id", "status"),
         Index("ix_documents_project_processed", "project_id", "processed_sha256"),
         Index("ix_documents_sha_extract", "sha256", "extract_key"),
@@ -133,6 +134,10 @@ class Document(Base):
     """Bumped by every state change; the Redis mirror applies a change only if it is newer."""
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
+    due_at: Mapped[datetime | None] = mapped_column()
+    """When the waiting attempt may run: a retry's delay (backoff or Retry-After) from its failure; None
+    when it may run at once. A message for it that arrives before runs nothing (EARLY), and the sweeper
+    counts a message lost only two leases past it (migration 0010)."""
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="SET NULL"))
     processed_sha256: Mapped[str | None] = mapped_column(String(64))
     """The content whose every stage completed; `skip_processed` compares new content with it."""
