@@ -15,7 +15,6 @@ from legaldoc.errors import ErrorCategory
 from legaldoc.lifecycle import WAITING, Attempt, AttemptOutcome, DocumentStatus, Failure
 from legaldoc.models import Stage
 from legaldoc.moments import iso
-from legaldoc.queues import priority_keys
 from legaldoc.services import batches as service
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
@@ -125,14 +124,14 @@ def _waiting_retry(batch_settings, tmp_path):
     with cluster.database.session() as session:
         (document_id,) = session.scalars(service.select(Document.id).where(Document.batch_id == submitted.batch_id))
         document = _throttled(session, document_id, Stage.EXTRACT, 1)
-    cluster.broker.client.delete(*priority_keys("ocr"))
+    cluster.broker.client.delete(*cluster.broker.keys.queue_lists("ocr"))
     cluster.batch_id = submitted.batch_id
     return cluster, document_id, document.due_at
 
 
 def _queued(cluster, queue: str) -> list[tuple[list, str | None]]:
     """(args, eta) of every message in a queue."""
-    messages = [json.loads(m) for key in priority_keys(queue) for m in cluster.broker.client.lrange(key, 0, -1)]
+    messages = [json.loads(m) for key in cluster.broker.keys.queue_lists(queue) for m in cluster.broker.client.lrange(key, 0, -1)]
     return [(json.loads(base64.b64decode(m["body"]))[0], m["headers"]["eta"]) for m in messages]
 
 
