@@ -524,7 +524,8 @@ def sweep(rt: Runtime) -> SweepReport:
             outcome = AttemptOutcome.RETRY if document.attempts < attempts else AttemptOutcome.FAILED
             transition = claims.fail(session, document.id, Attempt(stage, document.attempts, outcome, failure=failure), None)
             if transition is not None:
-                repo.close_abandoned_runs(session, document.id)
+                repo.close_lost_run(session, document.id, stage, document.attempts, failure.category.value,
+                                    failure.message, None)  # fmt: skip
                 transitions.append(transition)
         priorities = _priorities(session, {t.batch_id for t in transitions})
     mirror(rt, transitions)
