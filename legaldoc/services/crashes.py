@@ -15,6 +15,7 @@ way (the same bytes do it every time; retrying only kills more workers), else RE
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -81,9 +82,14 @@ def _kind(cause: str | None, dead: bool) -> str | None:
 
 
 def _digest(stage: Stage, kind: str) -> str:
-    """The digest of a crash (failures with one cause share one): readable, so the kinds of earlier
-    attempts can be compared."""
+    """How a crash is kept in its run's traceback digest: readable, so the kinds of earlier attempts
+    can be compared (`_short` is the document's)."""
     return f"{_CRASH}{stage.value}:{kind}"[:64]
+
+
+def _short(digest: str | None) -> str | None:
+    """A document's error digest (16 hex digits) of a crash: crashes of one kind share one."""
+    return hashlib.sha256(digest.encode()).hexdigest()[:16] if digest else None
 
 
 def _same_way(stage: Stage, kind: str | None, earlier: dict[int, str | None], attempt: int) -> str | None:
@@ -135,7 +141,7 @@ def record_crash(settings: Settings, database: Database, mirror: BatchState | No
         category = ErrorCategory.DATA if not retry and same else ErrorCategory.RESOURCE
         message = _message(crash, holder, same if category is ErrorCategory.DATA else kind, attempt, limit, retry,
                            category)  # fmt: skip
-        failure = Failure(category, message, digest, held.source)
+        failure = Failure(category, message, _short(digest), held.source)
         outcome = AttemptOutcome.RETRY if retry else AttemptOutcome.FAILED
         transition = claims.fail(session, crash.document_id, Attempt(stage, attempt, outcome, failure=failure), holder)
         if transition is None:

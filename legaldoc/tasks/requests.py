@@ -23,6 +23,7 @@ from celery.worker.request import Request
 from legaldoc.config import Settings
 from legaldoc.models import Stage
 from legaldoc.services.crashes import Crash, cause_of, holder_of, record_crash
+from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import main_runtime
 
 log = logging.getLogger("legaldoc.worker")
@@ -40,6 +41,7 @@ class StageRequest(Request):
                 log.warning("could not record the crash of task %s", self.id, exc_info=True)
                 recorded = False
             if recorded:
+                stats.count_failure()
                 self.acknowledge()  # Celery's reject(requeue=True) below does nothing for an acked message
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
