@@ -12,8 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from legaldoc.errors import RETRY_POLICIES, ErrorCategory
 from legaldoc.lifecycle import AttemptOutcome, DocumentStatus
@@ -53,6 +54,16 @@ def _entity_runs(session, document_id: int) -> list:
         select(StageRun.attempt, StageRun.outcome, StageRun.error_category, StageRun.error_message)
         .where(StageRun.document_id == document_id, StageRun.stage == Stage.ENTITIES.value).order_by(StageRun.id)
     ).all()  # fmt: skip
+
+
+def _no_database_connection(pid: int, settings) -> None:
+    """The process holds no database connection (a pool process it forks could share it)."""
+    main = psutil.Process(pid)
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        assert not [f.path for f in main.open_files() if f.path.startswith(str(url.database))]
+    else:
+        assert not [c for c in main.net_connections() if c.raddr and c.raddr.port == (url.port or 5432)]
 
 
 def _full_pool(worker, size: int, timeout: float = 10) -> list[int]:
@@ -99,6 +110,7 @@ def test_poison_document_that_segfaults_every_time_fails_as_data(batch_settings,
     assert final["errors_by_category"] == {"DATA": 1}
     assert worker.process.poll() is None, "the worker died"
     _full_pool(worker, 2)
+    _no_database_connection(worker.pid, settings)  # its main process recorded the crashes, then forked
     redis_counts, database_counts = cluster.counts(submitted.batch_id)
     assert redis_counts == database_counts
     print(f"\npoison (SIGSEGV every time) among 50: 51 documents, {limit} crashes, {limit} attempts of the poison's "
