@@ -24,8 +24,7 @@ from legaldoc.state.broker import Message
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.tables import Document, StageRun
-from tests.batchkit import connect, write_manifest
-from tests.test_faults import _children
+from tests.batchkit import children, connect, write_manifest
 
 POISON = "POISON-PILL"
 
@@ -68,10 +67,10 @@ def _no_database_connection(pid: int, settings) -> None:
 
 def _full_pool(worker, size: int, timeout: float = 10) -> list[int]:
     deadline = time.monotonic() + timeout
-    while len(children := _children(worker.pid)) != size:
-        assert time.monotonic() < deadline, f"the worker's pool has {len(children)} processes, not {size}"
+    while len(pool := children(worker.pid)) != size:
+        assert time.monotonic() < deadline, f"the worker's pool has {len(pool)} processes, not {size}"
         time.sleep(0.1)
-    return children
+    return pool
 
 
 def test_poison_document_that_segfaults_every_time_fails_as_data(batch_settings, start_worker, tmp_path):
