@@ -212,3 +212,36 @@ def test_front_publishing_puts_messages_next_in_line_in_order(redis_url, batch_s
     client = redis.Redis.from_url(redis_url)
     popped = [json.loads(base64.b64decode(json.loads(client.rpop(key))["body"]))[0][0] for _ in range(4)]
     assert popped == [3, 4, 1, 2]
+
+
+def test_a_crash_the_sweeper_counted_first_is_counted_once_and_still_known(batch_settings, tmp_path):
+    """Given a pool process that hung past its lease (the sweeper counted the attempt) and then
+    segfaulted, When its main process reports the crash, Then the attempt is not counted again but its
+    run says how it ended, so after two more segfaults the document fails as DATA at max attempts."""
+    from legaldoc.services.batches import sweep
+    from legaldoc.services.crashes import Crash, record_crash
+
+    cluster = connect(batch_settings)
+    limit = RETRY_POLICIES[ErrorCategory.RESOURCE].max_attempts(batch_settings.max_attempts)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"glob": f"{_texts(tmp_path / 'docs', 0)}/*"}], skip_processed=False)
+    cluster.submit(manifest)
+    with cluster.database.read() as session:
+        document_id = session.scalars(select(Document.id)).one()
+    rt = cluster.rt
+    for attempt in range(1, limit + 1):
+        holder = f"{claims.HOST}:{_dead_pid()}"
+        _hold(cluster, document_id, attempt, holder, lease=-1 if attempt == 1 else 60)
+        if attempt == 1:
+            assert sweep(rt).requeued == 1
+        crash = Crash(document_id, Stage.EXTRACT, attempt, holder=holder, cause="signal 11 (SIGSEGV)", worker="w1")
+        recorded = record_crash(rt.settings, rt.database, rt.state, rt.broker, crash)
+        assert (recorded is None) == (attempt == 1)
+    with cluster.database.read() as session:
+        document = session.get_one(Document, document_id)
+        runs = session.execute(select(StageRun.attempt, StageRun.traceback_digest, StageRun.error_category,
+                                      StageRun.error_message).order_by(StageRun.id)).all()  # fmt: skip
+    assert [tuple(r[:3]) for r in runs] == [(n, "crash:extract:SIGSEGV", "RESOURCE") for n in range(1, limit)] + [
+        (limit, "crash:extract:SIGSEGV", "DATA")]
+    assert "stopped answering; its claim expired" in runs[0].error_message  # the sweeper's words for attempt 1
+    assert (document.status, document.attempts, document.error_category) == (DocumentStatus.FAILED, limit, "DATA")
+    assert f"on each of {limit} attempts (SIGSEGV)" in document.error_message
