@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     failing_retry_after: float = Field(1.0, ge=0)
     """Test-only ``failing`` provider: the Retry-After its RATE_LIMIT errors carry."""
 
+    failing_match: str | None = None
+    """Test-only ``failing`` provider: fail only texts containing this string (default: every text)."""
+
+    failing_signal: Literal["SIGKILL", "SIGSEGV"] | None = None
+    """Test-only ``failing`` provider: instead of raising, kill its own process (SIGKILL, or a real
+    segfault for SIGSEGV), as a native library that crashes on a document would."""
+
     tesseract_cmd: str = "tesseract"
     """The tesseract executable."""
 

@@ -117,3 +117,11 @@ def nef_copies(folder: Path, count: int, offset: int = 0) -> Path:
 def output_row_counts(database: Database) -> dict[str, int]:
     with database.read() as session:
         return {t.__tablename__: session.scalar(select(func.count()).select_from(t)) for t in OUTPUT_TABLES}
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of a process (a worker's pool)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(c) for c in (task / "children").read_text().split())
+    return found

@@ -12,17 +12,10 @@ from legaldoc.config import load_settings
 from legaldoc.services.process import process_paths
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import StageRun
+from tests.batchkit import children as _children
 from tests.batchkit import connect, nef_copies, output_row_counts, write_manifest
 
 DOCUMENT_COUNT = 200
-
-
-def _children(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        children.extend(int(c) for c in text)
-    return children
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,17 @@
 """A test-only entity provider that fails the first N attempts of each document with a chosen error.
 
 Selected with ``LEGALDOC_ENTITY_PROVIDER=failing``; it drives every error category through its retry
-policy on real workers. Attempts are counted per document text in files under the data folder, so
+policy on real workers. With ``failing_signal`` it kills its own process instead (SIGKILL, or a real
+segfault), and with ``failing_match`` only texts containing that string fail: a poison document. Attempts are counted per document text in files under the data folder, so
 every process and every machine sharing that folder agrees on the count.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import signal as signals
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,12 +52,15 @@ class FailingEntityProvider:
 
     name = "failing"
 
-    def __init__(self, inner: EntityProvider, category: str, failures: int, retry_after: float, folder: Path) -> None:
+    def __init__(self, inner: EntityProvider, category: str, failures: int, retry_after: float, folder: Path, *,
+                 match: str | None = None, signal: str | None = None) -> None:  # fmt: skip
         self.inner = inner
         self.category = category
         self.failures = failures
         self.retry_after = retry_after
         self.folder = folder
+        self.match = match
+        self.signal = signal
 
     def calls(self, text: str) -> int:
         """Count this call for the text and return the count (an O_APPEND byte per call)."""
@@ -68,7 +74,18 @@ class FailingEntityProvider:
         return path.stat().st_size
 
     def extract(self, text: str, record: Mapping[str, Any] | None = None) -> list[Mention]:
-        count = self.calls(text)
+        if self.match is not None and self.match not in text:
+            return self.inner.extract(text, record)
+        count = self.calls(text)  # counted before a crash, so the next process sees it
         if count <= self.failures:
+            if self.signal is not None:
+                crash(self.signal)
             raise injected_error(self.category, count, self.retry_after)
         return self.inner.extract(text, record)
+
+
+def crash(signal: str) -> None:
+    """Kill this process as a crashing native library or the OOM killer would: no Python cleanup runs."""
+    if signal == "SIGSEGV":
+        ctypes.string_at(0)  # a real segfault: a read of address 0
+    os.kill(os.getpid(), getattr(signals, signal))

@@ -520,13 +520,13 @@ def sweep(rt: Runtime) -> SweepReport:
     transitions: list[Transition] = []
     with rt.database.session() as session:
         for document in claims.expired_claims(session, now):
-            stage = document.current_stage
+            stage, number = document.current_stage, document.attempts  # (the UPDATE below refreshes the row)
             failure = Failure(ErrorCategory.RESOURCE, f"the worker holding the {stage} stage ({document.claimed_by}) "
                               "stopped answering; its claim expired", source=document.source)  # fmt: skip
-            outcome = AttemptOutcome.RETRY if document.attempts < attempts else AttemptOutcome.FAILED
-            transition = claims.fail(session, document.id, Attempt(stage, document.attempts, outcome, failure=failure), None)
+            outcome = AttemptOutcome.RETRY if number < attempts else AttemptOutcome.FAILED
+            transition = claims.fail(session, document.id, Attempt(stage, number, outcome, failure=failure), None)
             if transition is not None:
-                repo.close_abandoned_runs(session, document.id)
+                repo.close_lost_run(session, document.id, stage, number, failure.category.value, failure.message, None)
                 transitions.append(transition)
         priorities = _priorities(session, {t.batch_id for t in transitions})
     mirror(rt, transitions)

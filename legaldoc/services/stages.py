@@ -111,6 +111,20 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def mirror_transition(mirror: BatchState | None, broker: Broker | None, transition: Transition, priority: int) -> None:
+    """One round trip to Redis; a mirror failure never fails the document (the database has it).
+    A change that leaves its batch with no open document has the batch settled."""
+    if mirror is None or transition.batch_id is None:
+        return
+    try:
+        settleable = mirror.apply_transitions([transition])
+    except Exception:
+        log.warning("could not mirror document %s to Redis", transition.document_id, exc_info=True)
+        return
+    if settleable and broker:
+        broker.publish([Message(FINALIZE_TASK, (transition.batch_id,), batch_queue(priority), priority)])
+
+
 class _LeaseKeeper:
     """Renews a claim's lease every third of its length while a stage runs."""
 
@@ -175,18 +189,25 @@ class StageRunner:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
             if claim.outcome is AttemptOutcome.EARLY:
                 return self._early(session, document_id, stage, attempt, claim.due_at)
-            if claim.transition is None:
-                log.debug("message not run: %s", claim.outcome.value)
-                return StageOutcome(claim.outcome)
-            bind_log_context(batch_id=claim.transition.batch_id)
-            batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
-            priority = batch.priority if batch else DEFAULT_PRIORITY
-            if batch is not None and batch.status == BatchStatus.CANCELLING:  # the batch stops: so does this document
-                stopped = claims.cancel(session, batch.id, frozenset({DocumentStatus.RUNNING}), document_id=document_id)
-            else:
-                options = dict(batch.options or {}) if batch else {}
-                run_id = repo.start_run(session, document_id, stage, attempt, self.worker).id
-                stopped = []
+            if claim.transition is not None:
+                bind_log_context(batch_id=claim.transition.batch_id)
+                batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
+                priority = batch.priority if batch else DEFAULT_PRIORITY
+                if batch is not None and batch.status == BatchStatus.CANCELLING:  # the batch stops: so does this document
+                    stopped = claims.cancel(session, batch.id, frozenset({DocumentStatus.RUNNING}), document_id=document_id)
+                else:
+                    options = dict(batch.options or {}) if batch else {}
+                    run_id = repo.start_run(session, document_id, stage, attempt, self.worker).id
+                    stopped = []
+        if claim.outcome is AttemptOutcome.LOST:  # its holder died or stopped answering: that attempt counts
+            from legaldoc.services.crashes import Crash, record_crash
+
+            record_crash(self.settings, self.database, self.mirror, self.broker,
+                         Crash(document_id, stage, attempt, holder=claim.holder))  # fmt: skip
+            return StageOutcome(AttemptOutcome.LOST)
+        if claim.transition is None:
+            log.debug("message not run: %s", claim.outcome.value)
+            return StageOutcome(claim.outcome)
         if stopped:
             self._mirror(stopped[0], priority)
             return StageOutcome(AttemptOutcome.CANCELLED)
@@ -278,17 +299,7 @@ class StageRunner:
         return StageOutcome(AttemptOutcome.WAITING)
 
     def _mirror(self, transition: Transition, priority: int) -> None:
-        """One round trip to Redis; a mirror failure never fails the document (the database has it).
-        A change that leaves its batch with no open document has the batch settled."""
-        if self.mirror is None or transition.batch_id is None:
-            return
-        try:
-            settleable = self.mirror.apply_transitions([transition])
-        except Exception:
-            log.warning("could not mirror document %s to Redis", transition.document_id, exc_info=True)
-            return
-        if settleable and self.broker:
-            self.broker.publish([Message(FINALIZE_TASK, (transition.batch_id,), batch_queue(priority), priority)])
+        mirror_transition(self.mirror, self.broker, transition, priority)
 
     def _pages_sent(self, batch_id: str | None, pages: int, cost: float) -> None:
         """Pages sent to Textract, added to the batch's live usage (status, the dashboard)."""

@@ -34,11 +34,13 @@ class Runtime:
     """Everything one process talks to, built once from its Settings.
 
     `interactive` clients time out within seconds (a screen notices a lost server at once); the
-    default ones wait longer, as workers and batch commands should.
+    default ones wait longer, as workers and batch commands should. A worker's main process is not
+    `pooled`: it forks pool processes, so it keeps no database connection between its sessions.
     """
 
-    def __init__(self, settings: Settings, *, interactive: bool = False) -> None:
+    def __init__(self, settings: Settings, *, interactive: bool = False, pooled: bool = True) -> None:
         self.settings = settings
+        self.pooled = pooled  # False: no database connection outlives a session (a process that forks)
         self.keys = Keys(settings.redis_prefix)
         self.interactive = interactive
         self._mirror_checked: float | None = None
@@ -54,7 +56,7 @@ class Runtime:
 
     @cached_property
     def database(self) -> Database:
-        return Database(self.settings.resolved_database_url)
+        return Database(self.settings.resolved_database_url, pooled=self.pooled)
 
     @cached_property
     def state(self) -> BatchState:

@@ -140,8 +140,10 @@ class Broker:
                              message.eta.isoformat())  # fmt: skip
         return self.keys.queue_lists(message.queue)[kombu_priority], json.dumps(envelope)
 
-    def publish(self, messages: Iterable[Message], *, chunk: int = 1000) -> int:
-        """Push messages in order, many values per LPUSH and many LPUSHes per round trip."""
+    def publish(self, messages: Iterable[Message], *, chunk: int = 1000, front: bool = False) -> int:
+        """Push messages in order, many values per LPUSH and many LPUSHes per round trip. Consumers
+        pop from the right of a list, so LPUSH queues at the back; `front` RPUSHes instead (in
+        reverse, so the first message is the next one consumed): the next attempt of a crashed stage."""
         count = 0
         pipe = self.client.pipeline(transaction=False)
         pending: dict[str, list[str]] = {}
@@ -152,28 +154,31 @@ class Broker:
             pending.setdefault(key, []).append(payload)
             count += 1
             buffered += 1
-            if buffered >= chunk * 5:
+            if buffered >= chunk * 5 and not front:
                 self._flush(pipe, pending, chunk)
                 buffered = 0
-        self._flush(pipe, pending, chunk)
+        self._flush(pipe, pending, chunk, front)
         return count
 
     @staticmethod
-    def _flush(pipe: redis.client.Pipeline, pending: dict[str, list[str]], chunk: int) -> None:
+    def _flush(pipe: redis.client.Pipeline, pending: dict[str, list[str]], chunk: int, front: bool = False) -> None:
         for key, payloads in pending.items():
+            if front:  # the first message rightmost: RPUSH the last ones first
+                payloads.reverse()
             for offset in range(0, len(payloads), chunk):
-                pipe.lpush(key, *payloads[offset : offset + chunk])
+                (pipe.rpush if front else pipe.lpush)(key, *payloads[offset : offset + chunk])
         pending.clear()
         pipe.execute()
 
-    def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None) -> int:
-        """Publish (document id, stage, attempt[, database]) messages to each stage's queue."""
+    def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None,
+                      front: bool = False) -> int:  # fmt: skip
+        """Publish (document id, stage, attempt[, database]) messages to each stage's queue (at the
+        front of its priority list with `front`)."""
         eta = datetime.now(UTC) + timedelta(seconds=countdown) if countdown else None
         stamp = (self.database(),) if self.database else ()
         return self.publish(
-            Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta)
-            for document_id, stage, attempt in items
-        )
+            (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta)
+             for document_id, stage, attempt in items), front=front)  # fmt: skip
 
     def depth(self, queue: str) -> int:
         """Messages waiting in a queue, over all its priority lists."""

@@ -42,21 +42,24 @@ EARLY_TOLERANCE = 0.5  # seconds: a message this close to its attempt's due time
 
 @dataclass(frozen=True)
 class Claim:
-    """RUNNING with the transition when the stage was claimed; else DUPLICATE, STALE, MISSING, or EARLY
-    with the attempt's `due_at`."""
+    """RUNNING with the transition when the stage was claimed; LOST with the `holder` when the
+    attempt's holder died or its lease ran out (that attempt has to be counted, not run again);
+    EARLY with the attempt's `due_at`; else DUPLICATE, STALE or MISSING."""
 
     outcome: AttemptOutcome
     transition: Transition | None = None
     project_id: int | None = None
     source: str | None = None
     due_at: datetime | None = None
+    holder: str | None = None
 
 
-def worker_identity() -> str:
-    return f"{HOST}:{os.getpid()}"
+def worker_identity(pid: int | None = None) -> str:
+    """The holder name of this process (or of process `pid` of this host) in a claim."""
+    return f"{HOST}:{pid or os.getpid()}"
 
 
-def _holder_is_dead(holder: str | None) -> bool:
+def holder_is_dead(holder: str | None) -> bool:
     """True when the holder is a process of this host that no longer exists."""
     if not holder or ":" not in holder:
         return False
@@ -93,7 +96,9 @@ def _transition(document_id: int, row: Sequence[Any], state: MirrorState, attemp
 
 
 def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker: str, lease: float) -> Claim:
-    """Take (document, stage, attempt) if it is waiting and due, or if its holder's lease ran out or its holder died."""
+    """Take (document, stage, attempt) if it is waiting and due. If a holder runs it, DUPLICATE; if its
+    holder died or its lease ran out, LOST: that attempt ended, and the caller counts it
+    (`services.crashes`) instead of running the same attempt again."""
     row = session.execute(
         select(Document.status, Document.stage, Document.attempts, Document.claimed_by, Document.lease_expires_at,
                Document.project_id, Document.source, Document.due_at)
@@ -107,8 +112,10 @@ def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker
     now = now_utc()
     if due_at is not None and now < due_at - timedelta(seconds=EARLY_TOLERANCE):
         return Claim(AttemptOutcome.EARLY, due_at=due_at)
-    if status == DocumentStatus.RUNNING and lease_end is not None and lease_end >= now and not _holder_is_dead(holder):
-        return Claim(AttemptOutcome.DUPLICATE)
+    if status == DocumentStatus.RUNNING:
+        if lease_end is not None and lease_end >= now and not holder_is_dead(holder):
+            return Claim(AttemptOutcome.DUPLICATE)
+        return Claim(AttemptOutcome.LOST, project_id=project_id, source=source, holder=holder)
     taken = session.execute(
         update(Document)
         .where(Document.id == document_id, Document.stage == stage, Document.attempts == attempt,
@@ -181,6 +188,15 @@ def advance(session: Session, document_id: int, attempt: Attempt, worker: str) -
         return _transition(document_id, row, MirrorState.SUCCEEDED, attempt)
     _note_attempts(session, row.batch_id, document_id, attempt)
     return _transition(document_id, row, MirrorState.RUNNING, attempt)
+
+
+def held(session: Session, document_id: int, stage: Stage, attempt: int) -> Row[Any] | None:
+    """(claimed_by, lease_expires_at, source, batch_id) of a document running this stage attempt."""
+    return session.execute(
+        select(Document.claimed_by, Document.lease_expires_at, Document.source, Document.batch_id)
+        .where(Document.id == document_id, Document.stage == stage, Document.attempts == attempt,
+               Document.status == DocumentStatus.RUNNING)
+    ).one_or_none()  # type: ignore[return-value]  # fmt: skip
 
 
 def fail(session: Session, document_id: int, attempt: Attempt, worker: str | None, *,

@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from legaldoc.errors import ConfigurationError, ServiceUnavailable
 
@@ -41,6 +42,13 @@ def _sqlite_begin(connection: Connection) -> None:
 @cache
 def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
+    return make_engine(url)
+
+
+def make_engine(url: str, *, pooled: bool = True) -> Engine:
+    """A new engine. One that is not `pooled` opens a connection per session and closes it at its end
+    (NullPool): a process that forks (a worker's main process) keeps no connection for a child to share."""
+    pool: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -49,11 +57,11 @@ def get_engine(url: str) -> Engine:
             except OSError as exc:
                 raise ConfigurationError(f"cannot create the data folder {Path(path).parent}: {exc.strerror}",
                                          hint="choose another with --data-dir or LEGALDOC_DATA_DIR") from None  # fmt: skip
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 MIGRATION_LOCK = 0x1E6A1D0B  # PostgreSQL advisory lock key: one migrator at a time
@@ -114,9 +122,9 @@ def _reachable(engine: Engine) -> Iterator[None]:
 class Database:
     """An engine with its schema migrated, and the sessions to use it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pooled: bool = True) -> None:
         self.url = url
-        self.engine = get_engine(url)
+        self.engine = get_engine(url) if pooled else make_engine(url, pooled=False)
         migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(

@@ -126,6 +126,45 @@ def close_abandoned_runs(session: Session, document_id: int) -> None:
     )  # fmt: skip
 
 
+def close_lost_run(session: Session, document_id: int, stage: Stage, attempt: int, category: str, message: str,
+                   digest: str | None) -> None:  # fmt: skip
+    """The run of an attempt whose process died ends as lost, with why."""
+    now = datetime.now(UTC)
+    for run in session.scalars(
+        select(StageRun).where(StageRun.document_id == document_id, StageRun.stage == stage.value,
+                               StageRun.attempt == attempt, StageRun.outcome == AttemptOutcome.RUNNING)
+    ):  # fmt: skip
+        run.finished_at, run.outcome = now, AttemptOutcome.LOST
+        run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
+        run.error_category, run.error_message, run.traceback_digest = category, message, digest
+
+
+def note_crash(session: Session, document_id: int, stage: Stage, attempt: int, worker: str, digest: str) -> None:
+    """How the process of an attempt already counted as lost ended (its run's digest, if it has none)."""
+    session.execute(
+        update(StageRun).where(StageRun.document_id == document_id, StageRun.stage == stage.value,
+                               StageRun.attempt == attempt, StageRun.worker == worker,
+                               StageRun.outcome == AttemptOutcome.LOST, StageRun.traceback_digest.is_(None))
+        .values(traceback_digest=digest)
+    )  # fmt: skip
+
+
+def earlier_attempts(session: Session, document_id: int, stage: Stage, before: int) -> dict[int, str | None]:
+    """attempt -> traceback digest of the last run of each attempt of this stage before `before`, in
+    the document's current series (since its newest first attempt: `recover` starts a new series)."""
+    rows = session.execute(
+        select(StageRun.attempt, StageRun.traceback_digest)
+        .where(StageRun.document_id == document_id, StageRun.stage == stage.value, StageRun.attempt < before)
+        .order_by(StageRun.id.desc())
+    )  # fmt: skip
+    digests: dict[int, str | None] = {}
+    for attempt, digest in rows:
+        digests.setdefault(attempt, digest)
+        if attempt == 1:
+            break
+    return digests
+
+
 def traceback_digest(traceback_text: str) -> str:
     """A short digest of a traceback's frames and exception type (not its message, which names the
     document), so failures with one cause share one digest."""

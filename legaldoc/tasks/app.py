@@ -138,7 +138,8 @@ def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
         return status.value
 
     run_stage.__name__ = run_stage.__qualname__ = f"run_{stage.value}"
-    app.task(name=stage_task(stage), queue=queue, **_limits(settings, queue))(run_stage)
+    app.task(name=stage_task(stage), queue=queue, Request="legaldoc.tasks.requests:StageRequest",
+             **_limits(settings, queue))(run_stage)  # fmt: skip
 
 
 @signals.worker_process_init.connect

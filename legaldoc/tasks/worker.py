@@ -32,7 +32,7 @@ from legaldoc.state.broker import Message
 from legaldoc.state.workers import Heartbeat
 from legaldoc.tasks import stats
 from legaldoc.tasks.app import create_app
-from legaldoc.tasks.runtime import runtime
+from legaldoc.tasks.runtime import main_runtime
 
 log = logging.getLogger("legaldoc.worker")
 
@@ -160,12 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     if autoscale:
         concurrency = autoscale[0]
     name = args.name or f"legaldoc-{os.getpid()}@{socket.gethostname()}"
-    rt = runtime(settings)
+    rt = main_runtime(settings)  # unpooled: the pool processes it forks open their own connections
     try:  # the database this worker serves: migrated once here, named in every heartbeat
         identity, where = rt.database.identity, rt.database.where
     except LegaldocError as error:
         parser.exit(3, f"{parser.prog}: error: {error}\n")
-    rt.database.engine.dispose()  # the pool processes open their own
     scheduler = Scheduler(rt)
     heartbeater = Heartbeater(rt, Heartbeat(
         name=name, host=socket.gethostname(), pid=os.getpid(), queues=ordered,

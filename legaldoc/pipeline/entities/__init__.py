@@ -80,5 +80,6 @@ def entity_provider_from_settings(settings: Settings) -> EntityProvider:
         from legaldoc.pipeline.faults import FailingEntityProvider
 
         return FailingEntityProvider(LocalEntityProvider(), settings.failing_category, settings.failing_attempts,
-                                     settings.failing_retry_after, settings.data_dir / "faults")  # fmt: skip
+                                     settings.failing_retry_after, settings.data_dir / "faults",
+                                     match=settings.failing_match, signal=settings.failing_signal)  # fmt: skip
     raise ConfigurationError(f"unknown entity provider {settings.entity_provider!r}")
