@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import platformdirs
@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    NoDecode,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -50,6 +51,28 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite at DATA_DIR/legaldoc.db.")
     """SQLAlchemy URL; default SQLite at ``data_dir/legaldoc.db``. PostgreSQL: ``postgresql+psycopg://...``."""
+
+    documents_root: Annotated[list[Path] | None, NoDecode] = None
+    """Folders every local document of a manifest must lie in, after symlinks and ``..`` are resolved
+    (several separated by ``:`` in a variable or flag, a list in the file); a manifest naming a file
+    elsewhere is refused before anything is submitted. Unset (the default): anywhere. ``s3://``
+    sources are not affected."""
+
+    @field_validator("documents_root", mode="before")
+    @classmethod
+    def _roots_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()] or None  # empty: unset
+        return value
+
+    @field_validator("documents_root")
+    @classmethod
+    def _roots_resolved(cls, value: list[Path] | None) -> list[Path] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("names no folder; unset it to allow documents anywhere")
+        return [root.expanduser().resolve() for root in value]
 
     project: str = Field("default", description="Project used when a command names none.")
     """Project used when a command names none."""

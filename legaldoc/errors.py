@@ -106,6 +106,10 @@ class UsageError(LegaldocError):
     category = ErrorCategory.CONFIGURATION
 
 
+class ManifestError(UsageError):
+    """Raised when a manifest names something it may not, e.g. a file outside ``documents_root``."""
+
+
 class ServiceUnavailable(LegaldocError):
     """Raised when the database or Redis cannot be reached."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob as globlib
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from legaldoc.errors import UsageError
+from legaldoc.errors import ManifestError, UsageError
 from legaldoc.paths import source_text
 from legaldoc.queues import DEFAULT_PRIORITY, parse_priority
 
@@ -327,8 +328,26 @@ def _expand_local(entry: Entry, base: Path, manifest_path: Path) -> list[Documen
     return [DocumentSpec(source=source_text(p), metadata=entry.metadata) for p in files]
 
 
-def load_manifest(path: Path, *, max_mb: float = 50.0, now: datetime | None = None) -> LoadedManifest:
-    """Read, validate and expand a manifest file. Duplicate documents collapse to one."""
+def _check_roots(entry: Entry, specs: list[DocumentSpec], roots: Sequence[Path], manifest_path: Path) -> None:
+    """Every local document (resolved: no symlink, no ``..``) lies under one of `roots`."""
+    for spec in specs:
+        if spec.source.startswith(REMOTE_SCHEMES):
+            continue
+        resolved = Path(spec.source).resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            named = f"path {_shown(entry.path)}" if entry.path else f"glob {_shown(entry.glob or '')}"
+            shown_roots = ", ".join(str(root) for root in roots)
+            raise ManifestError(f"{manifest_path}: document {named} is {_shown(source_text(resolved))}, "
+                                f"outside documents_root ({shown_roots})",
+                                hint="move the file under documents_root or fix the manifest")  # fmt: skip
+
+
+def load_manifest(path: Path, *, max_mb: float = 50.0, now: datetime | None = None,
+                  roots: Sequence[Path] | None = None) -> LoadedManifest:  # fmt: skip
+    """Read, validate and expand a manifest file. Duplicate documents collapse to one.
+
+    With `roots` (the documents_root setting), a local document that resolves outside all of them
+    is a ManifestError naming the entry and the roots; s3:// sources are not checked."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -344,7 +363,10 @@ def load_manifest(path: Path, *, max_mb: float = 50.0, now: datetime | None = No
     base = path.resolve().parent
     documents: dict[str, DocumentSpec] = {}
     for entry in manifest.documents:
-        for spec in _expand(entry, base, path):
+        specs = _expand(entry, base, path)
+        if roots:
+            _check_roots(entry, specs, roots, path)
+        for spec in specs:
             if spec.source in documents:
                 documents[spec.source].metadata.update(spec.metadata)
             else:

@@ -253,3 +253,61 @@ def test_fuzz_yaml_fragments(text):
 @given(_manifests)
 def test_fuzz_yaml_structures(data):
     _accepts_or_explains(yaml.safe_dump(data, allow_unicode=True))
+
+
+# -- documents_root ---------------------------------------------------------------------------------
+
+
+def _rooted(tmp_path: Path) -> tuple[Path, Path]:
+    """An allowed root holding a.txt and sub/b.txt, and a folder outside it holding secret.txt."""
+    root, outside = tmp_path / "allowed", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "a.txt").write_text("inside\n")
+    (root / "sub" / "b.txt").write_text("inside too\n")
+    (outside / "secret.txt").write_text("outside\n")
+    return root, outside
+
+
+def _manifest(folder: Path, *entries: str) -> Path:
+    path = folder / "batch.yaml"
+    path.write_text("project: p\ndocuments:\n" + "".join(f"  - {entry}\n" for entry in entries))
+    return path
+
+
+def test_documents_root_accepts_files_inside_and_leaves_s3_alone(tmp_path):
+    root, _ = _rooted(tmp_path)
+    manifest = _manifest(root, "path: a.txt", "glob: 'sub/*.txt'", f"path: {root}/sub/../a.txt", "uri: s3://bucket/key.pdf")
+    loaded = load_manifest(manifest, roots=[root.resolve()])
+    assert sorted(d.source for d in loaded.documents) == sorted([str(root.resolve() / "a.txt"), str(root.resolve() / "sub" / "b.txt"),
+                                                                  "s3://bucket/key.pdf"])  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["outside", "dotdot", "symlink", "symlinked-folder", "glob"])
+def test_documents_root_refuses_what_resolves_outside(tmp_path, kind):
+    from legaldoc.errors import ManifestError
+
+    root, outside = _rooted(tmp_path)
+    (root / "link.txt").symlink_to(outside / "secret.txt")
+    (root / "linked").symlink_to(outside)
+    entry = {"outside": f"path: {outside / 'secret.txt'}", "dotdot": "path: ../outside/secret.txt",
+             "symlink": "path: link.txt", "symlinked-folder": "path: linked/secret.txt", "glob": "glob: '*/*.txt'"}[kind]  # fmt: skip
+    manifest = _manifest(root, "path: a.txt", entry)
+    assert len(load_manifest(manifest).documents) >= 2  # without the setting, all is accepted
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(manifest, roots=[root.resolve()])
+    message = caught.value.message
+    assert str(manifest) in message and "documents_root" in message and str(root.resolve()) in message, message
+    assert entry.split(": ", 1)[1].strip("'") in message and str((outside / "secret.txt").resolve()) in message, message
+
+
+def test_documents_root_setting_refuses_a_manifest_at_submit(tmp_path):
+    root, outside = _rooted(tmp_path)
+    manifest = _manifest(tmp_path, f"path: {root / 'a.txt'}", f"path: {outside / 'secret.txt'}")
+    env = {**os.environ, "LEGALDOC_DATA_DIR": str(tmp_path / "data"), "LEGALDOC_DOCUMENTS_ROOT": f"{tmp_path / 'elsewhere'}:{root}",
+           "LEGALDOC_REDIS_URL": "redis://127.0.0.1:1"}  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "legaldoc", "submit", str(manifest)], capture_output=True, text=True,
+                            timeout=120, env=env)  # fmt: skip
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "Traceback" not in result.stderr and "outside documents_root" in result.stderr and "secret.txt" in result.stderr, result.stderr
+    assert "Redis" not in result.stderr  # refused before anything is contacted or submitted

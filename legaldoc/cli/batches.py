@@ -151,7 +151,7 @@ def submit(
     """Submit a manifest as a batch to the workers; print its id."""
     limit = parse_duration(timeout)
     with handled():
-        loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb)
+        loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb, roots=rt.settings.documents_root)
         for check in diagnose(rt.require(), only=CHEAP):  # what doctor would say, the quick part
             if check.verdict is Verdict.FAIL:
                 fail(ConfigurationError(f"{check.name}: {check.detail}", hint=check.fix))
@@ -273,7 +273,7 @@ def run(
     data = rt.settings.data_dir.resolve()
     embedded, lock = EmbeddedRedis(data), RunLock(data)
     with handled():
-        loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb)
+        loaded = load_manifest(manifest, max_mb=rt.settings.manifest_max_mb, roots=rt.settings.documents_root)
         rt.open_database()
         lock.take()
         redis_url = embedded.start()

@@ -24,6 +24,8 @@ app = typer.Typer(help="The settings: what each is, and where its value came fro
 
 def _shown(value: object) -> object:
     """Secrets masked: a password inside a URL never prints."""
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
     return masked(value) if isinstance(value, str) and "://" in value else str(value) if isinstance(value, Path) else value
 
 
