@@ -438,7 +438,36 @@ def check_redis_url(url: str) -> str:
         raise ValueError(f"{masked(url)!r} names no host; write it like redis://HOST:6379")
     if db and not (db.isdigit() and int(db) < 16):
         raise ValueError(f"{masked(url)!r}: the database number must be 0-15, not {db!r}")
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme == "rediss" or any(name in query for name in TLS_QUERY):
+        if parts.scheme != "rediss":
+            raise ValueError(f"{masked(url)!r} sets TLS options on a plain redis:// URL; write rediss://")
+        reqs = query.get("ssl_cert_reqs", "required")
+        if reqs.lower() not in CERT_REQS:
+            raise ValueError(f"{masked(url)!r}: ssl_cert_reqs must be required, optional or none, not {reqs!r}")
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if name in query and not Path(query[name]).is_file():
+                raise ValueError(f"{masked(url)!r}: {name} {query[name]!r} is not a readable file")
     return url
+
+
+TLS_QUERY = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+CERT_REQS = {"required": "CERT_REQUIRED", "optional": "CERT_OPTIONAL", "none": "CERT_NONE"}
+
+
+def redis_tls(url: str) -> dict[str, Any] | None:
+    """The TLS options of a ``rediss://`` URL, as Celery's ``broker_use_ssl`` and
+    ``redis_backend_use_ssl`` take them (None for plain URLs). Certificates are verified unless the
+    URL says ``ssl_cert_reqs=none``: kombu alone would not verify a rediss:// broker at all."""
+    import ssl
+
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = dict(parse_qsl(parts.query))
+    options: dict[str, Any] = {"ssl_cert_reqs": getattr(ssl, CERT_REQS[query.get("ssl_cert_reqs", "required").lower()])}
+    options.update({name: query[name] for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if name in query})
+    return options
 
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")

@@ -21,6 +21,7 @@ from legaldoc.errors import LegaldocError
 from legaldoc.queues import DEFAULT_PRIORITY
 from legaldoc.services.batches import foreign_workers, queues_needed
 from legaldoc.services.wiring import Runtime
+from legaldoc.state.connection import explain
 from legaldoc.storage.db import revisions
 
 
@@ -147,11 +148,11 @@ def diagnose(rt: Runtime, *, only: tuple[str, ...] | None = None) -> list[Check]
         try:
             if (found := check(rt)) is not None:
                 checks.append(found)
-        except (LegaldocError, redis.RedisError, OSError, subprocess.SubprocessError) as error:
+        except redis.RedisError as error:
+            checks.append(Check(name, Verdict.FAIL, *explain(error, rt.where())))
+        except (LegaldocError, OSError, subprocess.SubprocessError) as error:
             reason = error.message if isinstance(error, LegaldocError) else f"{type(error).__name__}: {error}"
-            fix = "start redis-server or set LEGALDOC_REDIS_URL" if isinstance(error, redis.RedisError) else ""
-            checks.append(Check(name, Verdict.FAIL, f"cannot reach Redis at {rt.where()}: {reason}"
-                                if isinstance(error, redis.RedisError) else reason, fix))  # fmt: skip
+            checks.append(Check(name, Verdict.FAIL, reason, ""))
     return checks
 
 

@@ -25,6 +25,7 @@ from legaldoc.services import queries
 from legaldoc.services import recovery as recovery_service
 from legaldoc.services.summary import BatchSummary, DocumentRow
 from legaldoc.services.wiring import Runtime
+from legaldoc.state.connection import explain
 from legaldoc.state.monitor import MonitorReader, Snapshot
 
 SHOWN_FIRST = {state: i for i, state in enumerate(ATTENTION_ORDER)}
@@ -116,7 +117,8 @@ class Monitor:
         return self.runtime.where("state")
 
     def _unavailable(self, error: Exception) -> ServiceUnavailable:
-        return ServiceUnavailable(f"cannot reach Redis at {self.where}: {error}", hint="retrying on every refresh")
+        message, _ = explain(error, self.where) if isinstance(error, redis.RedisError) else (f"cannot reach Redis at {self.where}: {error}", "")
+        return ServiceUnavailable(message, hint="retrying on every refresh")
 
     # -- the main screen --------------------------------------------------------------------------
 

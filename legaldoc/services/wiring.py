@@ -18,7 +18,7 @@ from legaldoc.errors import ServiceUnavailable
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker
 from legaldoc.state.cache import ResultCache
-from legaldoc.state.connection import client
+from legaldoc.state.connection import client, explain
 from legaldoc.state.keys import Keys
 from legaldoc.state.locks import Lock
 from legaldoc.state.workers import WorkerRegistry
@@ -97,10 +97,8 @@ class Runtime:
             try:
                 self.client(role).ping()
             except redis.RedisError as exc:
-                raise ServiceUnavailable(
-                    f"cannot reach Redis at {self.where(role)}: {exc}",
-                    hint="start redis-server, set LEGALDOC_REDIS_URL, or use `legaldoc run` which starts its own",
-                ) from None
+                message, hint = explain(exc, self.where(role))
+                raise ServiceUnavailable(message, hint=hint) from None
         return self
 
     @property

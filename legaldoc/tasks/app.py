@@ -14,7 +14,7 @@ from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from kombu import Queue as KombuQueue
 
-from legaldoc.config import Settings
+from legaldoc.config import Settings, redis_tls
 from legaldoc.errors import ErrorCategory, register_category
 from legaldoc.lifecycle import FAILURES
 from legaldoc.models import STAGES, Stage
@@ -70,6 +70,8 @@ def create_app(settings: Settings) -> Celery:
         broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": visibility_timeout(settings),
                                           "global_keyprefix": settings.redis_prefix},
+        broker_use_ssl=redis_tls(settings.redis_url_for("broker")),
+        redis_backend_use_ssl=redis_tls(settings.redis_url_for("result")),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",
