@@ -124,3 +124,66 @@ def test_readme_acl_users_run_a_batch_and_only_read_the_dashboard(tmp_path):
         refused = legaldoc("submit", str(manifest), cwd=tmp_path, env=_env(tmp_path, monitor_url))
         assert refused.returncode == ExitCode.USAGE and "Traceback" not in refused.stderr, refused.stderr
         assert "refused a command to this user" in refused.stderr and "m-pass" not in refused.stderr, refused.stderr
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
+    """A TLS-only redis-server with a certificate for 127.0.0.1: (port, its CA, another CA)."""
+    import trustme
+
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    ca, other = trustme.CA(), trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(folder / "server.pem"))
+    server.private_key_pem.write_to_path(str(folder / "server.key"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    other.cert_pem.write_to_path(str(folder / "other-ca.pem"))
+    with redis_server(folder / "redis", "--tls-cert-file", str(folder / "server.pem"), "--tls-key-file", str(folder / "server.key"),
+                      "--tls-ca-cert-file", str(folder / "ca.pem"), "--tls-auth-clients", "no", tls=True) as port:  # fmt: skip
+        yield port, folder / "ca.pem", folder / "other-ca.pem"
+
+
+def test_rediss_verifies_the_server_certificate_for_commands_and_workers(tmp_path, tls_redis):
+    """With the right CA a batch runs over TLS (redis-py clients and Celery's broker alike); with
+    another CA every command and the worker refuse the server, naming Redis and TLS."""
+    from legaldoc.tasks.app import create_app
+
+    port, ca, other = tls_redis
+    good = f"rediss://127.0.0.1:{port}?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    bad = f"rediss://127.0.0.1:{port}?ssl_ca_certs={other}"
+    conf = create_app(load_settings(redis_url=good)).conf
+    assert conf.broker_use_ssl["ssl_ca_certs"] == str(ca) and conf.redis_backend_use_ssl["ssl_cert_reqs"].name == "CERT_REQUIRED"
+
+    manifest = write_manifest(tmp_path / "tls.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', 1)}/*"}], name="tls")
+    refused_worker = _start_worker(_env(tmp_path, bad), tmp_path / "refused-worker.log")
+    env = _env(tmp_path, good)
+    worker = _start_worker(env, tmp_path / "worker.log")
+    try:
+        done = legaldoc("submit", str(manifest), "--wait", "--timeout", "90s", "--json", cwd=tmp_path, env=env)
+        assert done.returncode == 0, (done.stderr, worker.log_tail())
+        assert json.loads(done.stdout)["succeeded"] == 1
+        assert "certificate verify failed" in refused_worker.log_tail(), refused_worker.log_tail()
+    finally:
+        worker.stop(timeout=20)
+        refused_worker.stop(timeout=5)
+
+    doctor = legaldoc("doctor", "--json", cwd=tmp_path, env=_env(tmp_path, bad))
+    check = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["redis"]
+    assert doctor.returncode == ExitCode.UNAVAILABLE and check["verdict"] == "FAIL", doctor.stdout
+    assert "TLS with Redis at rediss://127.0.0.1" in check["detail"] and "certificate verify failed" in check["detail"], check
+    assert "ssl_ca_certs" in check["fix"]
+    submit = legaldoc("submit", str(manifest), cwd=tmp_path, env=_env(tmp_path, bad))
+    assert submit.returncode == ExitCode.UNAVAILABLE and "Traceback" not in submit.stderr, submit.stderr
+    assert "TLS with Redis at rediss://127.0.0.1" in submit.stderr and "certificate verify failed" in submit.stderr, submit.stderr
+
+    from legaldoc.config import SettingsError
+
+    for url, problem in ((f"rediss://127.0.0.1:{port}?ssl_ca_certs={tmp_path}/nope.pem", "nope.pem' is not a readable file"),
+                         (f"redis://127.0.0.1:{port}?ssl_ca_certs={ca}", "write rediss://"),
+                         (f"rediss://127.0.0.1:{port}?ssl_cert_reqs=maybe", "required, optional or none")):  # fmt: skip
+        with pytest.raises(SettingsError, match=re.escape(problem)):
+            load_settings(redis_url=url)
