@@ -3,6 +3,7 @@ no secret anywhere legaldoc writes or prints (F7)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -187,3 +188,163 @@ def test_rediss_verifies_the_server_certificate_for_commands_and_workers(tmp_pat
                          (f"rediss://127.0.0.1:{port}?ssl_cert_reqs=maybe", "required, optional or none")):  # fmt: skip
         with pytest.raises(SettingsError, match=re.escape(problem)):
             load_settings(redis_url=url)
+
+
+# -- F7: no secret anywhere ----------------------------------------------------------------------
+
+CANARIES = {
+    "redis password": "CanaryRedisPw7f3a9",
+    "wrong redis password": "CanaryWrongPw51c2",
+    "database password": "CanaryDbPw4e8a0",
+    "OpenAI key": "sk-CanaryOpenAIKey0b6e",
+    "AWS secret": "CanaryAwsSecret9d1fQ",
+    "AWS key id": "AKIACANARY7Q2W3E4R5T",
+}
+
+
+def _forms(value: bytes) -> list[bytes]:
+    """A stored value and what it hides: zlib-compressed cache entries, base64 bodies of Celery messages."""
+    import base64
+    import zlib
+
+    forms = [value]
+    with contextlib.suppress(zlib.error):
+        forms.append(zlib.decompress(value))
+    with contextlib.suppress(ValueError, UnicodeDecodeError, TypeError, AttributeError):
+        envelope = json.loads(value)
+        if isinstance(envelope, dict) and isinstance(envelope.get("body"), str):
+            forms.append(base64.b64decode(envelope["body"]))
+    return forms
+
+
+def _redis_places(admin: redis.Redis) -> Iterator[tuple[str, bytes]]:
+    """Every key name and value of every database (by type, and DUMP's bytes)."""
+    for db in range(16):
+        client = redis.Redis(connection_pool=redis.ConnectionPool(**{**admin.connection_pool.connection_kwargs, "db": db}))
+        for key in client.scan_iter(count=1000):
+            kind = client.type(key).decode()
+            value: object = {"string": lambda: client.get(key), "hash": lambda: client.hgetall(key),
+                             "list": lambda: client.lrange(key, 0, -1), "set": lambda: client.smembers(key),
+                             "zset": lambda: client.zrange(key, 0, -1, withscores=True),
+                             "stream": lambda: client.xrange(key)}.get(kind, lambda: None)()  # fmt: skip
+            parts = [key, client.dump(key) or b""]
+            if isinstance(value, bytes):
+                parts.append(value)
+            elif isinstance(value, dict):
+                parts += [b for pair in value.items() for b in pair]
+            elif value is not None:
+                parts += [item if isinstance(item, bytes) else repr(item).encode() for item in value]  # type: ignore[attr-defined]
+            for part in parts:
+                yield f"redis db {db} key {key[:60]!r}", part
+        client.close()
+
+
+def _database_places(url: str) -> Iterator[tuple[str, bytes]]:
+    """Every cell of every table."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            metadata = sa.MetaData()
+            metadata.reflect(connection)
+            for table in metadata.sorted_tables:
+                for row in connection.execute(sa.select(table)):
+                    for column, value in zip(table.columns.keys(), row, strict=True):
+                        if value is not None:
+                            yield f"database {table.name}.{column}", value if isinstance(value, bytes) else str(value).encode()
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _database_with_password(tmp_path: Path, password: str) -> Iterator[tuple[str, bool]]:
+    """(URL, has a password): a PostgreSQL role and database of their own with `password` when
+    LEGALDOC_TEST_POSTGRES_URL is set, else SQLite (no password to leak)."""
+    base = os.environ.get("LEGALDOC_TEST_POSTGRES_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'f7.db'}", False
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"legaldoc_f7_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" OWNER {name}'))
+    url = sa.make_url(base).set(username=name, password=password, database=name).render_as_string(hide_password=False)
+    try:
+        yield url, True
+    finally:
+        from legaldoc.storage.db import get_engine
+
+        get_engine(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(sa.text(f"DROP ROLE IF EXISTS {name}"))
+        admin.dispose()
+
+
+def test_f7_no_secret_reaches_logs_redis_database_output_or_command_lines(tmp_path):
+    """Canary secrets in the Redis URL, the database URL, the OpenAI and AWS keys: a batch with a
+    real worker (hybrid entities, so the OpenAI key is used), status, doctor, config show and a
+    wrong Redis password; none of them appears in a worker log, a Redis key or value, a database
+    cell, any command's output or a worker's command line."""
+    import concurrent.futures
+
+    import psutil
+
+    from tests.openai_peer import running_peer
+
+    with (redis_server(tmp_path / "redis", "--requirepass", CANARIES["redis password"]) as port,
+          _database_with_password(tmp_path, CANARIES["database password"]) as (database_url, has_password),
+          running_peer() as peer):  # fmt: skip
+        redis_url = f"redis://:{CANARIES['redis password']}@127.0.0.1:{port}"
+        secrets = {"OPENAI_API_KEY": CANARIES["OpenAI key"], "OPENAI_BASE_URL": peer.url,
+                   "AWS_SECRET_ACCESS_KEY": CANARIES["AWS secret"], "AWS_ACCESS_KEY_ID": CANARIES["AWS key id"]}  # fmt: skip
+        env = _env(tmp_path, redis_url, LEGALDOC_DATABASE_URL=database_url, LEGALDOC_OPENAI_MODEL="peer-small",
+                   LEGALDOC_CACHE_COMPRESS_ABOVE="1000000000", **secrets)  # fmt: skip
+        sources = sorted(nef_copies(tmp_path / "docs", 2).iterdir())
+        manifest = tmp_path / "f7.yaml"
+        manifest.write_text(json.dumps({"project": "f7", "name": "f7", "options": {"entities": "hybrid"},
+                                        "documents": [{"path": str(s)} for s in sources]}))  # fmt: skip
+        places: list[tuple[str, bytes]] = []
+        (tmp_path / "data" / "workers").mkdir(parents=True)
+        worker = _start_worker(env, tmp_path / "data" / "workers" / "f7.log")
+        try:
+            done = legaldoc("submit", str(manifest), "--wait", "--timeout", "120s", "--json", cwd=tmp_path, env=env)
+            assert done.returncode == 0, (done.stderr, worker.log_tail())
+            batch = json.loads(done.stdout)["batch_id"]
+            assert len(peer.calls) >= 2  # the OpenAI key was used
+            main = psutil.Process(worker.pid)
+            processes = [main, *main.children(recursive=True)]
+            for process in processes:
+                places.append((f"/proc/{process.pid}/cmdline", Path(f"/proc/{process.pid}/cmdline").read_bytes()))
+            # The search finds what is there: the workers' environments do hold the secrets.
+            assert all(CANARIES["OpenAI key"].encode() in Path(f"/proc/{p.pid}/environ").read_bytes() for p in processes)
+            wrong = _env(tmp_path, f"redis://:{CANARIES['wrong redis password']}@127.0.0.1:{port}",
+                         LEGALDOC_DATABASE_URL=database_url, **secrets)  # fmt: skip
+            commands = [(env, ["status", batch, "--docs"]), (env, ["doctor"]), (env, ["config", "show", "--json"]),
+                        (wrong, ["submit", str(manifest)])]  # fmt: skip
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                results = list(pool.map(lambda c: legaldoc(*c[1], cwd=tmp_path, env=c[0]), commands))
+        finally:
+            worker.stop(timeout=20)
+        refused = results[-1]
+        assert refused.returncode == ExitCode.UNAVAILABLE and "refused the user or password" in refused.stderr, refused.stderr
+        for (_, command), result in zip([(None, ["submit", "--wait"]), *commands], [done, *results], strict=True):
+            places += [(f"{' '.join(command)} stdout", result.stdout.encode()), (f"{' '.join(command)} stderr", result.stderr.encode())]
+        logs = [p for p in (tmp_path / "data").rglob("*.log")]
+        assert logs and all(p.stat().st_size for p in logs), logs
+        places += [(f"log {p.name}", p.read_bytes()) for p in logs]
+        places += list(_redis_places(redis.Redis(port=port, password=CANARIES["redis password"])))
+        places += list(_database_places(database_url))
+
+    hits = [(where, name) for where, value in places for form in _forms(value)
+            for name, canary in CANARIES.items() if canary.encode() in form]  # fmt: skip
+    kinds = {"proc cmdline" if where.startswith("/proc") else where.split(" ")[0] for where, _ in places}
+    print(f"\nF7: {len(places)} places searched ({', '.join(sorted(kinds))}), "
+          f"database password {'planted' if has_password else 'absent (SQLite)'}, {len(hits)} hits")
+    assert hits == [], hits[:20]
