@@ -9,9 +9,9 @@ characters, and tags with no JSON form. Every failure is a `UsageError` (exit 2)
 from __future__ import annotations
 
 import glob as globlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import yaml

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -223,10 +222,10 @@ def _redis_places(admin: redis.Redis) -> Iterator[tuple[str, bytes]]:
         client = redis.Redis(connection_pool=redis.ConnectionPool(**{**admin.connection_pool.connection_kwargs, "db": db}))
         for key in client.scan_iter(count=1000):
             kind = client.type(key).decode()
-            value: object = {"string": lambda: client.get(key), "hash": lambda: client.hgetall(key),
-                             "list": lambda: client.lrange(key, 0, -1), "set": lambda: client.smembers(key),
-                             "zset": lambda: client.zrange(key, 0, -1, withscores=True),
-                             "stream": lambda: client.xrange(key)}.get(kind, lambda: None)()  # fmt: skip
+            value: object = (client.get(key) if kind == "string" else client.hgetall(key) if kind == "hash"
+                             else client.lrange(key, 0, -1) if kind == "list" else client.smembers(key) if kind == "set"
+                             else client.zrange(key, 0, -1, withscores=True) if kind == "zset"
+                             else client.xrange(key) if kind == "stream" else None)  # fmt: skip
             parts = [key, client.dump(key) or b""]
             if isinstance(value, bytes):
                 parts.append(value)
