@@ -149,7 +149,8 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
 
 def test_rediss_verifies_the_server_certificate_for_commands_and_workers(tmp_path, tls_redis):
     """With the right CA a batch runs over TLS (redis-py clients and Celery's broker alike); with
-    another CA every command and the worker refuse the server, naming Redis and TLS."""
+    another CA, or none (the system's), Celery's connection and every command refuse the server,
+    naming Redis and TLS."""
     from legaldoc.tasks.app import create_app
 
     port, ca, other = tls_redis
@@ -157,19 +158,22 @@ def test_rediss_verifies_the_server_certificate_for_commands_and_workers(tmp_pat
     bad = f"rediss://127.0.0.1:{port}?ssl_ca_certs={other}"
     conf = create_app(load_settings(redis_url=good)).conf
     assert conf.broker_use_ssl["ssl_ca_certs"] == str(ca) and conf.redis_backend_use_ssl["ssl_cert_reqs"].name == "CERT_REQUIRED"
+    # Celery's own connection (what a worker consumes through) verifies too, also when the URL names
+    # no CA (the system's then): kombu alone connects to any rediss:// server without a check.
+    for unverified in (f"rediss://127.0.0.1:{port}", bad):
+        with create_app(load_settings(redis_url=unverified)).connection_for_write() as connection:
+            with pytest.raises(Exception, match="certificate verify failed"):
+                connection.ensure_connection(max_retries=1)
 
     manifest = write_manifest(tmp_path / "tls.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', 1)}/*"}], name="tls")
-    refused_worker = _start_worker(_env(tmp_path, bad), tmp_path / "refused-worker.log")
     env = _env(tmp_path, good)
     worker = _start_worker(env, tmp_path / "worker.log")
     try:
         done = legaldoc("submit", str(manifest), "--wait", "--timeout", "90s", "--json", cwd=tmp_path, env=env)
         assert done.returncode == 0, (done.stderr, worker.log_tail())
         assert json.loads(done.stdout)["succeeded"] == 1
-        assert "certificate verify failed" in refused_worker.log_tail(), refused_worker.log_tail()
     finally:
         worker.stop(timeout=20)
-        refused_worker.stop(timeout=5)
 
     doctor = legaldoc("doctor", "--json", cwd=tmp_path, env=_env(tmp_path, bad))
     check = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["redis"]
