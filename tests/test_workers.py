@@ -157,3 +157,16 @@ def test_worker_logs_are_readable_by_their_group_only(tmp_path):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
     assert (folder / "new_host.out").read_text() == "hello\n"  # raw output beside the log the worker writes
     assert (folder / "old_host.log").read_text() == "left by an older version\n"
+
+
+def test_a_run_worker_log_is_0640_whatever_the_umask(tmp_path):
+    """`legaldoc run`'s worker (services.embedded.WorkerProcess) writes its log like a detached one."""
+    from legaldoc.services.embedded import WorkerProcess
+
+    previous = os.umask(0o022)
+    try:
+        worker = WorkerProcess({**os.environ, "LEGALDOC_REDIS_URL": "redis://127.0.0.1:1"}, log_path=tmp_path / "worker.log").start()
+    finally:
+        os.umask(previous)
+    worker.stop(timeout=10)
+    assert stat.S_IMODE((tmp_path / "worker.log").stat().st_mode) == 0o640

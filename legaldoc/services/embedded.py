@@ -19,10 +19,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from legaldoc.errors import BatchBusy, ConfigurationError, ServiceUnavailable
 from legaldoc.services.batches import abandon_batch
 from legaldoc.services.wiring import Runtime
+from legaldoc.logs import LOG_FILE_MODE
 from legaldoc.services.workers import process_alive, worker_command
 from legaldoc.services.workers import tail as _tail
 
@@ -154,7 +156,11 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        output: Any = subprocess.DEVNULL
+        if self.log_path:  # 0640 whatever the umask, like a detached worker's log
+            descriptor = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_FILE_MODE)
+            os.fchmod(descriptor, LOG_FILE_MODE)
+            output = os.fdopen(descriptor, "ab")
         self.process = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL, stdout=output,
                                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         if not isinstance(output, int):  # our log file, not subprocess.DEVNULL
