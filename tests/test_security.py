@@ -161,9 +161,9 @@ def test_rediss_verifies_the_server_certificate_for_commands_and_workers(tmp_pat
     # Celery's own connection (what a worker consumes through) verifies too, also when the URL names
     # no CA (the system's then): kombu alone connects to any rediss:// server without a check.
     for unverified in (f"rediss://127.0.0.1:{port}", bad):
-        with create_app(load_settings(redis_url=unverified)).connection_for_write() as connection:
-            with pytest.raises(Exception, match="certificate verify failed"):
-                connection.ensure_connection(max_retries=1)
+        with (create_app(load_settings(redis_url=unverified)).connection_for_write() as connection,
+              pytest.raises(Exception, match="certificate verify failed")):  # fmt: skip
+            connection.ensure_connection(max_retries=1)
 
     manifest = write_manifest(tmp_path / "tls.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', 1)}/*"}], name="tls")
     env = _env(tmp_path, good)
