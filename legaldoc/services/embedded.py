@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from legaldoc.errors import BatchBusy, ConfigurationError, ServiceUnavailable
+from legaldoc.logs import LOG_FILE_MODE
 from legaldoc.services.batches import abandon_batch
 from legaldoc.services.wiring import Runtime
-from legaldoc.logs import LOG_FILE_MODE
 from legaldoc.services.workers import process_alive, worker_command
 from legaldoc.services.workers import tail as _tail
 
