@@ -114,7 +114,7 @@ def test_readme_acl_users_run_a_batch_and_only_read_the_dashboard(tmp_path):
         assert reader.hget(batch_key, "status") == b"finished"
         writes = [lambda: reader.hset(batch_key, "status", "running"), lambda: reader.delete(batch_key),
                   lambda: reader.set("legaldoc:x", "1"), lambda: reader.eval("return redis.call('DEL', KEYS[1])", 1, batch_key),
-                  lambda: reader.flushdb(), lambda: redis.Redis.from_url(f"{monitor_url}/0").lpush("ocr", "x")]  # fmt: skip
+                  lambda: reader.flushdb(), lambda: redis.Redis.from_url(f"{monitor_url}/0").lpush("legaldoc:ocr", "x")]  # fmt: skip
         for write in writes:
             with pytest.raises(redis.exceptions.NoPermissionError):
                 write()
