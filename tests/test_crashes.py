@@ -19,7 +19,7 @@ from sqlalchemy import func, make_url, select
 from legaldoc.errors import RETRY_POLICIES, ErrorCategory
 from legaldoc.lifecycle import AttemptOutcome, DocumentStatus
 from legaldoc.models import Stage
-from legaldoc.queues import STAGE_QUEUE, broker_priority, priority_keys
+from legaldoc.queues import STAGE_QUEUE, broker_priority
 from legaldoc.state.broker import Message
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
@@ -153,7 +153,7 @@ def _hold(cluster, document_id: int, attempt: int, holder: str, lease: float = 6
 
 def _front(cluster, priority: int) -> tuple:
     """The args of the next extract message a worker would take (the right end of its list)."""
-    key = priority_keys(STAGE_QUEUE[Stage.EXTRACT].value)[broker_priority(priority)]
+    key = cluster.broker.keys.queue_lists(STAGE_QUEUE[Stage.EXTRACT].value)[broker_priority(priority)]
     raw = redis.Redis.from_url(cluster.settings.redis_url_for("broker")).lindex(key, -1)
     return tuple(json.loads(base64.b64decode(json.loads(raw)["body"]))[0][:3])
 
@@ -208,7 +208,7 @@ def test_front_publishing_puts_messages_next_in_line_in_order(redis_url, batch_s
     rt = connect(batch_settings).rt
     rt.broker.publish_stage([(1, Stage.EXTRACT, 1), (2, Stage.EXTRACT, 1)], 5)
     rt.broker.publish_stage([(3, Stage.EXTRACT, 2), (4, Stage.EXTRACT, 2)], 5, front=True)
-    key = priority_keys(STAGE_QUEUE[Stage.EXTRACT].value)[broker_priority(5)]
+    key = rt.broker.keys.queue_lists(STAGE_QUEUE[Stage.EXTRACT].value)[broker_priority(5)]
     client = redis.Redis.from_url(redis_url)
     popped = [json.loads(base64.b64decode(json.loads(client.rpop(key))["body"]))[0][0] for _ in range(4)]
     assert popped == [3, 4, 1, 2]

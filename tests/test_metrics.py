@@ -51,8 +51,8 @@ def test_a_replayed_transition_counts_once(batch_settings):
 @pytest.mark.any_database
 def test_metrics_of_a_batch_with_retries(batch_settings, start_worker, tmp_path):
     settings = batch_settings.model_copy(update={"entity_provider": "failing", "failing_category": "TRANSIENT",
-                                                 "failing_attempts": 1})  # fmt: skip
-    cluster = connect(settings)
+                                                 "failing_attempts": 1, "claim_lease": 30.0})  # fmt: skip
+    cluster = connect(settings)  # a long lease: a loaded machine must not add RESOURCE retries to the counts
     manifest = write_manifest(tmp_path / "m.yaml", [{"glob": f"{nef_copies(tmp_path / 'docs', DOCS)}/*"}])
     submitted = cluster.submit(manifest)
     start_worker(concurrency=2, settings=settings)
