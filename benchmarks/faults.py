@@ -682,6 +682,10 @@ def _big_manifest(path: Path, megabytes: float) -> None:
         out.write(line * (int(megabytes * 1048576) // len(line) + 1))
 
 
+_PEAK = "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True); " \
+        "print(done.stdout.strip()); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+
+
 @scenario("F6", "manifest loader: hostile manifests, 100k entries")
 def manifests(ctx: Context) -> list[Row]:
     row = Row("F6", SCENARIOS["F6"][0])
@@ -713,14 +717,18 @@ def manifests(ctx: Context) -> list[Row]:
         bound = 5.0 if label.startswith("glob") else 1.0  # the glob's budget: 1,000,000 entries looked at
         if seconds >= bound:
             row.problems.append(f"{label}: refused after {seconds:.2f} s (bound {bound:g} s)")
-    figures = json.loads(subprocess.run([sys.executable, str(REPO / "benchmarks" / "manifest.py"), "--entries", "100000",
-                                         "--rounds", "1", "--json"], capture_output=True, text=True, check=True).stdout)  # fmt: skip
-    if figures["median_s"] >= 10 or figures["peak_rss_growth_mb"] >= 500:
-        row.problems.append(f"100,000 entries: {figures['median_s']} s, +{figures['peak_rss_growth_mb']} MB (bounds 10 s, 500 MB)")
-    row.peak_rss_mb = figures["peak_rss_growth_mb"]
+    # benchmarks/manifest.py in a child of a fresh interpreter, which reports the child's whole peak RSS
+    # (the benchmark's own figure is the growth over what writing the manifest already took)
+    command = [sys.executable, str(REPO / "benchmarks" / "manifest.py"), "--entries", "100000", "--rounds", "1", "--json"]
+    done = subprocess.run([sys.executable, "-c", _PEAK, *command], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    figures, peak_mb = json.loads(lines[0]), float(lines[1])
+    if figures["median_s"] >= 10 or peak_mb >= 500:
+        row.problems.append(f"100,000 entries: {figures['median_s']} s, peak RSS {peak_mb:.0f} MB (bounds 10 s, 500 MB)")
+    row.peak_rss_mb = round(peak_mb, 1)
     row.notes.append(f"{len(paths)} hostile manifests refused, slowest in {slowest * 1000:.0f} ms; "
                      f"100,000 entries ({figures['manifest_mb']} MB) loaded in {figures['median_s']} s, "
-                     f"peak RSS +{figures['peak_rss_growth_mb']} MB")  # fmt: skip
+                     f"peak RSS of the loading process {peak_mb:.0f} MB (interpreter included)")  # fmt: skip
     return [row]
 
 
@@ -732,7 +740,7 @@ def _cell(value: object) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    headers = ["", "scenario", "documents", "kills", "lost", "duplicates", "max attempts", "peak pool-child RSS MB",
+    headers = ["", "scenario", "documents", "kills", "lost", "duplicates", "max attempts", "peak pool-child RSS MB (F6: loader)",
                "recovered by itself, s (bound)", "result"]  # fmt: skip
     lines = []
     for row in rows:
