@@ -8,8 +8,10 @@ characters, and tags with no JSON form. Every failure is a `UsageError` (exit 2)
 
 from __future__ import annotations
 
+import fnmatch
 import glob as globlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,9 @@ MAX_METADATA_VALUES = 10_000
 """Values (keys, scalars, lists, mappings) in one document's metadata, aliases expanded."""
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255
+MAX_GLOB_ENTRIES = 1_000_000
+"""Files and folders one local glob may look at: `/*/*/*/...` would walk the whole filesystem (and
+through symbolic links that point back up, for ever)."""
 
 _TAG = "tag:yaml.org,2002:"
 _JSON_TAGS = frozenset(_TAG + name for name in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp", "merge"))
@@ -311,6 +316,83 @@ def _expand(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]
                          hint="fix the path in the manifest") from None  # fmt: skip
 
 
+class GlobTooBroad(Exception):
+    """A glob looked at more files and folders than its budget."""
+
+
+def bounded_glob(pattern: str, budget: int) -> Iterator[str]:
+    """`glob.glob(pattern, recursive=True)` for an absolute pattern, looking at no more than `budget`
+    directory entries (`GlobTooBroad` past it) and entering each folder at most once under a `**`
+    (a symbolic link to a folder above is not walked again). Hidden names match only a pattern that
+    starts with a dot, as in `glob`; a pattern ending in `/` matches folders only, so no document."""
+    left = [budget]
+
+    def listing(folder: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except OSError:
+            return []
+        left[0] -= len(found) + 1
+        if left[0] < 0:
+            raise GlobTooBroad(pattern)
+        return found
+
+    def is_dir(entry: os.DirEntry[str]) -> bool:
+        try:
+            return entry.is_dir()
+        except OSError:
+            return False
+
+    def below(folder: str, seen: set[tuple[int, int]]) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+        """`folder` and every folder under it whose names are not hidden, each real folder once, with
+        their entries."""
+        try:
+            info = os.stat(folder)
+        except OSError:
+            return
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
+        entries = [e for e in listing(folder) if not e.name.startswith(".")]
+        yield folder, entries
+        for entry in entries:
+            if is_dir(entry):
+                yield from below(entry.path, seen)
+
+    def expand(prefix: str, parts: list[str]) -> Iterator[str]:
+        head, rest = parts[0], parts[1:]
+        if head == "**":
+            while rest and rest[0] == "**":
+                rest = rest[1:]
+            for folder, entries in below(prefix, set()):
+                if rest:
+                    yield from expand(folder, rest)
+                else:  # `**` last matches every file and folder under the prefix
+                    yield from (entry.path for entry in entries)
+            return
+        if not globlib.has_magic(head):
+            path = os.path.join(prefix, head)
+            if rest:
+                yield from expand(path, rest)
+            elif os.path.lexists(path):
+                yield path
+            return
+        for entry in listing(prefix):
+            if (entry.name.startswith(".") and not head.startswith(".")) or not fnmatch.fnmatchcase(entry.name, head):
+                continue
+            if not rest:
+                yield entry.path
+            elif is_dir(entry):
+                yield from expand(entry.path, rest)
+
+    if pattern.endswith("/"):
+        return
+    parts = [part for part in pattern.split("/") if part]
+    if parts:
+        yield from expand("/", parts)
+
+
 def _expand_local(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]:
     if entry.path:
         path = (base / entry.path).resolve()
@@ -320,7 +402,11 @@ def _expand_local(entry: Entry, base: Path, manifest_path: Path) -> list[Documen
         return [DocumentSpec(source=source_text(path), metadata=entry.metadata)]
     assert entry.glob, "Entry._exactly_one guarantees path, glob or uri"
     pattern = entry.glob if Path(entry.glob).is_absolute() else str(base / entry.glob)
-    matches = sorted(Path(p).resolve() for p in globlib.glob(pattern, recursive=True))
+    try:
+        matches = sorted(Path(p).resolve() for p in bounded_glob(pattern, MAX_GLOB_ENTRIES))
+    except GlobTooBroad:
+        raise UsageError(f"{manifest_path}: glob {_shown(entry.glob)} looks at more than {MAX_GLOB_ENTRIES:,} files and "
+                         "folders", hint="name the folder that holds the documents, with fewer wildcards") from None  # fmt: skip
     files = [p for p in matches if p.is_file() and not p.name.startswith(".")]
     if not files:
         raise UsageError(f"{manifest_path}: glob {_shown(entry.glob)} matches no files "
@@ -353,7 +439,8 @@ def load_manifest(path: Path, *, max_mb: float = 50.0, now: datetime | None = No
     except OSError as exc:
         raise UsageError(f"cannot read manifest {path}: {exc.strerror}") from None
     if size > max_mb * 1024 * 1024:
-        raise UsageError(f"{path} is {size / 1048576:.1f} MB; manifests are limited to {max_mb:g} MB",
+        shown = next(f"{size / 1048576:.{d}f}" for d in range(1, 9) if float(f"{size / 1048576:.{d}f}") > max_mb or d == 8)
+        raise UsageError(f"{path} is {shown} MB; manifests are limited to {max_mb:g} MB",
                          hint="split the batch or raise LEGALDOC_MANIFEST_MAX_MB")  # fmt: skip
     try:
         text = path.read_text(encoding="utf-8")

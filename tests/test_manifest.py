@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -64,6 +65,16 @@ def test_oversized_manifest_is_refused(tmp_path):
     manifest.write_text("project: p\ndocuments:\n" + "  - uri: s3://b/k\n" * 2000)
     with pytest.raises(UsageError, match="limited to"):
         load_manifest(manifest, max_mb=0.01)
+
+
+def test_a_manifest_just_over_the_cap_does_not_say_it_is_the_cap(tmp_path):
+    """A 50.01 MB manifest was 'is 50.0 MB; manifests are limited to 50 MB'."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_bytes(b"project: p\n" + b"#" * (int(0.01 * 1048576) + 100))
+    with pytest.raises(UsageError) as raised:
+        load_manifest(manifest, max_mb=0.01)
+    assert "is 0.010 MB" not in str(raised.value) and "is 0.0 MB" not in str(raised.value)
+    assert re.search(r"is 0\.01\d+ MB; manifests are limited to 0\.01 MB", str(raised.value)), str(raised.value)
 
 
 def test_priorities_translate_once():
@@ -151,6 +162,45 @@ def test_edges_are_usage_errors(tmp_path, text, fragment):
     assert len(str(raised.value)) < 1000  # a 5,000-character path is not echoed in full
 
 
+@pytest.mark.timeout(60)
+def test_a_glob_that_would_walk_for_ever_is_refused(tmp_path, monkeypatch):
+    """Found by the fuzz: `glob: /*/*/*/...` walked the whole filesystem, and through a folder's links
+    to itself (here two: 2^30 paths) for ever; now it stops at a budget of entries looked at."""
+    monkeypatch.setattr(manifest_module, "MAX_GLOB_ENTRIES", 10_000)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.pdf").write_bytes(b"%PDF-1.4")
+    (tree / "again").symlink_to(".")
+    (tree / "more").symlink_to(".")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("project: p\ndocuments:\n  - glob: 'tree" + "/*" * 30 + "/*.pdf'\n")
+    started = time.monotonic()
+    with pytest.raises(UsageError) as raised:
+        load_manifest(manifest)
+    assert time.monotonic() - started < 5
+    assert "m.yaml" in str(raised.value) and "looks at more than 10,000 files and folders" in str(raised.value)
+    assert raised.value.hint and "fewer wildcards" in raised.value.hint
+
+
+_PATTERNS = ["*", "*/*", "**", "**/*.pdf", "a/**", "a/**/*.pdf", "a/**/**/*.pdf", "**/b/**", "a/*.pdf", "a/.*", "a/.*/*",
+             "a/?.pdf", "a/[xy].*", "a/b/c/*/*", "a/**/", "*/", "a/x.pdf", "a/none.pdf", "a/b", "a/**b/*", "a[[]1]/*",
+             "s p/*", "**/*.PDF", "a/link/*", "a/**/x.pdf", "loop/**/*.pdf"]  # fmt: skip
+
+
+def test_the_bounded_glob_matches_what_glob_matches(tmp_path):
+    for name in ["a/x.pdf", "a/y.txt", "a/.h.pdf", "a/b/z.pdf", "a/b/c/w.pdf", "a/.hid/q.pdf", "d/x.pdf", "a/b/c/d/e.PDF",
+                 "a[1]/k.pdf", "s p/q r.pdf", "loop/l.pdf"]:  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "d")
+    (tmp_path / "loop" / "back").symlink_to(tmp_path / "loop")
+    for pattern in _PATTERNS:
+        full = str(tmp_path / pattern)
+        expected = {Path(p).resolve() for p in glob.glob(full, recursive=True) if Path(p).is_file()}
+        found = {Path(p).resolve() for p in manifest_module.bounded_glob(full, 10_000) if Path(p).is_file()}
+        assert found == expected, pattern
+
+
 @pytest.mark.parametrize("style", ["flow", "block"])
 @pytest.mark.parametrize("levels", [40, 5000])
 def test_deep_nesting_is_a_usage_error(tmp_path, style, levels):
@@ -196,12 +246,26 @@ def test_bad_manifests_exit_2_without_a_traceback(tmp_path):
 
 # -- fuzz -------------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=200, deadline=timedelta(seconds=2), database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=2000, deadline=timedelta(seconds=2), database=None, suppress_health_check=[HealthCheck.too_slow])
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                        max_leaves=20)  # fmt: skip
 _metadata = st.dictionaries(st.text(max_size=8), _values, max_size=4)
-_names = st.text(max_size=40) | st.text(alphabet="ab/\x00.*", min_size=250, max_size=5000)
+_NAME_CHARS = "ab/\x00.*"
+
+
+def _repeated(head: str, unit: str, length: int, tail: str) -> str:
+    return head + (unit * (length // len(unit) + 1))[:length] + tail
+
+
+# Long names are a random head and tail around a repeated unit, 250-5,000 characters: cheap to draw (a
+# 5,000-character random text costs hypothesis 5,000 choices), and they reach what random text of this
+# alphabet never does: single names over 255 bytes (also in two-byte characters) and paths near PATH_MAX.
+_units = st.sampled_from(["a", "\u00e9", "a/", "ab/.", "b" * 199 + "/", "c" * 254 + "/", "*", "\x00"]) | st.text(
+    alphabet=_NAME_CHARS, min_size=1, max_size=12)  # fmt: skip
+_long_names = st.builds(_repeated, st.text(alphabet=_NAME_CHARS, max_size=16), _units, st.integers(250, 5000),
+                        st.text(alphabet=_NAME_CHARS, max_size=16))  # fmt: skip
+_names = st.text(max_size=40) | _long_names
 _entries = st.lists(st.one_of(
     st.fixed_dictionaries({"uri": st.text(max_size=30).map(lambda t: "s3://b/" + t)}, optional={"metadata": _metadata}),
     st.fixed_dictionaries({"path": _names}, optional={"metadata": _metadata}),
@@ -215,44 +279,65 @@ _yaml_bits = st.sampled_from(["project: p\n", "documents:\n", "  - uri: s3://b/k
                               '"\\0"', "\\x00", "\x00", ".nan", "2024-01-05", "---\n", "...\n", "%YAML 1.1\n", "|\n", ">\n", "'"])  # fmt: skip
 
 
-def _accepts_or_explains(text: str) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.yaml"
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
-        try:
-            loaded = load_manifest(path)
-        except LegaldocError:
-            return
-        json.dumps([document.metadata for document in loaded.documents], allow_nan=False)
-        assert loaded.documents
+@pytest.fixture(scope="module")
+def fuzz_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one manifest path every fuzz example is written to, alone in its folder. A folder per example
+    cost 2 ms, and so does rewriting a file in place on ext4 (truncating flushes it): each example
+    unlinks the file and writes a new one (0.3 ms)."""
+    return tmp_path_factory.mktemp("fuzz") / "fuzz.yaml"
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.unlink(missing_ok=True)
+    path.write_bytes(data)
+
+
+def _load(path: Path):
+    """`load_manifest` with a glob budget of 20,000 entries: the fuzz writes `/*/*/...` often, and each
+    would look at a million entries of this machine's disk before it is refused."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_module, "MAX_GLOB_ENTRIES", 20_000)
+        return load_manifest(path)
+
+
+def _accepts_or_explains(path: Path, text: str) -> None:
+    _write(path, text.encode("utf-8", errors="surrogateescape"))
+    try:
+        loaded = _load(path)
+    except LegaldocError:
+        return
+    json.dumps([document.metadata for document in loaded.documents], allow_nan=False)
+    assert loaded.documents
 
 
 @FUZZ
 @given(st.text(max_size=300))
-def test_fuzz_any_text(text):
-    _accepts_or_explains(text)
+def test_fuzz_any_text(fuzz_file, text):
+    _accepts_or_explains(fuzz_file, text)
 
 
 @FUZZ
 @given(st.binary(max_size=300))
-def test_fuzz_any_bytes(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.yaml"
-        path.write_bytes(data)
-        with contextlib.suppress(LegaldocError):
-            load_manifest(path)
+def test_fuzz_any_bytes(fuzz_file, data):
+    _write(fuzz_file, data)
+    with contextlib.suppress(LegaldocError):
+        _load(fuzz_file)
 
 
 @FUZZ
 @given(st.lists(_yaml_bits, max_size=40).map("".join))
-def test_fuzz_yaml_fragments(text):
-    _accepts_or_explains(text)
+def test_fuzz_yaml_fragments(fuzz_file, text):
+    _accepts_or_explains(fuzz_file, text)
+
+
+# Both emitters: PyYAML's folds long double-quoted scalars over lines, libyaml's writes them on one.
+_dumpers = st.sampled_from([yaml.SafeDumper, getattr(yaml, "CSafeDumper", yaml.SafeDumper)])
 
 
 @FUZZ
-@given(_manifests)
-def test_fuzz_yaml_structures(data):
-    _accepts_or_explains(yaml.safe_dump(data, allow_unicode=True))
+@given(_manifests, _dumpers)
+def test_fuzz_yaml_structures(fuzz_file, data, dumper):
+    _accepts_or_explains(fuzz_file, yaml.dump(data, Dumper=dumper, allow_unicode=True))
 
 
 # -- documents_root ---------------------------------------------------------------------------------
