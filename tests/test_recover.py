@@ -114,3 +114,23 @@ def test_recover_usage_errors(batch_settings, tmp_path):
                        (["recover", "nope", "--category", "SOMETIMES"], "unknown category")]:  # fmt: skip
         result = legaldoc(*args, cwd=tmp_path, env=env)
         assert result.returncode == 2 and text in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_sweeper_rebuilds_a_live_state_redis_lost(batch_settings, tmp_path):
+    """Given a running batch whose live state Redis lost (a restart with nothing on disk), When the
+    sweeper runs, Then the batch's counters are back from the database; a batch Redis still holds is
+    left alone."""
+    from legaldoc.services.batches import sweep
+
+    cluster = connect(batch_settings)
+    lost = cluster.submit(write_manifest(tmp_path / "a.yaml", [{"glob": f"{nef_copies(tmp_path / 'a', 3)}/*"}], name="a"))
+    kept = cluster.submit(write_manifest(tmp_path / "b.yaml", [{"glob": f"{nef_copies(tmp_path / 'b', 2, 3)}/*"}], name="b"))
+    keys = cluster.state.keys
+    cluster.state.client.delete(keys.batch(lost.batch_id), keys.batch_docs(lost.batch_id))
+    assert cluster.state.read(lost.batch_id) is None
+    assert sweep(cluster.rt).rebuilt == 1
+    live, stored = cluster.counts(lost.batch_id)
+    assert live == stored and live["pending"] == 3, (live, stored)
+    assert len(cluster.live(lost.batch_id)[0]) == 3
+    assert cluster.counts(kept.batch_id)[0]["pending"] == 2
+    assert sweep(cluster.rt).rebuilt == 0

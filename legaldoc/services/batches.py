@@ -509,6 +509,7 @@ class SweepReport:
     failed: int = 0
     republished: int = 0
     finalized: int = 0
+    rebuilt: int = 0
 
 
 def sweep(rt: Runtime) -> SweepReport:
@@ -538,9 +539,43 @@ def sweep(rt: Runtime) -> SweepReport:
             report.requeued += 1
         else:
             report.failed += 1
+    report.rebuilt = _rebuild_lost_mirrors(rt)
     report.republished = _republish_lost(rt, now)
     report.finalized = _finalize_done(rt)
     return report
+
+
+def _rebuild_lost_mirrors(rt: Runtime) -> int:
+    """Unfinished batches whose live state Redis no longer holds (it restarted empty, or was
+    flushed) get it back from the database, so `status` and the dashboard count them again."""
+    with rt.database.read() as session:
+        running = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS))).all()
+    if not running:
+        return 0
+    pipe = rt.state.client.pipeline(transaction=False)
+    for batch_id in running:
+        pipe.exists(rt.state.keys.batch(batch_id))
+    lost = [batch_id for batch_id, held in zip(running, pipe.execute(), strict=True) if not held]
+    for batch_id in lost:
+        rebuild_state(rt, batch_id)
+    if lost:
+        log.warning("rebuilt the live state of %d batches Redis had lost", len(lost))
+    return len(lost)
+
+
+def rebuild_state(rt: Runtime, batch_id: str) -> None:
+    """The batch's live state written again from the database (the source of truth)."""
+    with rt.database.read() as session:
+        batch = get_batch(session, batch_id)
+        project = session.scalar(select(Project.name).where(Project.id == batch.project_id))
+        documents = claims.batch_document_states(session, batch_id)
+        errors = {row.id: ErrorNote(row.error_stage, row.error_category, row.error_message or "", row.attempts,
+                                    row.updated_at.timestamp(), digest=row.error_digest, source=row.source)
+                  for row in claims.failed_in_batch(session, batch_id)}  # fmt: skip
+    fields = {"name": batch.name, "project": project, "priority": batch.priority, "status": batch.status,
+              "created_at": batch.created_at.timestamp(), "lock_name": batch.lock_name}  # fmt: skip
+    rt.state.rebuild(batch_id, fields, documents, errors,
+                     finished_at=batch.finished_at.timestamp() if batch.finished_at else None)  # fmt: skip
 
 
 def _priorities(session: Session, batch_ids: set[str | None]) -> dict[str | None, int]:

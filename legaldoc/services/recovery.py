@@ -19,14 +19,13 @@ from legaldoc.errors import ADVICE, BatchBusy, ErrorCategory, UsageError
 from legaldoc.lifecycle import BatchStatus, MirrorState, settled_status
 from legaldoc.models import Stage
 from legaldoc.queues import DEFAULT_PRIORITY
-from legaldoc.services.batches import finalize_batch, get_batch, mirror
+from legaldoc.services.batches import finalize_batch, get_batch, mirror, rebuild_state
 from legaldoc.services.summary import message_pattern
 from legaldoc.services.wiring import Runtime
-from legaldoc.state.batches import ErrorNote
 from legaldoc.state.locks import Lock
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
-from legaldoc.storage.tables import Batch, Project
+from legaldoc.storage.tables import Batch
 
 DEFAULT_CATEGORIES = (ErrorCategory.TRANSIENT, ErrorCategory.RATE_LIMIT, ErrorCategory.RESOURCE, ErrorCategory.PERMANENT)
 """Recovered without being named: everything but DATA and CONFIGURATION, which need the operator to
@@ -128,21 +127,6 @@ def _recover(rt: Runtime, batch_id: str, categories: list[ErrorCategory], dry_ru
 def _recovered(row: Row[Any]) -> RecoveredDocument:
     return RecoveredDocument(row.id, row.error_stage, row.attempts, row.source, row.error_category or ErrorCategory.PERMANENT,
                              row.error_message)  # fmt: skip
-
-
-def rebuild_state(rt: Runtime, batch_id: str) -> None:
-    """The batch's live state written again from the database (the source of truth)."""
-    with rt.database.read() as session:
-        batch = get_batch(session, batch_id)
-        project = session.scalar(select(Project.name).where(Project.id == batch.project_id))
-        documents = claims.batch_document_states(session, batch_id)
-        errors = {row.id: ErrorNote(row.error_stage, row.error_category, row.error_message or "", row.attempts,
-                                    row.updated_at.timestamp(), digest=row.error_digest, source=row.source)
-                  for row in claims.failed_in_batch(session, batch_id)}  # fmt: skip
-    fields = {"name": batch.name, "project": project, "priority": batch.priority, "status": batch.status,
-              "created_at": batch.created_at.timestamp(), "lock_name": batch.lock_name}  # fmt: skip
-    rt.state.rebuild(batch_id, fields, documents, errors,
-                     finished_at=batch.finished_at.timestamp() if batch.finished_at else None)  # fmt: skip
 
 
 def recover_stuck(rt: Runtime, *, dry_run: bool = False) -> Recovery:
