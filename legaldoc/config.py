@@ -338,6 +338,10 @@ class Settings(BaseSettings):
     worker_log_backups: int = Field(5, ge=1)
     """Rotated worker logs kept besides the current one."""
 
+    worker_task_events: bool = True
+    """Workers send Celery's task events (what Flower, `celery events` and celery-exporter read);
+    off saves their cost (see the README's monitoring figures) and those tools see no tasks."""
+
     worker_metrics_port: int | None = Field(None, ge=1, le=65535)
     """When set, each worker's main process also answers Prometheus scrapes on this port (the same
     metrics as ``legaldoc metrics serve``: they are read from Redis, so one exporter is enough)."""

@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     app.worker_main([
         "worker", "--queues", ",".join(ordered), *pool_size, "--hostname", name,
         "--loglevel", loglevel, "--pool", args.pool, "--without-gossip", "--without-mingle",
-        "--optimization", "fair", "--task-events",
+        "--optimization", "fair", *(["--task-events"] if settings.worker_task_events else []),
     ])  # fmt: skip
 
 
