@@ -116,7 +116,7 @@ def test_a_worker_logs_json_with_the_failed_document(batch_settings, tmp_path):
     command = worker_command(concurrency=1, loglevel="INFO", log_format="json", log_file=log)
     worker = WorkerProcess(settings_env(batch_settings))
     worker.args = command
-    with worker.start():
+    with worker:  # starts it, and stops it at the end
         final = cluster.wait(submitted.batch_id, timeout=120)
     assert final["failed"] == 1, final
     lines = [json.loads(line) for line in log.read_text().splitlines()]
