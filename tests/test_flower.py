@@ -134,6 +134,8 @@ def test_flower_shows_workers_queues_and_each_documents_task_tree(batch_settings
             assert (task["root_id"], task["parent_id"]) == (root["uuid"], previous["uuid"]), (previous, task)
         assert all(t["retries"] == t["attempt"] - 1 for t in tree), states
         assert all(t["sent"] for t in tree), [t["uuid"] for t in tree if not t["sent"]]  # task-sent events
+    unacked = [json.loads(v)[0]["headers"]["task"] for v in client.hvals(f"{settings.redis_prefix}unacked")]
+    assert not set(unacked) & set(STAGE_TASKS), unacked  # FAILURE and RETRY settled their message (acks_late)
     assert worker.log_path is not None and "Traceback" not in worker.log_path.read_text()
 
 
