@@ -2,7 +2,8 @@
 
 1. submit: a 10,000-document manifest, from the loaded manifest until every first-stage message
    is in the broker (database rows, Redis state, messages), against a bare pipelined LPUSH of
-   10,000 messages of the same size. Celery's own apply_async loop is timed on 1,000 messages and
+   10,000 messages of the same size. The publish alone is also timed with a monitor subscribed to
+   the task events (then each message has its task-sent event). Celery's own apply_async loop is timed on 1,000 messages and
    scaled, for reference.
 2. orchestration: small text documents (real court e-mails) through a real worker of 2 processes,
    from submit to finished, against the same stage functions in a bare loop over 2 processes.
@@ -84,7 +85,7 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
     # the same size as a real first-stage message: (document id, stage, attempt, database identity)
     stamp = "00000000-0000-4000-8000-000000000000"
     sample_key, sample = Broker(client, Keys()).encode(Message("legaldoc.extract", (123456, "extract", 1, stamp), "ocr", 5))
-    submit_times, bare_times, publish_times = [], [], []
+    submit_times, bare_times, publish_times, listened_times = [], [], [], []
     for round_index in range(rounds):
         client.flushall()
         started = time.perf_counter()
@@ -98,6 +99,18 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
         started = time.perf_counter()
         Broker(client, Keys(), database=lambda: stamp).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
         publish_times.append(time.perf_counter() - started)
+        client.flushall()
+
+        # the same with a monitor (Flower, `celery events`) subscribed: every message gets its task-sent event
+        monitor = subprocess.Popen(["redis-cli", "-u", redis_url + "/0", "psubscribe", "legaldoc:/0.celeryev/*"],
+                                   stdout=subprocess.DEVNULL)  # fmt: skip
+        while client.execute_command("PUBSUB", "NUMPAT") == 0:
+            time.sleep(0.01)
+        started = time.perf_counter()
+        Broker(client, Keys(), database=lambda: stamp).publish_stage([(i, STAGES[0], 1) for i in range(count)], 5)
+        listened_times.append(time.perf_counter() - started)
+        monitor.terminate()
+        monitor.wait()
         client.flushall()
 
         settings = load_settings(data_dir=work / f"submit-{round_index}" / ".legaldoc", redis_url=redis_url)
@@ -124,6 +137,7 @@ def bench_submit(work: Path, redis_url: str, count: int, rounds: int) -> dict:
     return {
         "documents": count, "message_bytes": len(sample), "bare_lpush_s": bare,
         "legaldoc_publish_s": statistics.median(publish_times), "legaldoc_submit_s": statistics.median(submit_times),
+        "listened_publish_s": statistics.median(listened_times), "listened_ratio": statistics.median(listened_times) / bare,
         "celery_apply_async_s": celery_time,
         "publish_ratio": statistics.median(publish_times) / bare, "submit_ratio": statistics.median(submit_times) / bare,
         "celery_ratio": celery_time / bare,
@@ -222,6 +236,7 @@ def main() -> None:
             print(f"submit {s['documents']} documents ({s['message_bytes']} B messages), medians of {args.rounds}:")
             print(f"  bare pipelined LPUSH   {s['bare_lpush_s'] * 1000:8.1f} ms")
             print(f"  legaldoc publish only  {s['legaldoc_publish_s'] * 1000:8.1f} ms   ratio {s['publish_ratio']:.2f}")
+            print(f"  publish, monitor on    {s['listened_publish_s'] * 1000:8.1f} ms   ratio {s['listened_ratio']:.2f}  (task-sent events)")
             print(f"  legaldoc submit        {s['legaldoc_submit_s'] * 1000:8.1f} ms   ratio {s['submit_ratio']:.2f}  (aim <= 5)")
             print(f"  celery apply_async     {s['celery_apply_async_s'] * 1000:8.1f} ms   ratio {s['celery_ratio']:.1f}  (scaled from 1,000)")
         if args.only in (None, "orchestration"):

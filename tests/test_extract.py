@@ -172,3 +172,31 @@ def test_escaped_markup_in_a_page_reads_as_text():
     text = html_to_text(page)
     assert "<" not in text and "Pursley v. Williams et al\n" in text and "04/01/20" in text
     assert html_to_text("<p>if a &lt;br&gt; b</p>") == "if a <br> b"  # one tag written about is left alone
+
+
+def test_sparse_text_on_a_full_page_scan_needs_ocr_and_on_a_blank_page_does_not():
+    """needs_ocr measures the images of a page (pypdfium2's get_bounds, 5.0 on)."""
+    import io
+
+    import pypdfium2 as pdfium
+    from PIL import Image
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    from legaldoc.pipeline.extract.pdf import needs_ocr
+
+    settings = load_settings()
+    scan = io.BytesIO()
+    Image.new("L", (200, 260), 200).save(scan, format="PNG")
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(612, 792))
+    pdf.drawImage(ImageReader(io.BytesIO(scan.getvalue())), 0, 0, width=612, height=792)
+    pdf.drawString(72, 720, "Exhibit A")
+    pdf.showPage()
+    pdf.drawString(72, 720, "Exhibit A")
+    pdf.showPage()
+    pdf.save()
+    document = pdfium.PdfDocument(out.getvalue())
+    scanned, plain = document[0], document[1]
+    assert needs_ocr(scanned, "Exhibit A", settings)
+    assert not needs_ocr(plain, "Exhibit A", settings)

@@ -59,7 +59,7 @@ from legaldoc.services.sources import read_source, s3_stamp
 from legaldoc.services.textract import Defer, RemoteOcr
 from legaldoc.services.timelimit import stage_time_limit
 from legaldoc.state.batches import BatchState
-from legaldoc.state.broker import Broker, Message
+from legaldoc.state.broker import Broker, Lineage, Message
 from legaldoc.state.cache import ResultCache
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
@@ -93,6 +93,7 @@ class StageOutcome:
 
     status: AttemptOutcome
     error: StageError | None = None
+    retry_in: float | None = None  # RETRY: seconds until the next attempt's message is due
 
 
 def _retrying(delay: float | None, asked: float | None, cap: float) -> str:
@@ -179,16 +180,17 @@ class StageRunner:
 
     # -- the unit of work -------------------------------------------------------------------------
 
-    def execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
-        """Run (document, stage, attempt) if its claim is taken; every log record inside names them."""
+    def execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None = None) -> StageOutcome:
+        """Run (document, stage, attempt) if its claim is taken; every log record inside names them.
+        `parent`: the task running it (plain ids), which the messages it publishes name as their parent."""
         with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
-            return self._execute(document_id, stage, attempt)
+            return self._execute(document_id, stage, attempt, parent)
 
-    def _execute(self, document_id: int, stage: Stage, attempt: int) -> StageOutcome:
+    def _execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None = None) -> StageOutcome:
         with self.database.session() as session:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
             if claim.outcome is AttemptOutcome.EARLY:
-                return self._early(session, document_id, stage, attempt, claim.due_at)
+                return self._early(session, document_id, stage, attempt, claim.due_at, parent)
             if claim.transition is not None:
                 bind_log_context(batch_id=claim.transition.batch_id)
                 batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
@@ -238,16 +240,16 @@ class StageRunner:
                 repo.finish_run(session, run_id, AttemptOutcome.LOST)
             return StageOutcome(AttemptOutcome.LOST)
         except Exception as exc:
-            return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source)
+            return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source, parent)
         self._mirror(transition, priority)
         if transition.state is MirrorState.RUNNING and transition.stage and self.broker:
-            self.broker.publish_stage([(document_id, transition.stage, 1)], priority)
+            self.broker.publish_stage([(document_id, transition.stage, 1)], priority, parent=parent)
         done = AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE
         log.info("stage %s", done.value, extra={"duration": round(time.monotonic() - started, 3)})
         return StageOutcome(done)
 
     def _failed(self, document_id: int, stage: Stage, attempt: int, run_id: int, exc: Exception, started: float,
-                priority: int, source: str | None) -> StageOutcome:  # fmt: skip
+                priority: int, source: str | None, parent: Lineage | None = None) -> StageOutcome:  # fmt: skip
         category = categorize(exc)
         message = error_message(exc)
         policy = RETRY_POLICIES[category]
@@ -268,10 +270,11 @@ class StageRunner:
             return StageOutcome(AttemptOutcome.LOST)
         self._mirror(transition, priority)
         if retry and self.broker:
-            self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay)
-        return StageOutcome(outcome, StageError(category=category, stage=stage, message=message))
+            self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay, parent=parent)
+        return StageOutcome(outcome, StageError(category=category, stage=stage, message=message), delay)
 
-    def _early(self, session: Session, document_id: int, stage: Stage, attempt: int, due_at: datetime | None) -> StageOutcome:
+    def _early(self, session: Session, document_id: int, stage: Stage, attempt: int, due_at: datetime | None,
+               parent: Lineage | None = None) -> StageOutcome:  # fmt: skip
         """A message came before its attempt is due (a stray duplicate, a broker that ignored the
         ETA): it runs nothing, and the attempt's message is published again for the rest of the wait,
         so the attempt runs on time whatever became of the message that had the delay."""
@@ -281,7 +284,7 @@ class StageRunner:
             priority = session.scalar(select(Batch.priority).join(Document, Document.batch_id == Batch.id)
                                       .where(Document.id == document_id))  # fmt: skip
             self.broker.publish_stage([(document_id, stage, attempt)], DEFAULT_PRIORITY if priority is None else priority,
-                                      countdown=remaining)  # fmt: skip
+                                      countdown=remaining, parent=parent)  # fmt: skip
         log.info("document %s: %s attempt %d is due in %.1f s; its message came early%s", document_id, stage.value,
                  attempt, remaining, " and was published again" if self.broker is not None else "")  # fmt: skip
         return StageOutcome(AttemptOutcome.EARLY)

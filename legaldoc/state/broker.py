@@ -4,6 +4,11 @@ Celery's `apply_async` costs about a hundred times a bare LPUSH per message. Eve
 has the same shape (a task name and a few ids), so it is rendered from a template of Celery's
 message protocol 2 (the envelope kombu's Redis transport stores) and pushed through one pipeline.
 Workers consume these messages exactly like ones Celery sent; the end-to-end tests prove it.
+
+Every message names its lineage as Celery's own tools read it: ``retries`` (the attempt - 1),
+``parent_id`` (the task that published it) and ``root_id`` (one root per document: its first
+message at submit). A ``task-sent`` event, the one `celery.events.Dispatcher` would send, goes out
+with the messages when a monitor (Flower, `celery events`) listens on the event channel.
 """
 
 from __future__ import annotations
@@ -38,7 +43,19 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 _REPLY_TO = str(uuid.uuid5(uuid.NAMESPACE_DNS, "legaldoc.invalid"))
 _SENTINELS = ("\x00ID\x00", "\x00ARGSREPR\x00", "\x00BODY\x00", "\x00SENT\x00")
+_VALUES = ("\x00RETRIES\x00", "\x00ROOT\x00", "\x00PARENT\x00")  # whole JSON values (a number, a string or null)
 SENT_HEADER = "legaldoc_sent"  # epoch seconds of publishing: the dashboard's oldest-message age
+EVENT_CHANNEL = "{prefix}/{db}.celeryev/task.sent"  # kombu's fanout topic of Celery's event exchange
+LISTENING_TTL = 1.0  # seconds an answer to "does a monitor listen for task events?" holds
+
+@dataclass(frozen=True)
+class Lineage:
+    """The task that publishes messages, as Celery names it: the messages it publishes have it as
+    parent and share its root, so monitors draw one tree per document."""
+
+    task_id: str
+    root_id: str
+
 
 @dataclass(frozen=True)
 class Message:
@@ -47,18 +64,20 @@ class Message:
     queue: str
     priority: int  # user priority, 9 most urgent
     eta: datetime | None = None
+    retries: int = 0  # Celery's count of earlier attempts
+    parent: Lineage | None = None  # the publishing task; None: the message is a root (its own root_id)
 
 
 def _envelope(task: str, queue: str, kombu_priority: int, task_id: str, argsrepr: str, body: str,
-              sent: str, eta: str | None) -> dict[str, Any]:  # fmt: skip
+              sent: str, eta: str | None, retries: Any = 0, root_id: Any = None, parent_id: Any = None) -> dict[str, Any]:  # fmt: skip
     return {
         "body": body,
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
             "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": eta, "expires": None,
-            "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-            "parent_id": None, "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": _ORIGIN,
+            "group": None, "group_index": None, "retries": retries, "timelimit": [None, None],
+            "root_id": root_id or task_id, "parent_id": parent_id, "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": _ORIGIN,
             "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
             SENT_HEADER: sent,
         },
@@ -74,16 +93,19 @@ class _Template:
     """One pre-rendered envelope per (task, queue, priority); only id, args and body vary."""
 
     def __init__(self, task: str, queue: str, kombu_priority: int, key: str) -> None:
-        text = json.dumps(_envelope(task, queue, kombu_priority, *_SENTINELS, None))
-        escaped = {json.dumps(s)[1:-1]: s for s in _SENTINELS}
+        text = json.dumps(_envelope(task, queue, kombu_priority, *_SENTINELS, None, *_VALUES))
+        escaped = {json.dumps(s)[1:-1]: s for s in _SENTINELS} | {json.dumps(s): s for s in _VALUES}
         pattern = re.compile("|".join(map(re.escape, escaped)))
         self.parts = pattern.split(text)
         self.order = [escaped[match] for match in pattern.findall(text)]
         self.key = key
 
-    def render(self, task_id: str, argsrepr: str, body: str, sent: str) -> str:
+    def render(self, task_id: str, argsrepr: str, body: str, sent: str, retries: int = 0, root_id: str | None = None,
+               parent_id: str | None = None) -> str:  # fmt: skip
         values = {_SENTINELS[0]: task_id, _SENTINELS[1]: json.dumps(argsrepr)[1:-1], _SENTINELS[2]: body,
-                  _SENTINELS[3]: sent}  # fmt: skip
+                  _SENTINELS[3]: sent, _VALUES[0]: str(int(retries)),
+                  _VALUES[1]: f'"{task_id}"' if root_id is None else json.dumps(root_id),
+                  _VALUES[2]: "null" if parent_id is None else json.dumps(parent_id)}  # fmt: skip
         pieces = [self.parts[0]]
         for sentinel, part in zip(self.order, self.parts[1:], strict=True):
             pieces.append(values[sentinel])
@@ -98,15 +120,70 @@ def _body(args: tuple[Any, ...]) -> str:
     return base64.b64encode(("[" + json.dumps(args) + _BODY_SUFFIX).encode()).decode()
 
 
+def _utcoffset() -> int:
+    """Hours west of UTC, as Celery's events carry it (`celery.utils.time.utcoffset`)."""
+    return (time.altzone if time.daylight else time.timezone) // 3600
+
+
+class _SentEvents:
+    """Celery ``task-sent`` events, rendered as a `celery.events.Dispatcher` publishes them through
+    kombu's Redis transport: the event exchange ``celeryev`` is a fanout, so each event is one
+    PUBLISH on ``<global_keyprefix>/<db>.celeryev/task.sent`` (``fanout_prefix`` and
+    ``fanout_patterns`` at their defaults) of a kombu envelope whose base64 body is the event.
+
+    Nobody may listen (pub/sub keeps nothing): the first event is published on its own and the
+    receivers it reached say whether the others are worth sending; the answer holds for
+    LISTENING_TTL seconds, so a bulk submit with no monitor sends one event, not one per message."""
+
+    _BODY, _TAG = json.dumps("\x00BODY\x00")[1:-1], json.dumps("\x00TAG\x00")[1:-1]
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = EVENT_CHANNEL.format(prefix=prefix, db=db)
+        self.hostname = f"gen{_ORIGIN}"
+        self.until = 0.0  # monotonic time the last answer expires
+        self.listening = False
+        self.envelope = json.dumps({
+            "body": "\x00BODY\x00", "content-encoding": "utf-8", "content-type": "application/json",
+            "headers": {"hostname": self.hostname},
+            "properties": {"delivery_mode": 1, "delivery_info": {"exchange": "celeryev", "routing_key": "task.sent"},
+                           "priority": 0, "body_encoding": "base64", "delivery_tag": "\x00TAG\x00"},
+        })  # fmt: skip
+
+    def render(self, message: Message, task_id: str, argsrepr: str) -> str:
+        parent = message.parent
+        event = {
+            "hostname": self.hostname, "utcoffset": _utcoffset(), "pid": os.getpid(), "clock": 0, "uuid": task_id,
+            "name": message.task, "args": argsrepr, "kwargs": "{}", "retries": message.retries,
+            "eta": message.eta.isoformat() if message.eta else None, "expires": None, "queue": message.queue,
+            "exchange": "", "routing_key": message.queue, "root_id": parent.root_id if parent else task_id,
+            "parent_id": parent.task_id if parent else None, "timestamp": time.time(), "type": "task-sent",
+        }  # fmt: skip
+        body = base64.b64encode(json.dumps(event).encode()).decode()
+        return self.envelope.replace(self._BODY, body).replace(self._TAG, task_id)
+
+    def add(self, pipe: redis.client.Pipeline, message: Message, task_id: str, argsrepr: str) -> None:
+        """The event of one message: into the pipeline while a monitor listens; published on its own
+        (and counted) when the last answer has expired; not at all while nobody listens."""
+        if time.monotonic() >= self.until:
+            self.listening = bool(self.client.publish(self.channel, self.render(message, task_id, argsrepr)))
+            self.until = time.monotonic() + LISTENING_TTL
+        elif self.listening:
+            pipe.publish(self.channel, self.render(message, task_id, argsrepr))
+
+
 class Broker:
     """Publishes legaldoc task messages to the broker database and measures queue depths.
 
     Queue lists are named by `keys.queue_lists`: the installation's prefix, as kombu's
     ``global_keyprefix`` adds it for the workers."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, database: Callable[[], str] | None = None) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, *, database: Callable[[], str] | None = None,
+                 events: bool = True) -> None:  # fmt: skip
         self.client = client
         self.keys = keys
+        self.events = _SentEvents(client, keys.prefix) if events else None  # task-sent, for monitors
         self.database = database  # the identity stage messages carry: a worker of another database refuses them
         self._templates: dict[tuple[str, str, int], _Template] = {}
         self._ids: tuple[int, str, itertools.count] | None = None
@@ -128,17 +205,23 @@ class Broker:
 
     def encode(self, message: Message, sent: str | None = None) -> tuple[str, str]:
         """The Redis list and the serialized envelope of one message."""
-        sent = sent or f"{time.time():.3f}"
+        key, payload, _, _ = self._encode(message, sent or f"{time.time():.3f}")
+        return key, payload
+
+    def _encode(self, message: Message, sent: str) -> tuple[str, str, str, str]:
+        """(Redis list, envelope, task id, argsrepr) of one message."""
         kombu_priority = broker_priority(message.priority)
         task_id = self._task_id()
         argsrepr = repr(message.args)
         body = _body(message.args)
+        parent = message.parent
+        root_id, parent_id = (parent.root_id, parent.task_id) if parent else (None, None)
         if message.eta is None:
             template = self._template(message.task, message.queue, kombu_priority)
-            return template.key, template.render(task_id, argsrepr, body, sent)
+            return template.key, template.render(task_id, argsrepr, body, sent, message.retries, root_id, parent_id), task_id, argsrepr
         envelope = _envelope(message.task, message.queue, kombu_priority, task_id, argsrepr, body, sent,
-                             message.eta.isoformat())  # fmt: skip
-        return self.keys.queue_lists(message.queue)[kombu_priority], json.dumps(envelope)
+                             message.eta.isoformat(), message.retries, root_id, parent_id)  # fmt: skip
+        return self.keys.queue_lists(message.queue)[kombu_priority], json.dumps(envelope), task_id, argsrepr
 
     def publish(self, messages: Iterable[Message], *, chunk: int = 1000, front: bool = False) -> int:
         """Push messages in order, many values per LPUSH and many LPUSHes per round trip. Consumers
@@ -149,8 +232,11 @@ class Broker:
         pending: dict[str, list[str]] = {}
         buffered = 0
         sent = f"{time.time():.3f}"
+        events = self.events
         for message in messages:
-            key, payload = self.encode(message, sent)
+            key, payload, task_id, argsrepr = self._encode(message, sent)
+            if events is not None:
+                events.add(pipe, message, task_id, argsrepr)
             pending.setdefault(key, []).append(payload)
             count += 1
             buffered += 1
@@ -171,13 +257,15 @@ class Broker:
         pipe.execute()
 
     def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None,
-                      front: bool = False) -> int:  # fmt: skip
+                      front: bool = False, parent: Lineage | None = None) -> int:  # fmt: skip
         """Publish (document id, stage, attempt[, database]) messages to each stage's queue (at the
-        front of its priority list with `front`)."""
+        front of its priority list with `front`); `parent`: the task publishing them (each message is
+        then its child, under its root), else each is a root."""
         eta = datetime.now(UTC) + timedelta(seconds=countdown) if countdown else None
         stamp = (self.database(),) if self.database else ()
         return self.publish(
-            (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta)
+            (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta,
+                     attempt - 1, parent)
              for document_id, stage, attempt in items), front=front)  # fmt: skip
 
     def depth(self, queue: str) -> int:

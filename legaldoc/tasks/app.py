@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from urllib.parse import parse_qsl, urlsplit
 
-from celery import Celery, signals
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from celery import Celery, Task, signals
+from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from kombu import Queue as KombuQueue
 
 from legaldoc.config import Settings, redis_tls
 from legaldoc.errors import ErrorCategory, register_category
-from legaldoc.lifecycle import FAILURES
+from legaldoc.lifecycle import FAILURES, AttemptOutcome
 from legaldoc.models import STAGES, Stage
 from legaldoc.queues import (
     CONSUME_ORDER,
@@ -35,12 +35,39 @@ from legaldoc.queues import (
     stage_task,
 )
 from legaldoc.services import batches, textract
+from legaldoc.services.stages import StageOutcome
+from legaldoc.state.broker import Lineage
 from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import runtime
 
 register_category(SoftTimeLimitExceeded, ErrorCategory.RESOURCE)
 register_category(TimeLimitExceeded, ErrorCategory.RESOURCE)
 register_category(WorkerLostError, ErrorCategory.RESOURCE)
+
+
+class StageFailed(Exception):
+    """A stage attempt failed, everything recorded: raised last so Celery's own tools see the task as
+    FAILURE (failed for good) or, inside a `Retry`, RETRY. It is in the stage tasks' ``throws``, so
+    the worker logs it on one line, without a traceback."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(category, message)  # the args rebuild it from a pickle (pool process -> worker)
+        self.category, self.message = category, message
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.message}"
+
+
+def celery_state(outcome: StageOutcome) -> str:
+    """The task's return value, or the exception that gives it Celery's FAILURE or RETRY state. Our
+    broker has already published the next attempt, so a bare `Retry` (not `task.retry()`): Celery's
+    tracer marks the task RETRY and the worker sends ``task-retried``, publishing nothing itself."""
+    if outcome.status not in FAILURES:
+        return outcome.status.value
+    error = StageFailed(outcome.error.category.value, outcome.error.message) if outcome.error else StageFailed("", "")
+    if outcome.status is AttemptOutcome.RETRY:
+        raise Retry(exc=error, when=round(outcome.retry_in or 0, 3))
+    raise error
 
 
 def kombu_url(url: str) -> str:
@@ -130,18 +157,20 @@ def _register(app: Celery, settings: Settings) -> None:
 def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
     queue = STAGE_QUEUE[stage].value
 
-    def run_stage(document_id: int, stage_name: str, attempt: int, database: str | None = None) -> str:
+    def run_stage(task: Task, document_id: int, stage_name: str, attempt: int, database: str | None = None) -> str:
         rt = runtime(settings)
         if database and database != rt.database.identity:
             return batches.refuse_foreign(rt, document_id, Stage(stage_name), database).value
-        status = rt.runner.execute(document_id, Stage(stage_name), attempt).status
-        if status in FAILURES:
+        request = task.request
+        parent = Lineage(request.id, request.root_id or request.id) if request.id else None
+        outcome = rt.runner.execute(document_id, Stage(stage_name), attempt, parent)
+        if outcome.status in FAILURES:
             stats.count_failure()
-        return status.value
+        return celery_state(outcome)
 
     run_stage.__name__ = run_stage.__qualname__ = f"run_{stage.value}"
-    app.task(name=stage_task(stage), queue=queue, Request="legaldoc.tasks.requests:StageRequest",
-             **_limits(settings, queue))(run_stage)  # fmt: skip
+    app.task(name=stage_task(stage), queue=queue, bind=True, throws=(StageFailed,),
+             Request="legaldoc.tasks.requests:StageRequest", **_limits(settings, queue))(run_stage)  # fmt: skip
 
 
 @signals.worker_process_init.connect
