@@ -67,7 +67,7 @@ FLOORS_TESTS := \
 	tests/test_people.py \
 	tests/test_archives.py::test_outlook_msg_body_and_attachments \
 	tests/test_limits.py \
-	tests/test_metrics.py::test_metrics_serve_answers_scrapes \
+	tests/test_metrics.py::test_metrics_serve_during_a_batch_with_failures \
 	tests/test_export.py::test_every_format_round_trips \
 	tests/test_s3.py::test_s3_documents_are_fetched_by_the_worker \
 	tests/test_openai.py::test_structured_output_request_and_answer \
