@@ -2,8 +2,9 @@
 
 1. events: small documents (real court e-mails) through a real worker of 2 processes, from submit
    to finished, with task events on (the default: Flower, `celery events`, celery-exporter) and
-   off (`worker_task_events = false`), in interleaved rounds; the ratio of medians, and the Redis
-   commands per document either way (INFO commandstats).
+   off (`worker_task_events = false`), in interleaved rounds; the ratio of medians, the Redis
+   commands per document either way (INFO commandstats), and the CPU seconds of the worker's process
+   tree plus redis-server (steadier than wall time on a shared machine).
 2. counters: the transition script that mirrors a stage's end, called as a stage calls it (one
    EVALSHA), with the exporter's counters (5 HINCRBYFLOAT inside the script) and without them,
    interleaved: microseconds per stage and per document (5 stages).
@@ -15,6 +16,7 @@ Usage: python benchmarks/observability.py [--small 150] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,8 +42,26 @@ from legaldoc.services.metrics import exposition  # noqa: E402
 from legaldoc.state import batches as state_batches  # noqa: E402
 
 
-def one_batch(work: Path, redis_url: str, files: Path, events: bool, tag: str) -> tuple[float, float, int]:
-    """(seconds, Redis commands per document, documents) of one batch on a fresh worker."""
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its live descendants and the children it has reaped."""
+    root = psutil.Process(pid)
+    times = root.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in root.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def one_batch(work: Path, redis_url: str, files: Path, events: bool, tag: str) -> tuple[float, float, int, float]:
+    """(seconds, Redis commands per document, documents, CPU seconds of the worker and Redis) of one
+    batch on a fresh worker."""
     client = redis.Redis.from_url(redis_url)
     client.flushall()
     settings = load_settings(data_dir=work / f"data-{tag}" / ".legaldoc", redis_url=redis_url)
@@ -56,16 +77,18 @@ def one_batch(work: Path, redis_url: str, files: Path, events: bool, tag: str) -
         warm_id = service.submit_batch(rt, load_manifest(write_manifest(work / f"warm-{tag}.yaml", warm, f"warm-{tag}"))).batch_id
         service.wait_for_batch(rt, warm_id, timeout=120, poll=0.05)
         before = commandstats(client)
+        cpu_before = tree_cpu(worker.pid) + redis_cpu(client)
         started = time.perf_counter()
         batch_id = service.submit_batch(rt, load_manifest(write_manifest(work / f"b-{tag}.yaml", files, f"b-{tag}"))).batch_id
         final = service.wait_for_batch(rt, batch_id, timeout=900, poll=0.05)
         elapsed = time.perf_counter() - started
         after = commandstats(client)
+        cpu = tree_cpu(worker.pid) + redis_cpu(client) - cpu_before
     finally:
         worker.stop()
     count = final.succeeded
     calls = sum(after.get(k, 0) - before.get(k, 0) for k in after if k not in ("cmdstat_hgetall", "cmdstat_info"))
-    return elapsed, calls / max(count, 1), count
+    return elapsed, calls / max(count, 1), count, cpu
 
 
 def bench_events(work: Path, redis_url: str, small: int, rounds: int) -> dict:
@@ -74,7 +97,7 @@ def bench_events(work: Path, redis_url: str, small: int, rounds: int) -> dict:
     files.mkdir()
     for index in range(small):
         shutil.copyfile(sources[index % len(sources)], files / f"{index:04d}-{sources[index % len(sources)].name}")
-    on, off, on_calls, off_calls, ratios = [], [], [], [], []
+    on, off, on_calls, off_calls, ratios, cpu_ratios, on_cpu, off_cpu = [], [], [], [], [], [], [], []
     for round_index in range(rounds):
         first, second = (True, False) if round_index % 2 == 0 else (False, True)
         results = {}
@@ -85,9 +108,14 @@ def bench_events(work: Path, redis_url: str, small: int, rounds: int) -> dict:
         on_calls.append(results[True][1])
         off_calls.append(results[False][1])
         ratios.append(results[True][0] / results[False][0])
-        print(f"  round {round_index + 1}: events on {results[True][0]:.2f} s, off {results[False][0]:.2f} s", flush=True)
+        on_cpu.append(results[True][3])
+        off_cpu.append(results[False][3])
+        cpu_ratios.append(results[True][3] / results[False][3])
+        print(f"  round {round_index + 1}: events on {results[True][0]:.2f} s ({results[True][3]:.2f} CPU s), "
+              f"off {results[False][0]:.2f} s ({results[False][3]:.2f} CPU s)", flush=True)  # fmt: skip
     return {"documents": small, "on_s": statistics.median(on), "off_s": statistics.median(off),
-            "ratio": statistics.median(ratios),
+            "ratio": statistics.median(ratios), "cpu_ratio": statistics.median(cpu_ratios),
+            "cpu_per_document_ms": (statistics.median(on_cpu) - statistics.median(off_cpu)) / small * 1000,
             "per_document_ms": (statistics.median(on) - statistics.median(off)) / small * 1000,
             "commands_per_document_on": statistics.median(on_calls),
             "commands_per_document_off": statistics.median(off_calls)}  # fmt: skip
@@ -148,7 +176,8 @@ def main() -> None:
         events = bench_events(work, url, args.small, args.rounds)
         print(f"events: {events['documents']} documents in {events['on_s']:.2f} s with task events, {events['off_s']:.2f} s "
               f"without ({events['ratio']:.3f}x, {events['per_document_ms']:+.1f} ms per document); Redis commands per "
-              f"document {events['commands_per_document_on']:.1f} with, {events['commands_per_document_off']:.1f} without",
+              f"document {events['commands_per_document_on']:.1f} with, {events['commands_per_document_off']:.1f} without; "
+              f"CPU of the worker and Redis {events['cpu_ratio']:.3f}x ({events['cpu_per_document_ms']:+.1f} ms per document)",
               flush=True)  # fmt: skip
         scrape = bench_scrape(work, url, args.rounds)
         print(f"scrape: one exposition in {scrape['scrape_ms']:.1f} ms", flush=True)
