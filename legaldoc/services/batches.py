@@ -207,7 +207,7 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
     """Count the batch's documents, settle its status (`lifecycle.settled_status`) and copy it to
     the live state; safe to call any number of times, from anywhere."""
     with rt.database.session() as session:
-        batch = get_batch(session, batch_id)
+        batch = get_batch(session, batch_id, lock=True)  # finalizers take turns: one of them settles it
         counts = claims.state_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
         batch.succeeded, batch.failed = counts[MirrorState.SUCCEEDED], counts[MirrorState.FAILED]
@@ -216,6 +216,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
         batch.errors_by_category = errors
         status = settled_status(BatchStatus(batch.status), counts[MirrorState.PENDING] + counts[MirrorState.RUNNING])
         if status != batch.status:
+            log.info("batch %s settled %s (was %s): %d succeeded, %d failed, %d skipped, %d cancelled", batch_id,
+                     status.value, batch.status, batch.succeeded, batch.failed, batch.skipped, batch.cancelled)  # fmt: skip
             batch.status = status
             batch.finished_at = None if status in IN_PROGRESS else datetime.now(UTC)
             batch.report = None
@@ -257,8 +259,11 @@ def mirror(rt: Runtime, transitions: Sequence[Transition]) -> None:
         finalize_batch(rt, batch_id)
 
 
-def get_batch(session: Session, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
+def get_batch(session: Session, batch_id: str, *, lock: bool = False) -> Batch:
+    """The batch's row; with `lock`, held until the transaction ends (PostgreSQL's SELECT ... FOR
+    UPDATE; SQLite's writers hold the whole database already), so two workers settling it at once
+    take turns and the second finds it settled."""
+    batch = session.get(Batch, batch_id, with_for_update=lock or None)
     if batch is None:
         raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
     return batch

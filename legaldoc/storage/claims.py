@@ -9,8 +9,6 @@ it holds.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from legaldoc import PIPELINE_VERSION
+from legaldoc import PIPELINE_VERSION, hosts
 from legaldoc.errors import ClaimLost
 from legaldoc.lifecycle import (
     UNFINISHED,
@@ -34,8 +32,7 @@ from legaldoc.lifecycle import (
 from legaldoc.models import STAGES, Stage
 from legaldoc.storage.tables import BatchDocument, Document
 
-HOST = socket.gethostname()
-
+HOST = hosts.HOST
 
 EARLY_TOLERANCE = 0.5  # seconds: a message this close to its attempt's due time runs (clocks and timers are not exact)
 
@@ -55,24 +52,9 @@ class Claim:
 
 
 def worker_identity(pid: int | None = None) -> str:
-    """The holder name of this process (or of process `pid` of this host) in a claim."""
-    return f"{HOST}:{pid or os.getpid()}"
-
-
-def holder_is_dead(holder: str | None) -> bool:
-    """True when the holder is a process of this host that no longer exists."""
-    if not holder or ":" not in holder:
-        return False
-    host, _, pid = holder.rpartition(":")
-    if host != HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    """The holder name of this process (or of process `pid` of this host) in a claim: ``HOST/SPACE:PID``
+    (`hosts.holder`), so two hosts, or two containers with one hostname, never share one."""
+    return hosts.holder(pid)
 
 
 def now_utc() -> datetime:
@@ -113,7 +95,7 @@ def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker
     if due_at is not None and now < due_at - timedelta(seconds=EARLY_TOLERANCE):
         return Claim(AttemptOutcome.EARLY, due_at=due_at)
     if status == DocumentStatus.RUNNING:
-        if lease_end is not None and lease_end >= now and not holder_is_dead(holder):
+        if lease_end is not None and lease_end >= now and not hosts.holder_is_dead(holder):
             return Claim(AttemptOutcome.DUPLICATE)
         return Claim(AttemptOutcome.LOST, project_id=project_id, source=source, holder=holder)
     taken = session.execute(
