@@ -21,7 +21,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from legaldoc import hosts
 from legaldoc.config import Settings
@@ -37,7 +37,11 @@ from tests.conftest import DATABASE_KINDS, NEF, settings_env
 
 UNSHARE = shutil.which("unshare")
 REAL_DATABASE = DATABASE_KINDS[-1]  # PostgreSQL when the tests have one: what a deployment uses
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def _namespaces(*flags: str) -> list[str]:
@@ -90,7 +94,11 @@ class Machine:
             self.process.wait()
 
     def output(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in (self.log, self.home / "worker.out") if p.exists())
+        return "".join(
+            p.read_text(errors="replace")
+            for p in (self.log, self.home / "worker.out")
+            if p.exists()
+        )
 
 
 def _online(rt: Runtime, machines: list[Machine], timeout: float = 60) -> dict[str, str]:
@@ -101,13 +109,17 @@ def _online(rt: Runtime, machines: list[Machine], timeout: float = 60) -> dict[s
         if all(m.name in online for m in machines):
             return online
         for machine in machines:
-            assert machine.process is None or machine.process.poll() is None, f"{machine.name} died:\n{machine.output()}"
+            assert machine.process is None or machine.process.poll() is None, (
+                f"{machine.name} died:\n{machine.output()}"
+            )
         assert time.monotonic() < deadline, f"workers did not come up: {online}"
         time.sleep(0.2)
 
 
 @pytest.mark.parametrize("database_url", [REAL_DATABASE], indirect=True)
-def test_two_worker_hosts_share_one_batch_of_s3_documents(batch_settings, s3_endpoint, tmp_path, monkeypatch):
+def test_two_worker_hosts_share_one_batch_of_s3_documents(
+    batch_settings, s3_endpoint, tmp_path, monkeypatch
+):
     """Given two worker hosts (own hostname, folders, TMPDIR and data folder) on one database and one
     Redis, and a batch of 24 real court e-mails in an S3 bucket, When both consume it, Then both ran
     stages, no (document, stage, attempt) ran twice, every document is done with each stage run
@@ -122,7 +134,10 @@ def test_two_worker_hosts_share_one_batch_of_s3_documents(batch_settings, s3_end
         s3.put_object(Bucket="court-mail", Key=key, Body=path.read_bytes())
         uris.append({"uri": f"s3://court-mail/{key}"})
     settings = batch_settings.model_copy(update={"s3_endpoint_url": s3_endpoint})
-    machines = [Machine(name, tmp_path / "hosts", settings, s3_endpoint) for name in ("machineA", "machineB")]
+    machines = [
+        Machine(name, tmp_path / "hosts", settings, s3_endpoint)
+        for name in ("machineA", "machineB")
+    ]
     cluster = connect(settings)
     try:
         for machine in machines:
@@ -131,27 +146,46 @@ def test_two_worker_hosts_share_one_batch_of_s3_documents(batch_settings, s3_end
         assert names["machineA"] != names["machineB"]
         submitted = cluster.submit(write_manifest(tmp_path / "scaleout.yaml", uris))
         deadline = time.monotonic() + 90
-        while (summary := service.batch_status(cluster.rt, submitted.batch_id, live=False)).active:  # the workers settle it
+        while (
+            summary := service.batch_status(cluster.rt, submitted.batch_id, live=False)
+        ).active:  # the workers settle it
             for machine in machines:
-                assert machine.process is not None and machine.process.poll() is None, f"{machine.name} died:\n{machine.output()}"
+                assert machine.process is not None and machine.process.poll() is None, (
+                    f"{machine.name} died:\n{machine.output()}"
+                )
             assert time.monotonic() < deadline, f"batch did not settle: {summary.as_json()}"
             time.sleep(0.2)
     finally:
         for machine in machines:
             machine.stop()
-    assert (summary.status, summary.succeeded, summary.failed) == (BatchStatus.FINISHED, 24, 0), summary.as_json()
+    assert (summary.status, summary.succeeded, summary.failed) == (BatchStatus.FINISHED, 24, 0), (
+        summary.as_json()
+    )
     with cluster.database.read() as session:
-        documents = session.execute(select(Document.id, Document.status).where(Document.batch_id == submitted.batch_id)).all()
+        documents = session.execute(
+            select(Document.id, Document.status).where(Document.batch_id == submitted.batch_id)
+        ).all()
         runs = session.execute(select(StageRun.document_id, StageRun.stage, StageRun.attempt, StageRun.worker, StageRun.outcome)
                                .where(StageRun.document_id.in_([d.id for d in documents]))).all()  # fmt: skip
     assert len(documents) == 24 and {d.status for d in documents} == {DocumentStatus.DONE}
     hosts_seen = Counter(hosts.holder_host(r.worker) for r in runs)
     assert set(hosts_seen) == {"machineA", "machineB"}, hosts_seen  # both consumed
-    twice = [key for key, n in Counter((r.document_id, r.stage, r.attempt) for r in runs).items() if n > 1]
+    twice = [
+        key
+        for key, n in Counter((r.document_id, r.stage, r.attempt) for r in runs).items()
+        if n > 1
+    ]
     assert twice == []  # nothing was done twice
     done = Counter((r.document_id, r.stage) for r in runs if r.outcome == AttemptOutcome.DONE)
-    assert done == {(d.id, s.value): 1 for d in documents for s in STAGES}  # each document done once, every stage
-    settled = [line for m in machines for line in m.output().splitlines() if f"batch {submitted.batch_id} settled" in line]
+    assert done == {
+        (d.id, s.value): 1 for d in documents for s in STAGES
+    }  # each document done once, every stage
+    settled = [
+        line
+        for m in machines
+        for line in m.output().splitlines()
+        if f"batch {submitted.batch_id} settled" in line
+    ]
     assert len(settled) == 1 and "settled finished" in settled[0], settled  # the batch ended once
     for machine in machines:  # each host kept its own folders: nothing written in the other's
         assert not (machine.data / "legaldoc.db").exists() or REAL_DATABASE == "sqlite"
@@ -216,7 +250,9 @@ def test_a_claim_of_another_container_with_the_same_hostname_is_not_judged_here(
         holders = container.stdout.readline().split()
         assert len(holders) == 40
         pids = [int(h.rpartition(":")[2]) for h in holders]
-        assert any(not Path(f"/proc/{pid}").exists() for pid in pids), pids  # some are no process here
+        assert any(not Path(f"/proc/{pid}").exists() for pid in pids), (
+            pids
+        )  # some are no process here
         assert [h for h in holders if hosts.holder_is_dead(h)] == []
     finally:
         container.kill()  # unshare: --kill-child ends its pid 1, and the kernel the whole namespace
