@@ -134,7 +134,7 @@ def _submit(rt: Runtime, loaded: LoadedManifest, skip: bool) -> Submitted:
         session.add(Batch(id=batch_id, name=loaded.name, lock_name=loaded.lock_name, project_id=project_id,
                           priority=manifest.priority, status=BatchStatus.RUNNING, total=len(sources),
                           options={**manifest.options.model_dump(), "skip_processed": skip},
-                          manifest=str(loaded.path), created_at=created))  # fmt: skip
+                          manifest=str(loaded.path), created_at=created, runner=rt.state.runner()))  # fmt: skip
         session.flush()
         rows = repo.ensure_documents(session, project_id, sources, batch_id)
         running_batches = set(session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), Batch.id != batch_id)))
@@ -524,8 +524,9 @@ def sweep(rt: Runtime) -> SweepReport:
     attempts = RETRY_POLICIES[ErrorCategory.RESOURCE].max_attempts(rt.settings.max_attempts)
     report = SweepReport()
     transitions: list[Transition] = []
+    runner = rt.state.runner()  # a `legaldoc run`'s private Redis: sweep its batches only
     with rt.database.session() as session:
-        for document in claims.expired_claims(session, now):
+        for document in claims.expired_claims(session, now, runner=runner):
             stage, number = document.current_stage, document.attempts  # (the UPDATE below refreshes the row)
             failure = Failure(ErrorCategory.RESOURCE, f"the worker holding the {stage} stage ({document.claimed_by}) "
                               "stopped answering; its claim expired", source=document.source)  # fmt: skip
@@ -544,17 +545,17 @@ def sweep(rt: Runtime) -> SweepReport:
             report.requeued += 1
         else:
             report.failed += 1
-    report.rebuilt = _rebuild_lost_mirrors(rt)
-    report.republished = _republish_lost(rt, now)
-    report.finalized = _finalize_done(rt)
+    report.rebuilt = _rebuild_lost_mirrors(rt, runner)
+    report.republished = _republish_lost(rt, now, runner)
+    report.finalized = _finalize_done(rt, runner)
     return report
 
 
-def _rebuild_lost_mirrors(rt: Runtime) -> int:
+def _rebuild_lost_mirrors(rt: Runtime, runner: str | None) -> int:
     """Unfinished batches whose live state Redis no longer holds (it restarted empty, or was
     flushed) get it back from the database, so `status` and the dashboard count them again."""
     with rt.database.read() as session:
-        running = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS))).all()
+        running = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), claims.batches_of(runner))).all()
     if not running:
         return 0
     pipe = rt.state.client.pipeline(transaction=False)
@@ -590,7 +591,7 @@ def _priorities(session: Session, batch_ids: set[str | None]) -> dict[str | None
     return dict(session.execute(select(Batch.id, Batch.priority).where(Batch.id.in_(ids))).all())
 
 
-def _republish_lost(rt: Runtime, now: datetime) -> int:
+def _republish_lost(rt: Runtime, now: datetime, runner: str | None) -> int:
     """A document waiting longer than two leases while its stage's queue is empty lost its message. A
     delayed retry waits from its due time: its message is held by a worker until then, off the queue."""
     depths = rt.broker.depths({q.value for q in STAGE_QUEUE.values()})
@@ -599,7 +600,7 @@ def _republish_lost(rt: Runtime, now: datetime) -> int:
         return 0
     before = now - timedelta(seconds=2 * rt.settings.claim_lease)
     with rt.database.session() as session:
-        waiting = claims.waiting_since(session, before, empty_stages)
+        waiting = claims.waiting_since(session, before, empty_stages, runner=runner)
         items = [(d.id, d.current_stage, d.attempts, d.batch_id) for d in waiting if d.batch_id]
         priorities = _priorities(session, {b for *_, b in items})
         claims.touch(session, [i[0] for i in items])
@@ -613,10 +614,11 @@ def _republish_lost(rt: Runtime, now: datetime) -> int:
     return len(items)
 
 
-def _finalize_done(rt: Runtime) -> int:
+def _finalize_done(rt: Runtime, runner: str | None) -> int:
     unfinished = select(BatchDocument.document_id).where(BatchDocument.batch_id == Batch.id, BatchDocument.outcome.is_(None))
     with rt.database.read() as session:  # one indexed query, not a count per running batch
-        done = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), ~unfinished.exists())).all()
+        done = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), claims.batches_of(runner),
+                                                      ~unfinished.exists())).all()  # fmt: skip
     for batch_id in done:
         finalize_batch(rt, batch_id)
     return len(done)

@@ -30,7 +30,7 @@ from legaldoc.lifecycle import (
     mirror_state,
 )
 from legaldoc.models import STAGES, Stage
-from legaldoc.storage.tables import BatchDocument, Document
+from legaldoc.storage.tables import Batch, BatchDocument, Document
 
 HOST = hosts.HOST
 
@@ -244,19 +244,35 @@ def cancel(session: Session, batch_id: str, statuses: frozenset[DocumentStatus],
     return transitions
 
 
-def expired_claims(session: Session, now: datetime, limit: int = 1000) -> Sequence[Document]:
+def swept_by(runner: str | None) -> ColumnElement[bool]:
+    """The documents one sweeper looks after: those of the batches of its `legaldoc run` (`runner`),
+    or, for the shared installation's sweeper (None), all but those of a run's batches."""
+    of_runner = select(Batch.id).where(Batch.id == Document.batch_id,
+                                       Batch.runner.is_not(None) if runner is None else Batch.runner == runner)  # fmt: skip
+    return ~of_runner.exists() if runner is None else of_runner.exists()
+
+
+def batches_of(runner: str | None) -> ColumnElement[bool]:
+    """The batches of `legaldoc run` `runner`; None: the shared installation's."""
+    return Batch.runner.is_(None) if runner is None else Batch.runner == runner
+
+
+def expired_claims(session: Session, now: datetime, limit: int = 1000, *, runner: str | None = None) -> Sequence[Document]:
     return session.scalars(
-        select(Document).where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now).limit(limit)
-    ).all()
+        select(Document).where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now,
+                               swept_by(runner)).limit(limit)
+    ).all()  # fmt: skip
 
 
-def waiting_since(session: Session, before: datetime, stages: Sequence[str], limit: int = 5000) -> Sequence[Document]:
+def waiting_since(session: Session, before: datetime, stages: Sequence[str], limit: int = 5000, *,
+                  runner: str | None = None) -> Sequence[Document]:  # fmt: skip
     """Documents waiting for a stage (no claim) since before `before`, their wait counted from their
     due time when they have one: a delayed retry is not waiting before it is due. One range of the
-    (status, stage, updated_at, due_at) index per status and stage."""
+    (status, stage, updated_at, due_at) index per status and stage; only the documents the
+    sweeper of `runner` looks after (`swept_by`)."""
     return session.scalars(
         select(Document).where(Document.status.in_(WAITING), Document.stage.in_(stages), Document.updated_at < before,
-                               or_(Document.due_at.is_(None), Document.due_at < before))
+                               or_(Document.due_at.is_(None), Document.due_at < before), swept_by(runner))
         .limit(limit)
     ).all()  # fmt: skip
 
