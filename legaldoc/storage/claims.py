@@ -343,12 +343,13 @@ def requeue_failed(session: Session, batch_id: str, document_ids: Sequence[int])
     return transitions
 
 
-def requeue_stuck(session: Session, now: datetime) -> list[tuple[Transition, int]]:
+def requeue_stuck(session: Session, now: datetime, *, runner: str | None = None) -> list[tuple[Transition, int]]:
     """Running stages whose lease expired (their worker is gone) are queued again with the next
-    attempt; returns each transition with that attempt."""
+    attempt, those the sweeper of `runner` looks after (`swept_by`); returns each transition with
+    that attempt."""
     rows = session.execute(
         update(Document)
-        .where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now)
+        .where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now, swept_by(runner))
         .values(_changed(**_RELEASED, status=DocumentStatus.QUEUED, attempts=Document.attempts + 1))
         .returning(Document.id, *_NEW, Document.attempts)
     ).all()  # fmt: skip
