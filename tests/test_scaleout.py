@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from legaldoc.manifest import load_manifest
 from legaldoc.models import STAGES
 from legaldoc.queues import STAGE_QUEUE
 from legaldoc.services import batches as service
-from legaldoc.services.embedded import mark_runner
+from legaldoc.services.embedded import SOCKET_PATH_MAX, EmbeddedRedis, mark_runner
 from legaldoc.services.wiring import Runtime
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
@@ -284,3 +285,19 @@ def _published(rt: Runtime) -> list[int]:
     bodies = [json.loads(m) for key in rt.state.keys.queue_lists(STAGE_QUEUE[STAGES[0]].value)
               for m in rt.client("broker").lrange(key, 0, -1)]  # fmt: skip
     return sorted(int(b["headers"]["argsrepr"].strip("()").split(",")[0]) for b in bodies)
+
+
+def test_the_embedded_redis_finds_a_short_socket_path_when_tmpdir_is_deep_too(tmp_path, monkeypatch):
+    """Given a data folder and a TMPDIR both too deep for a unix socket's path (a host's own folders
+    under a long mount point), When `legaldoc run`'s Redis starts, Then it listens in a private
+    folder of /tmp, and that folder is gone after it stops."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    (deep / "tmp").mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    embedded = EmbeddedRedis(deep / "data")
+    with embedded:
+        assert embedded.socket is not None and len(str(embedded.socket)) <= SOCKET_PATH_MAX
+        assert embedded.socket.parent.parent == Path("/tmp")
+        folder = embedded.socket.parent
+    assert not folder.exists()

@@ -102,8 +102,9 @@ class EmbeddedRedis:
     def start(self) -> str:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         socket_path = self.run_dir / f"redis-{os.getpid()}.sock"
-        if len(str(socket_path)) > SOCKET_PATH_MAX:
-            self._short_dir = tempfile.mkdtemp(prefix="legaldoc-")
+        if len(str(socket_path)) > SOCKET_PATH_MAX:  # a private folder of TMPDIR, else of /tmp when TMPDIR is deep too
+            short = Path(tempfile.gettempdir()) / "legaldoc-XXXXXXXX" / "redis.sock"
+            self._short_dir = tempfile.mkdtemp(prefix="legaldoc-", dir=None if len(str(short)) <= SOCKET_PATH_MAX else "/tmp")
             socket_path = Path(self._short_dir) / "redis.sock"
         self.socket = socket_path
         log = self.run_dir / "redis.log"
