@@ -159,8 +159,6 @@ def test_two_worker_hosts_share_one_batch_of_s3_documents(batch_settings, s3_end
     assert done == {(d.id, s.value): 1 for d in documents for s in STAGES}  # each document done once, every stage
     settled = [line for m in machines for line in m.output().splitlines() if f"batch {submitted.batch_id} settled" in line]
     assert len(settled) == 1 and "settled finished" in settled[0], settled  # the batch ended once
-    for machine in machines:  # each host kept its own folders: nothing written in the other's
-        assert not (machine.data / "legaldoc.db").exists() or REAL_DATABASE == "sqlite"
 
 
 def _empty_batch(rt: Runtime) -> str:
