@@ -26,7 +26,13 @@ from legaldoc.lifecycle import BatchStatus, MirrorState
 from legaldoc.manifest import load_manifest
 from legaldoc.services import batches as service
 from legaldoc.services.doctor import CHEAP, Verdict, diagnose
-from legaldoc.services.embedded import EmbeddedRedis, RunLock, WorkerProcess, reap_dead_run
+from legaldoc.services.embedded import (
+    EmbeddedRedis,
+    RunLock,
+    WorkerProcess,
+    mark_runner,
+    reap_dead_run,
+)
 from legaldoc.services.summary import BatchSummary, usage_line
 from legaldoc.services.textract import batch_usage as textract_usage
 from legaldoc.services.wiring import Runtime
@@ -283,6 +289,7 @@ def run(
     try:
         roles = ("broker", "result", "cache", "ratelimit", "state")
         rt = Runtime(rt.settings.model_copy(update={"redis_url": redis_url, **{f"{r}_url": None for r in roles}}))
+        mark_runner(rt)  # its batch is swept by its own worker only
         if reaped := reap_dead_run(rt, lock):
             note(f"note: {reaped}")
         processes = concurrency or rt.settings.worker_concurrency or os.cpu_count() or 1

@@ -134,7 +134,7 @@ def _submit(rt: Runtime, loaded: LoadedManifest, skip: bool) -> Submitted:
         session.add(Batch(id=batch_id, name=loaded.name, lock_name=loaded.lock_name, project_id=project_id,
                           priority=manifest.priority, status=BatchStatus.RUNNING, total=len(sources),
                           options={**manifest.options.model_dump(), "skip_processed": skip},
-                          manifest=str(loaded.path), created_at=created))  # fmt: skip
+                          manifest=str(loaded.path), created_at=created, runner=rt.state.runner()))  # fmt: skip
         session.flush()
         rows = repo.ensure_documents(session, project_id, sources, batch_id)
         running_batches = set(session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), Batch.id != batch_id)))
@@ -207,7 +207,7 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
     """Count the batch's documents, settle its status (`lifecycle.settled_status`) and copy it to
     the live state; safe to call any number of times, from anywhere."""
     with rt.database.session() as session:
-        batch = get_batch(session, batch_id)
+        batch = get_batch(session, batch_id, lock=True)  # finalizers take turns: one of them settles it
         counts = claims.state_counts(session, batch_id)
         errors = _errors_by_category(session, batch_id)
         batch.succeeded, batch.failed = counts[MirrorState.SUCCEEDED], counts[MirrorState.FAILED]
@@ -216,6 +216,8 @@ def finalize_batch(rt: Runtime, batch_id: str) -> BatchSummary:
         batch.errors_by_category = errors
         status = settled_status(BatchStatus(batch.status), counts[MirrorState.PENDING] + counts[MirrorState.RUNNING])
         if status != batch.status:
+            log.info("batch %s settled %s (was %s): %d succeeded, %d failed, %d skipped, %d cancelled", batch_id,
+                     status.value, batch.status, batch.succeeded, batch.failed, batch.skipped, batch.cancelled)  # fmt: skip
             batch.status = status
             batch.finished_at = None if status in IN_PROGRESS else datetime.now(UTC)
             batch.report = None
@@ -257,8 +259,11 @@ def mirror(rt: Runtime, transitions: Sequence[Transition]) -> None:
         finalize_batch(rt, batch_id)
 
 
-def get_batch(session: Session, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
+def get_batch(session: Session, batch_id: str, *, lock: bool = False) -> Batch:
+    """The batch's row; with `lock`, held until the transaction ends (PostgreSQL's SELECT ... FOR
+    UPDATE; SQLite's writers hold the whole database already), so two workers settling it at once
+    take turns and the second finds it settled."""
+    batch = session.get(Batch, batch_id, with_for_update=lock or None)
     if batch is None:
         raise NoSuchBatch(f"no batch {batch_id}", hint="list batches with: legaldoc status")
     return batch
@@ -519,8 +524,9 @@ def sweep(rt: Runtime) -> SweepReport:
     attempts = RETRY_POLICIES[ErrorCategory.RESOURCE].max_attempts(rt.settings.max_attempts)
     report = SweepReport()
     transitions: list[Transition] = []
+    runner = rt.state.runner()  # a `legaldoc run`'s private Redis: sweep its batches only
     with rt.database.session() as session:
-        for document in claims.expired_claims(session, now):
+        for document in claims.expired_claims(session, now, runner=runner):
             stage, number = document.current_stage, document.attempts  # (the UPDATE below refreshes the row)
             failure = Failure(ErrorCategory.RESOURCE, f"the worker holding the {stage} stage ({document.claimed_by}) "
                               "stopped answering; its claim expired", source=document.source)  # fmt: skip
@@ -539,17 +545,17 @@ def sweep(rt: Runtime) -> SweepReport:
             report.requeued += 1
         else:
             report.failed += 1
-    report.rebuilt = _rebuild_lost_mirrors(rt)
-    report.republished = _republish_lost(rt, now)
-    report.finalized = _finalize_done(rt)
+    report.rebuilt = _rebuild_lost_mirrors(rt, runner)
+    report.republished = _republish_lost(rt, now, runner)
+    report.finalized = _finalize_done(rt, runner)
     return report
 
 
-def _rebuild_lost_mirrors(rt: Runtime) -> int:
+def _rebuild_lost_mirrors(rt: Runtime, runner: str | None) -> int:
     """Unfinished batches whose live state Redis no longer holds (it restarted empty, or was
     flushed) get it back from the database, so `status` and the dashboard count them again."""
     with rt.database.read() as session:
-        running = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS))).all()
+        running = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), claims.batches_of(runner))).all()
     if not running:
         return 0
     pipe = rt.state.client.pipeline(transaction=False)
@@ -585,7 +591,7 @@ def _priorities(session: Session, batch_ids: set[str | None]) -> dict[str | None
     return dict(session.execute(select(Batch.id, Batch.priority).where(Batch.id.in_(ids))).all())
 
 
-def _republish_lost(rt: Runtime, now: datetime) -> int:
+def _republish_lost(rt: Runtime, now: datetime, runner: str | None) -> int:
     """A document waiting longer than two leases while its stage's queue is empty lost its message. A
     delayed retry waits from its due time: its message is held by a worker until then, off the queue."""
     depths = rt.broker.depths({q.value for q in STAGE_QUEUE.values()})
@@ -594,7 +600,7 @@ def _republish_lost(rt: Runtime, now: datetime) -> int:
         return 0
     before = now - timedelta(seconds=2 * rt.settings.claim_lease)
     with rt.database.session() as session:
-        waiting = claims.waiting_since(session, before, empty_stages)
+        waiting = claims.waiting_since(session, before, empty_stages, runner=runner)
         items = [(d.id, d.current_stage, d.attempts, d.batch_id) for d in waiting if d.batch_id]
         priorities = _priorities(session, {b for *_, b in items})
         claims.touch(session, [i[0] for i in items])
@@ -608,10 +614,11 @@ def _republish_lost(rt: Runtime, now: datetime) -> int:
     return len(items)
 
 
-def _finalize_done(rt: Runtime) -> int:
+def _finalize_done(rt: Runtime, runner: str | None) -> int:
     unfinished = select(BatchDocument.document_id).where(BatchDocument.batch_id == Batch.id, BatchDocument.outcome.is_(None))
     with rt.database.read() as session:  # one indexed query, not a count per running batch
-        done = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), ~unfinished.exists())).all()
+        done = session.scalars(select(Batch.id).where(Batch.status.in_(IN_PROGRESS), claims.batches_of(runner),
+                                                      ~unfinished.exists())).all()  # fmt: skip
     for batch_id in done:
         finalize_batch(rt, batch_id)
     return len(done)

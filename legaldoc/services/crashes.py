@@ -20,6 +20,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from legaldoc import hosts
 from legaldoc.config import Settings
 from legaldoc.errors import RETRY_POLICIES, ErrorCategory
 from legaldoc.lifecycle import Attempt, AttemptOutcome, Failure, Transition
@@ -47,7 +48,7 @@ class Crash:
     document_id: int
     stage: Stage
     attempt: int
-    holder: str | None = None  # the claim's holder (HOST:pid); None: whoever holds it, if that process is dead
+    holder: str | None = None  # the claim's holder (HOST/SPACE:pid, `hosts.holder`); None: whoever holds it, if that process is dead
     cause: str | None = None  # how the process ended: "signal 11 (SIGSEGV)", "exitcode 1"; None if unknown
     worker: str | None = None  # the worker whose pool process it was
 
@@ -62,7 +63,7 @@ class CrashRecord:
 
 def holder_of(pid: int) -> str:
     """How a claim names process `pid` of this host."""
-    return claims.worker_identity(pid)
+    return hosts.holder(pid)
 
 
 def cause_of(worker_lost: str) -> str | None:
@@ -129,9 +130,9 @@ def record_crash(settings: Settings, database: Database, mirror: BatchState | No
         if crash.holder is not None:  # that process, known to have died (a cause) or found dead
             if holder != crash.holder:
                 return None
-            dead = crash.cause is not None or claims.holder_is_dead(holder)
+            dead = crash.cause is not None or hosts.holder_is_dead(holder)
         else:  # whoever holds it, only if it died
-            dead = claims.holder_is_dead(holder)
+            dead = hosts.holder_is_dead(holder)
             if not dead:
                 return None
         kind = _kind(crash.cause, dead)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from legaldoc import hosts
 from legaldoc.errors import BatchBusy, ConfigurationError, ServiceUnavailable
 from legaldoc.logs import LOG_FILE_MODE
 from legaldoc.services.batches import abandon_batch
@@ -29,6 +31,15 @@ from legaldoc.services.workers import process_alive, worker_command
 from legaldoc.services.workers import tail as _tail
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+
+
+def mark_runner(rt: Runtime) -> str:
+    """Mark the private Redis `rt` talks to as this run's: the batches submitted through it belong
+    to the run (``batches.runner``), and its worker's sweeper looks after them alone, while the
+    sweepers of a shared installation on the same database leave them be."""
+    runner = f"run-{secrets.token_hex(6)}@{hosts.HOST}"[:64]
+    rt.state.mark_runner(runner)
+    return runner
 
 
 def find_redis_server() -> str:
@@ -91,8 +102,9 @@ class EmbeddedRedis:
     def start(self) -> str:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         socket_path = self.run_dir / f"redis-{os.getpid()}.sock"
-        if len(str(socket_path)) > SOCKET_PATH_MAX:
-            self._short_dir = tempfile.mkdtemp(prefix="legaldoc-")
+        if len(str(socket_path)) > SOCKET_PATH_MAX:  # a private folder of TMPDIR, else of /tmp when TMPDIR is deep too
+            short = Path(tempfile.gettempdir()) / "legaldoc-XXXXXXXX" / "redis.sock"
+            self._short_dir = tempfile.mkdtemp(prefix="legaldoc-", dir=None if len(str(short)) <= SOCKET_PATH_MAX else "/tmp")
             socket_path = Path(self._short_dir) / "redis.sock"
         self.socket = socket_path
         log = self.run_dir / "redis.log"

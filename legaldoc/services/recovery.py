@@ -130,16 +130,18 @@ def _recovered(row: Row[Any]) -> RecoveredDocument:
 
 
 def recover_stuck(rt: Runtime, *, dry_run: bool = False) -> Recovery:
-    """Stages whose claim lease expired anywhere (their worker died) are queued again."""
+    """Stages whose claim lease expired anywhere (their worker died) are queued again: those of this
+    installation's batches (a `legaldoc run`'s are its own, `claims.swept_by`)."""
     now = datetime.now(UTC)
     recovery = Recovery(None, [], dry_run)
+    runner = rt.state.runner()
     with rt.database.session() as session:
         if dry_run:
             recovery.documents = [RecoveredDocument(d.id, d.stage, d.attempts, d.source, batch_id=d.batch_id,
                                                     held_by=d.claimed_by)
-                                  for d in claims.expired_claims(session, now, limit=100000)]  # fmt: skip
+                                  for d in claims.expired_claims(session, now, limit=100000, runner=runner)]  # fmt: skip
             return recovery
-        requeued = claims.requeue_stuck(session, now)
+        requeued = claims.requeue_stuck(session, now, runner=runner)
         for transition, _ in requeued:
             repo.close_abandoned_runs(session, transition.document_id)
         priorities = dict(session.execute(select(Batch.id, Batch.priority).where(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from legaldoc import hosts
 from legaldoc.errors import ServiceUnavailable
 from legaldoc.logs import LOG_FILE_MODE, LOG_FOLDER_MODE
 from legaldoc.state.workers import Heartbeat, WorkerRegistry
 
 
 def worker_name(name: str | None) -> str:
-    """A unique worker name; ``@HOST`` is added when the name has no host part."""
-    name = name or f"legaldoc-{secrets.token_hex(3)}"
-    return name if "@" in name else f"{name}@{socket.gethostname()}"
+    """A unique worker name; ``@HOST`` is added when the name has no host part (`hosts.worker_name`)."""
+    return hosts.worker_name(name)
 
 
 def parse_autoscale(text: str) -> tuple[int, int]:

@@ -84,6 +84,14 @@ class BatchState:
         self._transition = Script(client, "transition")
         self._settle = Script(client, "settle")
 
+    def runner(self) -> str | None:
+        """The `legaldoc run` this Redis is private to; None for a shared Redis."""
+        value = self.client.get(self.keys.runner)
+        return value.decode() if isinstance(value, bytes) else value
+
+    def mark_runner(self, runner: str) -> None:
+        self.client.set(self.keys.runner, runner)
+
     def _batch_keys(self, batch_id: str) -> dict[str, str]:
         k = self.keys
         return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id)}

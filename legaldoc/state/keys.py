@@ -70,6 +70,12 @@ class Keys:
         return f"{self.prefix}metrics:counters"
 
     @property
+    def runner(self) -> str:
+        """String: the `legaldoc run` a private Redis serves (`services.embedded.mark_runner`); absent
+        on a shared Redis. Its batches carry the same value in ``batches.runner``."""
+        return f"{self.prefix}runner"
+
+    @property
     def workers(self) -> str:
         """Hash: worker name -> JSON heartbeat."""
         return f"{self.prefix}workers"

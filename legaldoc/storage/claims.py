@@ -9,8 +9,6 @@ it holds.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from legaldoc import PIPELINE_VERSION
+from legaldoc import PIPELINE_VERSION, hosts
 from legaldoc.errors import ClaimLost
 from legaldoc.lifecycle import (
     UNFINISHED,
@@ -32,10 +30,9 @@ from legaldoc.lifecycle import (
     mirror_state,
 )
 from legaldoc.models import STAGES, Stage
-from legaldoc.storage.tables import BatchDocument, Document
+from legaldoc.storage.tables import Batch, BatchDocument, Document
 
-HOST = socket.gethostname()
-
+HOST = hosts.HOST
 
 EARLY_TOLERANCE = 0.5  # seconds: a message this close to its attempt's due time runs (clocks and timers are not exact)
 
@@ -55,24 +52,9 @@ class Claim:
 
 
 def worker_identity(pid: int | None = None) -> str:
-    """The holder name of this process (or of process `pid` of this host) in a claim."""
-    return f"{HOST}:{pid or os.getpid()}"
-
-
-def holder_is_dead(holder: str | None) -> bool:
-    """True when the holder is a process of this host that no longer exists."""
-    if not holder or ":" not in holder:
-        return False
-    host, _, pid = holder.rpartition(":")
-    if host != HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    """The holder name of this process (or of process `pid` of this host) in a claim: ``HOST/SPACE:PID``
+    (`hosts.holder`), so two hosts, or two containers with one hostname, never share one."""
+    return hosts.holder(pid)
 
 
 def now_utc() -> datetime:
@@ -113,7 +95,7 @@ def claim(session: Session, document_id: int, stage: Stage, attempt: int, worker
     if due_at is not None and now < due_at - timedelta(seconds=EARLY_TOLERANCE):
         return Claim(AttemptOutcome.EARLY, due_at=due_at)
     if status == DocumentStatus.RUNNING:
-        if lease_end is not None and lease_end >= now and not holder_is_dead(holder):
+        if lease_end is not None and lease_end >= now and not hosts.holder_is_dead(holder):
             return Claim(AttemptOutcome.DUPLICATE)
         return Claim(AttemptOutcome.LOST, project_id=project_id, source=source, holder=holder)
     taken = session.execute(
@@ -262,19 +244,35 @@ def cancel(session: Session, batch_id: str, statuses: frozenset[DocumentStatus],
     return transitions
 
 
-def expired_claims(session: Session, now: datetime, limit: int = 1000) -> Sequence[Document]:
+def swept_by(runner: str | None) -> ColumnElement[bool]:
+    """The documents one sweeper looks after: those of the batches of its `legaldoc run` (`runner`),
+    or, for the shared installation's sweeper (None), all but those of a run's batches."""
+    of_runner = select(Batch.id).where(Batch.id == Document.batch_id,
+                                       Batch.runner.is_not(None) if runner is None else Batch.runner == runner)  # fmt: skip
+    return ~of_runner.exists() if runner is None else of_runner.exists()
+
+
+def batches_of(runner: str | None) -> ColumnElement[bool]:
+    """The batches of `legaldoc run` `runner`; None: the shared installation's."""
+    return Batch.runner.is_(None) if runner is None else Batch.runner == runner
+
+
+def expired_claims(session: Session, now: datetime, limit: int = 1000, *, runner: str | None = None) -> Sequence[Document]:
     return session.scalars(
-        select(Document).where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now).limit(limit)
-    ).all()
+        select(Document).where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now,
+                               swept_by(runner)).limit(limit)
+    ).all()  # fmt: skip
 
 
-def waiting_since(session: Session, before: datetime, stages: Sequence[str], limit: int = 5000) -> Sequence[Document]:
+def waiting_since(session: Session, before: datetime, stages: Sequence[str], limit: int = 5000, *,
+                  runner: str | None = None) -> Sequence[Document]:  # fmt: skip
     """Documents waiting for a stage (no claim) since before `before`, their wait counted from their
     due time when they have one: a delayed retry is not waiting before it is due. One range of the
-    (status, stage, updated_at, due_at) index per status and stage."""
+    (status, stage, updated_at, due_at) index per status and stage; only the documents the
+    sweeper of `runner` looks after (`swept_by`)."""
     return session.scalars(
         select(Document).where(Document.status.in_(WAITING), Document.stage.in_(stages), Document.updated_at < before,
-                               or_(Document.due_at.is_(None), Document.due_at < before))
+                               or_(Document.due_at.is_(None), Document.due_at < before), swept_by(runner))
         .limit(limit)
     ).all()  # fmt: skip
 
@@ -345,12 +343,13 @@ def requeue_failed(session: Session, batch_id: str, document_ids: Sequence[int])
     return transitions
 
 
-def requeue_stuck(session: Session, now: datetime) -> list[tuple[Transition, int]]:
+def requeue_stuck(session: Session, now: datetime, *, runner: str | None = None) -> list[tuple[Transition, int]]:
     """Running stages whose lease expired (their worker is gone) are queued again with the next
-    attempt; returns each transition with that attempt."""
+    attempt, those the sweeper of `runner` looks after (`swept_by`); returns each transition with
+    that attempt."""
     rows = session.execute(
         update(Document)
-        .where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now)
+        .where(Document.status == DocumentStatus.RUNNING, Document.lease_expires_at < now, swept_by(runner))
         .values(_changed(**_RELEASED, status=DocumentStatus.QUEUED, attempts=Document.attempts + 1))
         .returning(Document.id, *_NEW, Document.attempts)
     ).all()  # fmt: skip

@@ -81,6 +81,9 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # as settled: later batches do not rewrite it
+    runner: Mapped[str | None] = mapped_column(String(64))
+    """The `legaldoc run` whose private Redis and workers own the batch (its sweeper alone sweeps
+    it); NULL for a batch of the shared installation (migration 0011)."""
 
 
 class BatchDocument(Base):

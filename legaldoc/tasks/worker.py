@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from celery import signals
 
+from legaldoc import hosts
 from legaldoc.config import SettingsError, load_settings
 from legaldoc.errors import LegaldocError
 from legaldoc.logs import LogFormat, WorkerLogHandler, configure
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated queues (default: all)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=None, help="processes (default: CPU count)")
     parser.add_argument("--autoscale", default=None, help="MAX,MIN processes, grown and shrunk with the load")
-    parser.add_argument("--name", default=None, help="worker name (default: legaldoc-PID@HOST)")
+    parser.add_argument("--name", default=None, help="worker name (default: legaldoc-RANDOM@HOST)")
     parser.add_argument("--loglevel", default=None, help="least severe log records (default: the log_level setting)")
     parser.add_argument("--log-format", choices=[f.value for f in LogFormat], default=None,
                         help="text or json lines (default: the log_format setting)")  # fmt: skip
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     concurrency = args.concurrency or settings.worker_concurrency or os.cpu_count() or 1
     if autoscale:
         concurrency = autoscale[0]
-    name = args.name or f"legaldoc-{os.getpid()}@{socket.gethostname()}"
+    name = args.name or hosts.worker_name()
     rt = main_runtime(settings)  # unpooled: the pool processes it forks open their own connections
     try:  # the database this worker serves: migrated once here, named in every heartbeat
         identity, where = rt.database.identity, rt.database.where
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(3, f"{parser.prog}: error: {error}\n")
     scheduler = Scheduler(rt)
     heartbeater = Heartbeater(rt, Heartbeat(
-        name=name, host=socket.gethostname(), pid=os.getpid(), queues=ordered,
+        name=name, host=hosts.HOST, pid=os.getpid(), queues=ordered,
         concurrency=autoscale[1] if autoscale else concurrency, started=time.time(),
         interval=settings.heartbeat_interval, autoscale=list(autoscale) if autoscale else None,
         database=identity, database_url=where,
