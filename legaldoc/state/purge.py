@@ -24,8 +24,6 @@ from legaldoc.state.scripts import Script
 
 WINDOW = 1000
 """Messages the script reads or moves per command."""
-IDS_PER_CALL = 200_000
-"""Document ids passed to one script call (a larger cancel is several calls per list)."""
 
 
 def drop_stage_messages(client: redis.Redis, lists: Iterable[str], document_ids: Sequence[int],
@@ -35,11 +33,7 @@ def drop_stage_messages(client: redis.Redis, lists: Iterable[str], document_ids:
     if not document_ids:
         return 0
     script = Script(client, "drop_messages")
-    ids = [str(document_id) for document_id in document_ids]
-    dropped = 0
-    for key in lists:
-        for start in range(0, len(ids), IDS_PER_CALL):
-            dropped += int(script({"list": key, "scratch": f"{key}\x00purge"},
-                                  {"database": database or "", "window": WINDOW,
-                                   "documents": ids[start : start + IDS_PER_CALL]}))  # fmt: skip
-    return dropped
+    ids = ",".join(map(str, document_ids))  # one argument: a script's arguments are not a Lua list of any length
+    return sum(int(script({"list": key, "scratch": f"{key}\x00purge"}, {"database": database or "", "window": WINDOW,
+                                                                         "documents": ids}))
+               for key in lists)  # fmt: skip

@@ -1,14 +1,14 @@
 --! keys: list scratch
---! args: database window *documents
+--! args: database window documents
 -- Take out of one queue list (kombu pushes on the left, workers pop on the right) the stage messages
--- of `documents` (ids; with `database` not '', only messages stamped with that database), keeping
+-- of `documents` (ids separated by commas; with `database` not '', only messages stamped with that database), keeping
 -- every other message in its order. One atomic call: a worker pops either before or after it.
 -- Pass 1 reads the list `window` messages at a time and finds the rightmost message to drop; pass 2
 -- pops from the left only that far, `window` at a time, and puts the messages kept back on the left
 -- in their order (through `scratch`, so memory holds one window). Messages to the right of the last
 -- one dropped (older ones, of other batches) are not touched. Returns the number dropped.
 local wanted = {}
-for _, id in ipairs(documents) do wanted[id] = true end
+for id in string.gmatch(documents, '%d+') do wanted[id] = true end
 local step = tonumber(window)
 local pattern = "\"argsrepr\": \"%((%d+), '[^']*', %d+, '([^']*)'%)\""
 local plain = "\"argsrepr\": \"%((%d+), '[^']*', %d+%)\""
