@@ -466,8 +466,7 @@ def _expand_local(entry: Entry, base: Path, manifest_path: Path) -> list[Documen
     if not files:
         raise UsageError(f"{manifest_path}: glob {_shown(entry.glob)} matches no files "
                          f"(searched {_shown(source_text(pattern))})")  # fmt: skip
-    metadata = entry.metadata
-    return [DocumentSpec.model_construct(source=source_text(path), metadata=dict(metadata)) for path in files]
+    return [DocumentSpec(source=source_text(path), metadata=entry.metadata) for path in files]
 
 
 def _check_roots(entry: Entry, specs: list[DocumentSpec], roots: Sequence[Path], manifest_path: Path) -> None:
