@@ -8,7 +8,8 @@ folder, with a manifest of one glob over it. Each round (interleaved, medians re
    have and pushes them with pipelined LPUSHes of 1,000 (no CLI, no database): the floor of
    putting N messages into Redis from a fresh process.
 3. bare listing: a Python process that globs the tree with `glob`, sorts the paths and checks
-   `os.path.isfile` on each: the floor of turning the manifest into N file names.
+   `os.path.isfile` on each: the floor of turning the manifest into N file names. The same listing
+   in this process, against `load_manifest` of the manifest in this process.
 4. `legaldoc submit MANIFEST --json`: the whole command (start-up, manifest, database rows, live
    state, messages), with its peak RSS (`os.wait4`). Each round submits to a project of its own.
 5. `legaldoc status BATCH --docs --limit 20` (and `--offset` half-way, and `--json`), whole processes.
@@ -24,6 +25,7 @@ Usage: python benchmarks/scale.py [--documents 100000] [--rounds 3] [--json]
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -36,6 +38,10 @@ import time
 from pathlib import Path
 
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from legaldoc.manifest import load_manifest  # noqa: E402
 
 LEGALDOC = [sys.executable, "-m", "legaldoc"]
 
@@ -66,6 +72,11 @@ found = sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.txt"), recursive=Tru
 files = [path for path in found if os.path.isfile(path)]
 assert len(files) == int(sys.argv[2]), len(files)
 """
+
+
+def bare_listing(tree: Path) -> int:
+    found = sorted(glob.glob(os.path.join(tree, "**", "*.txt"), recursive=True))
+    return len([path for path in found if os.path.isfile(path)])
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -158,6 +169,12 @@ def main() -> None:
             add("bare_listing_s", timed([sys.executable, "-c", BARE_LISTING, str(tree), str(args.documents)], env, work)[0])
             manifest = work / f"round-{index}.yaml"
             manifest.write_text(f"project: scale-{index}\nname: scale-{index}\ndocuments:\n  - glob: '{tree}/**/*.txt'\n")
+            started = time.perf_counter()
+            assert bare_listing(tree) == args.documents
+            add("bare_listing_in_process_s", time.perf_counter() - started)
+            started = time.perf_counter()
+            assert len(load_manifest(manifest).documents) == args.documents
+            add("load_manifest_in_process_s", time.perf_counter() - started)
             seconds, peak, out = timed([*LEGALDOC, "submit", str(manifest), "--json"], env, work)
             submitted = json.loads(out)
             assert submitted["queued"] == args.documents, submitted
@@ -176,7 +193,7 @@ def main() -> None:
             ids = {row["document_id"] for row in with_ids["documents"]}
             assert len(ids) == args.documents
             before = client.info("commandstats")
-            seconds, peak, _ = timed([*LEGALDOC, "-v", "cancel", batch], env, work)
+            seconds, peak, _ = timed([*LEGALDOC, "cancel", batch], env, work)
             after = client.info("commandstats")
             script_us = sum(after[k]["usec"] - before.get(k, {"usec": 0})["usec"] for k in after if k.startswith("cmdstat_evalsha"))
             add("cancel_s", seconds)
@@ -196,6 +213,8 @@ def main() -> None:
                   load_average=round(os.getloadavg()[0], 2))  # fmt: skip
     result["submit_over_lpush_plus_startup"] = round(float(result["submit_s"]) / (float(result["bare_lpush_s"]) + startup), 2)
     result["submit_minus_startup_over_lpush"] = round((float(result["submit_s"]) - startup) / float(result["bare_lpush_s"]), 2)
+    result["load_manifest_over_bare_listing"] = round(float(result["load_manifest_in_process_s"]) /
+                                                      float(result["bare_listing_in_process_s"]), 2)  # fmt: skip
     result["status_docs_over_startup"] = round(float(result["status_docs_limit20_s"]) / startup, 2)
     if args.json:
         json.dump(result, sys.stdout)
