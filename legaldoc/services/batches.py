@@ -372,20 +372,21 @@ def count_batch_documents(rt: Runtime, batch_id: str) -> int:
 
 
 def _document_rows(session: Session, batch_id: str, *, limit: int | None, offset: int, after: int | None) -> list[DocumentRow]:
-    page = (select(BatchDocument.document_id).where(BatchDocument.batch_id == batch_id)
-            .order_by(BatchDocument.document_id).limit(limit).offset(offset or None))  # fmt: skip
-    if after is not None:
-        page = page.where(BatchDocument.document_id > after)
-    ids = page.subquery()
-    rows = session.execute(
+    query = (
         select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
                Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
                BatchDocument.reason, Document.batch_id, BatchDocument.stage, BatchDocument.error_category,
                BatchDocument.attempts, Document.due_at)
         .join(BatchDocument, BatchDocument.document_id == Document.id)
-        .where(BatchDocument.batch_id == batch_id, BatchDocument.document_id.in_(select(ids.c.document_id)))
-        .order_by(Document.id)
-    ).all()  # fmt: skip
+        .where(BatchDocument.batch_id == batch_id).order_by(Document.id)
+    )  # fmt: skip
+    if limit is not None or offset or after is not None:  # the page's ids first, on the primary key alone
+        page = (select(BatchDocument.document_id).where(BatchDocument.batch_id == batch_id)
+                .order_by(BatchDocument.document_id).limit(limit).offset(offset or None))  # fmt: skip
+        if after is not None:
+            page = page.where(BatchDocument.document_id > after)
+        query = query.where(BatchDocument.document_id.in_(select(page.subquery().c.document_id)))
+    rows = session.execute(query).all()
     documents = []
     for (doc_id, source, status, stage, attempts, category, error_stage, message, outcome, reason, owner,
          ended_stage, ended_category, ended_attempts, due_at) in rows:  # fmt: skip
