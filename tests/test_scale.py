@@ -168,3 +168,18 @@ def test_dropping_keeps_messages_of_another_database_and_other_documents(batch_s
     assert who == [("4", False), ("2", True), ("1", True)]
     assert left == [m for m in first if m in left]  # order kept
     assert drop_stage_messages(ours.client, lists, [99], cluster.database.identity) == 0
+
+
+def test_too_many_waiting_messages_are_left_alone(batch_settings, monkeypatch):
+    """Past MAX_MESSAGES the script would hold Redis for seconds: nothing is removed, and it says so."""
+    from legaldoc.state import purge
+
+    cluster = connect(batch_settings)
+    cluster.broker.publish_stage([(i, STAGES[0], 1) for i in range(1, 6)], 5)
+    key = cluster.broker.keys.queue_lists(STAGE_QUEUE[STAGES[0]].value)[broker_priority(5)]
+    monkeypatch.setattr(purge, "MAX_MESSAGES", 4)
+    with pytest.raises(purge.TooManyMessages, match="5 messages wait"):
+        drop_stage_messages(cluster.broker.client, [key], [1, 2], cluster.database.identity)
+    assert cluster.broker.client.llen(key) == 5
+    monkeypatch.setattr(purge, "MAX_MESSAGES", 5)
+    assert drop_stage_messages(cluster.broker.client, [key], [1, 2], cluster.database.identity) == 2

@@ -56,7 +56,7 @@ from legaldoc.services.summary import BatchSummary, DocumentRow, usage_of
 from legaldoc.services.textract import preflight as textract_preflight
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
-from legaldoc.state.purge import drop_stage_messages
+from legaldoc.state.purge import TooManyMessages, drop_stage_messages
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
@@ -466,6 +466,10 @@ def _drop_messages(rt: Runtime, document_ids: list[int], priority: int) -> None:
     lists = [rt.keys.queue_lists(STAGE_QUEUE[stage].value)[broker_priority(priority)] for stage in STAGES]
     try:
         dropped = drop_stage_messages(rt.broker.client, dict.fromkeys(lists), document_ids, rt.database.identity)
+    except TooManyMessages as busy:
+        log.warning("left the messages of %d cancelled documents in the queues (workers skip them): %s",
+                    len(document_ids), busy)  # fmt: skip
+        return
     except redis.RedisError:
         log.warning("could not take the messages of %d cancelled documents out of the queues", len(document_ids),
                     exc_info=True)  # fmt: skip
