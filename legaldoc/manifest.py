@@ -369,6 +369,8 @@ def _glob_entries(pattern: str, budget: int) -> Iterator[tuple[str, os.DirEntry[
                 yield from below(entry.path, seen)
 
     def expand(prefix: str, parts: list[str]) -> Iterator[tuple[str, os.DirEntry[str] | None]]:
+        while len(parts) > 1 and not globlib.has_magic(parts[0]):  # plain folders: one level, not one per name
+            prefix, parts = os.path.join(prefix, parts[0]), parts[1:]
         head, rest = parts[0], parts[1:]
         if head == "**":
             while rest and rest[0] == "**":
@@ -419,7 +421,8 @@ class _RealPaths:
         """(real path, is a regular file or a link to one) of a glob match."""
         try:
             if entry is not None and not entry.is_symlink():
-                return os.path.join(self.folder(os.path.dirname(path)), entry.name), entry.is_file()
+                name = entry.name  # `path` is the listed folder, a slash and the name (os.scandir's join)
+                return os.path.join(self.folder(path[: len(path) - len(name) - 1] or "/"), name), entry.is_file()
         except OSError:
             pass
         return self.of_path(path)
