@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import glob as globlib
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -325,6 +326,13 @@ def bounded_glob(pattern: str, budget: int) -> Iterator[str]:
     directory entries (`GlobTooBroad` past it) and entering each folder at most once under a `**`
     (a symbolic link to a folder above is not walked again). Hidden names match only a pattern that
     starts with a dot, as in `glob`; a pattern ending in `/` matches folders only, so no document."""
+    return (path for path, _ in _glob_entries(pattern, budget))
+
+
+def _glob_entries(pattern: str, budget: int) -> Iterator[tuple[str, os.DirEntry[str] | None]]:
+    """`bounded_glob`'s matches with the directory entry each was found as (None for a name the
+    pattern spells out): the entry knows, without a system call, whether it is a symbolic link and
+    what kind of file it is."""
     left = [budget]
 
     def listing(folder: str) -> list[os.DirEntry[str]]:
@@ -360,7 +368,9 @@ def bounded_glob(pattern: str, budget: int) -> Iterator[str]:
             if is_dir(entry):
                 yield from below(entry.path, seen)
 
-    def expand(prefix: str, parts: list[str]) -> Iterator[str]:
+    def expand(prefix: str, parts: list[str]) -> Iterator[tuple[str, os.DirEntry[str] | None]]:
+        while len(parts) > 1 and not globlib.has_magic(parts[0]):  # plain folders: one level, not one per name
+            prefix, parts = os.path.join(prefix, parts[0]), parts[1:]
         head, rest = parts[0], parts[1:]
         if head == "**":
             while rest and rest[0] == "**":
@@ -369,20 +379,20 @@ def bounded_glob(pattern: str, budget: int) -> Iterator[str]:
                 if rest:
                     yield from expand(folder, rest)
                 else:  # `**` last matches every file and folder under the prefix
-                    yield from (entry.path for entry in entries)
+                    yield from ((entry.path, entry) for entry in entries)
             return
         if not globlib.has_magic(head):
             path = os.path.join(prefix, head)
             if rest:
                 yield from expand(path, rest)
             elif os.path.lexists(path):
-                yield path
+                yield path, None
             return
         for entry in listing(prefix):
             if (entry.name.startswith(".") and not head.startswith(".")) or not fnmatch.fnmatchcase(entry.name, head):
                 continue
             if not rest:
-                yield entry.path
+                yield entry.path, entry
             elif is_dir(entry):
                 yield from expand(entry.path, rest)
 
@@ -393,33 +403,83 @@ def bounded_glob(pattern: str, budget: int) -> Iterator[str]:
         yield from expand("/", parts)
 
 
+class _RealPaths:
+    """`Path.resolve()` (symbolic links and ``..`` followed) of many files at the cost of one
+    `realpath` per folder: a file that is not a symbolic link resolves to its folder's real path and
+    its own name. Only a symbolic link, or a name like ``..``, is resolved on its own."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, str] = {}
+
+    def folder(self, path: str) -> str:
+        real = self.folders.get(path)
+        if real is None:
+            real = self.folders[path] = os.path.realpath(path)
+        return real
+
+    def of_entry(self, path: str, entry: os.DirEntry[str] | None) -> tuple[str, bool]:
+        """(real path, is a regular file or a link to one) of a glob match."""
+        try:
+            if entry is not None and not entry.is_symlink():
+                name = entry.name  # `path` is the listed folder, a slash and the name (os.scandir's join)
+                return os.path.join(self.folder(path[: len(path) - len(name) - 1] or "/"), name), entry.is_file()
+        except OSError:
+            pass
+        return self.of_path(path)
+
+    def of_path(self, path: str) -> tuple[str, bool]:
+        """(real path, is a regular file or a link to one) of an absolute path: one `lstat` when
+        neither it nor its name is a link or ``.``/``..``."""
+        folder, name = os.path.split(path)
+        if name and name not in (".", "..") and folder:
+            real = os.path.join(self.folder(folder), name)
+            try:
+                info = os.lstat(real)
+            except (OSError, ValueError):
+                return real, False
+            if not stat.S_ISLNK(info.st_mode):
+                return real, stat.S_ISREG(info.st_mode)
+        real = os.path.realpath(path)
+        return real, os.path.isfile(real)
+
+
+def _path_order(source: str) -> str:
+    """The order `sorted()` gives `Path`s (part by part), as a string key: the separator sorts
+    before every character a name may hold."""
+    return source.replace("/", "\x00")
+
+
 def _expand_local(entry: Entry, base: Path, manifest_path: Path) -> list[DocumentSpec]:
+    real = _RealPaths()
     if entry.path:
-        path = (base / entry.path).resolve()
-        if not path.is_file():
+        found, is_file = real.of_path(os.path.join(base, entry.path))
+        if not is_file:
             raise UsageError(f"{manifest_path}: document {_shown(entry.path)} does not exist "
-                             f"(looked for {_shown(source_text(path))})")  # fmt: skip
-        return [DocumentSpec(source=source_text(path), metadata=entry.metadata)]
+                             f"(looked for {_shown(source_text(found))})")  # fmt: skip
+        return [DocumentSpec(source=source_text(found), metadata=entry.metadata)]
     assert entry.glob, "Entry._exactly_one guarantees path, glob or uri"
     pattern = entry.glob if Path(entry.glob).is_absolute() else str(base / entry.glob)
     try:
-        matches = sorted(Path(p).resolve() for p in bounded_glob(pattern, MAX_GLOB_ENTRIES))
+        resolved = [real.of_entry(path, found) for path, found in _glob_entries(pattern, MAX_GLOB_ENTRIES)]
     except GlobTooBroad:
         raise UsageError(f"{manifest_path}: glob {_shown(entry.glob)} looks at more than {MAX_GLOB_ENTRIES:,} files and "
                          "folders", hint="name the folder that holds the documents, with fewer wildcards") from None  # fmt: skip
-    files = [p for p in matches if p.is_file() and not p.name.startswith(".")]
+    files = sorted((path for path, is_file in resolved if is_file and not os.path.basename(path).startswith(".")),
+                   key=_path_order)  # fmt: skip
     if not files:
         raise UsageError(f"{manifest_path}: glob {_shown(entry.glob)} matches no files "
                          f"(searched {_shown(source_text(pattern))})")  # fmt: skip
-    return [DocumentSpec(source=source_text(p), metadata=entry.metadata) for p in files]
+    return [DocumentSpec(source=source_text(path), metadata=entry.metadata) for path in files]
 
 
 def _check_roots(entry: Entry, specs: list[DocumentSpec], roots: Sequence[Path], manifest_path: Path) -> None:
-    """Every local document (resolved: no symlink, no ``..``) lies under one of `roots`."""
+    """Every local document lies under one of `roots` (resolved paths, as `_expand_local` gives
+    them: no symbolic link, no ``..``)."""
+    prefixes = tuple(str(root).rstrip("/") + "/" for root in roots)
     for spec in specs:
-        if spec.source.startswith(REMOTE_SCHEMES):
+        if spec.source.startswith(REMOTE_SCHEMES) or spec.source.startswith(prefixes):
             continue
-        resolved = Path(spec.source).resolve()
+        resolved = Path(spec.source)
         if not any(resolved.is_relative_to(root) for root in roots):
             named = f"path {_shown(entry.path)}" if entry.path else f"glob {_shown(entry.glob or '')}"
             shown_roots = ", ".join(str(root) for root in roots)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,7 +34,7 @@ from legaldoc.services.embedded import (
     mark_runner,
     reap_dead_run,
 )
-from legaldoc.services.summary import BatchSummary, usage_line
+from legaldoc.services.summary import BatchSummary, DocumentRow, usage_line
 from legaldoc.services.textract import batch_usage as textract_usage
 from legaldoc.services.wiring import Runtime
 
@@ -194,23 +195,35 @@ def _live(rt: Runtime) -> None:
         note(f"note: cannot reach Redis at {rt.where()}; showing what the database holds")
 
 
+DEFAULT_LIMIT = 50
+
+
 @connected("redis", "database")
 def status(
     rt: Runtime,
     batch_id: Annotated[str | None, typer.Argument(help="A batch id; without it, recent batches.")] = None,
-    docs: Annotated[bool, typer.Option("--docs", help="Also list every document of the batch with its state.")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="How many recent batches to list.")] = 50,
+    docs: Annotated[bool, typer.Option("--docs", help="Also list the batch's documents with their state, in id order, "
+                                                      "one page at a time (see --limit, --offset, --after).")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="How many recent batches, or documents with --docs, "
+                                                              "to list; 0: all (documents are streamed).")] = DEFAULT_LIMIT,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="With --docs: skip this many documents first.")] = 0,
+    after: Annotated[int | None, typer.Option("--after", min=0, help="With --docs: start after this document id (the "
+                                                                     "cursor a page ends with: as fast on any page).")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Batches with progress, rate and ETA; or one batch with errors by category (and --docs)."""
+    """Batches with progress, rate and ETA; or one batch with errors by category (and --docs).
+
+    With --docs, one page of documents: `--limit 20 --offset 40`, or `--after ID` to go on from the
+    last id shown; the end of a page says how to get the next (on stderr; `documents_page` in --json)."""
     with handled():
         _live(rt.open_database())
         if batch_id is None:
-            rows = service.list_batches(rt, limit=limit)
+            rows = service.list_batches(rt, limit=limit or None)
         else:
             one = service.batch_status(rt, batch_id)
-            documents = service.batch_documents(rt, batch_id) if docs else []
             textract = textract_usage(rt.database, batch_id)
+            page = limit + 1 if limit else None  # one more than shown says whether a next page exists
+            documents = service.iter_batch_documents(rt, batch_id, limit=page, offset=offset, after=after) if docs else iter(())
     if batch_id is None:
         if json_output:
             emit_json([r.as_json() for r in rows])
@@ -223,24 +236,78 @@ def status(
         stdout.print(table)
         return
     if json_output:
-        emit_json(one.as_json() | {"textract": textract.as_json()} | ({"documents": [d.as_json() for d in documents]} if docs else {}))
+        head = one.as_json() | {"textract": textract.as_json()}
+        if not docs:
+            emit_json(head)
+            return
+        with handled():
+            shown = _stream_json_documents(head, documents, limit)
+        last = shown[1]
+        more = bool(limit) and shown[0] > limit
+        sys.stdout.write(", " + json.dumps("documents_page") + ": " + json.dumps(
+            {"offset": offset, "after": after, "limit": limit or None, "returned": min(shown[0], limit or shown[0]),
+             "next_offset": offset + limit if more else None, "next_after": last if more else None}) + "}\n")  # fmt: skip
+        sys.stdout.flush()
         return
     _print_summary(one)
     if textract.pages:
         stdout.print(f"textract: {textract.pages} pages sent in {textract.jobs} jobs, estimated ${textract.cost:,.2f}")
     if docs:
-        table = Table("id", "state", "stage", "attempts", "source / error", box=None)
-        for d in documents:
-            detail = d.source
-            if d.state is MirrorState.FAILED:
-                detail += f"\n  {d.category} in {d.stage}: {d.message}"
-            elif d.reason:
-                detail += f"\n  {d.reason}"
-            elif d.retry_at is not None:
-                detail += f"\n  retry at {d.retry_at:%H:%M:%S} UTC" + (f" after {d.category}" if d.category else "")
-            running = d.state is MirrorState.RUNNING
-            table.add_row(str(d.document_id), d.state, (d.stage or "") if running else "", str(d.attempts), Text(detail))
-        stdout.print(table)
+        stdout.file.flush()
+        with handled():
+            count, last = _stream_document_lines(documents, limit)
+        if limit and count > limit:
+            note(f"documents {offset + 1:,}-{offset + limit:,} of {one.total:,} shown; next page: --offset {offset + limit} "
+                 f"(or --after {last})")  # fmt: skip
+
+
+_DOC_LINE = "{:>10}  {:<9}  {:<9}  {:>8}  {}\n"
+
+
+def _doc_detail(d: DocumentRow) -> str:
+    if d.state is MirrorState.FAILED:
+        return f"{d.category} in {d.stage}: {d.message}"
+    if d.reason:
+        return d.reason
+    if d.retry_at is not None:
+        return f"retry at {d.retry_at:%H:%M:%S} UTC" + (f" after {d.category}" if d.category else "")
+    return ""
+
+
+def _stream_document_lines(documents: Iterator[DocumentRow], limit: int) -> tuple[int, int | None]:
+    """Write document rows as they are read (never a whole table in memory): at most `limit` of
+    them (0: all); (rows read, id of the last one written)."""
+    write = sys.stdout.write
+    write(_DOC_LINE.format("id", "state", "stage", "attempts", "source / error"))
+    count, last = 0, None
+    for d in documents:
+        count += 1
+        if limit and count > limit:
+            break
+        last = d.document_id
+        running = d.state is MirrorState.RUNNING
+        write(_DOC_LINE.format(d.document_id, d.state.value, (d.stage or "") if running else "", d.attempts, d.source))
+        if detail := _doc_detail(d):
+            write(f"{'':>10}    {detail}\n")
+    sys.stdout.flush()
+    return count, last
+
+
+def _stream_json_documents(head: dict[str, Any], documents: Iterator[DocumentRow], limit: int) -> tuple[int, int | None]:
+    """Write `head` with a "documents" list, row by row, leaving the object open for what follows;
+    (rows read, id of the last one written)."""
+    text = json.dumps(head, ensure_ascii=False, default=str)
+    write = sys.stdout.write
+    write(text[:-1] + (", " if head else "") + '"documents": [')
+    count, last = 0, None
+    for d in documents:
+        count += 1
+        if limit and count > limit:
+            break
+        write((", " if last is not None else "") + json.dumps(d.as_json(), ensure_ascii=False, default=str))
+        last = d.document_id
+    write("]")
+    return count, last
 
 
 @connected("redis", "database")

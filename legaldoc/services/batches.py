@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ from legaldoc.lifecycle import (
 from legaldoc.manifest import LoadedManifest
 from legaldoc.models import STAGES, Stage
 from legaldoc.pipeline.extract.textract import OcrMode
-from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue
+from legaldoc.queues import DEFAULT_PRIORITY, STAGE_QUEUE, batch_queue, broker_priority
 from legaldoc.services.openai_entities import MODEL_ENTITY_PROVIDERS
 from legaldoc.services.openai_entities import preflight as preflight_entities
 from legaldoc.services.report import batch_report, build_report
@@ -56,6 +56,7 @@ from legaldoc.services.summary import BatchSummary, DocumentRow, usage_of
 from legaldoc.services.textract import preflight as textract_preflight
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.batches import ErrorNote
+from legaldoc.state.purge import TooManyMessages, drop_stage_messages
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.tables import Batch, BatchDocument, Document, Project
@@ -309,7 +310,7 @@ def batch_status(rt: Runtime, batch_id: str, *, live: bool = True,
         return BatchSummary.from_database(batch, _project_name(session, batch), counts, errors, time.time())
 
 
-def list_batches(rt: Runtime, *, limit: int = 50) -> list[BatchSummary]:
+def list_batches(rt: Runtime, *, limit: int | None = 50) -> list[BatchSummary]:
     """Recent batches, newest first, with live counts where Redis has them."""
     with rt.database.read() as session:
         stored = session.execute(
@@ -336,19 +337,61 @@ def list_batches(rt: Runtime, *, limit: int = 50) -> list[BatchSummary]:
     return result
 
 
-def batch_documents(rt: Runtime, batch_id: str) -> list[DocumentRow]:
-    """Every document of a batch with its state in the batch, stage, attempts and error: as it ended
-    in this batch (the batch's own record), or live while the batch still holds it."""
+def batch_documents(rt: Runtime, batch_id: str, *, limit: int | None = None, offset: int = 0,
+                    after: int | None = None) -> list[DocumentRow]:  # fmt: skip
+    """The batch's documents in id order with their state in the batch, stage, attempts and error: as
+    each ended in this batch (the batch's own record), or live while the batch still holds it. One
+    page: `limit` rows (None: all) from `offset`, or after document id `after` (a cursor, which
+    costs the same on any page); the page is read with LIMIT/OFFSET on the batch's primary key."""
     with rt.database.read() as session:
         get_batch(session, batch_id)
-        rows = session.execute(
-            select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
-                   Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
-                   BatchDocument.reason, Document.batch_id, BatchDocument.stage, BatchDocument.error_category,
-                   BatchDocument.attempts, Document.due_at)
-            .join(BatchDocument, BatchDocument.document_id == Document.id)
-            .where(BatchDocument.batch_id == batch_id).order_by(Document.id)
-        ).all()  # fmt: skip
+        return _document_rows(session, batch_id, limit=limit, offset=offset, after=after)
+
+
+def iter_batch_documents(rt: Runtime, batch_id: str, *, limit: int | None = None, offset: int = 0,
+                         after: int | None = None, page: int = 1000) -> Iterator[DocumentRow]:  # fmt: skip
+    """`batch_documents`, read `page` rows at a time (each page a short read by cursor): a batch of
+    any size is listed in constant memory. NoSuchBatch is raised here, before any row is read."""
+    with rt.database.read() as session:
+        get_batch(session, batch_id)
+    return _pages(rt, batch_id, limit=limit, offset=offset, after=after, page=page)
+
+
+def _pages(rt: Runtime, batch_id: str, *, limit: int | None, offset: int, after: int | None, page: int) -> Iterator[DocumentRow]:
+    left = limit
+    while left is None or left > 0:
+        size = page if left is None else min(page, left)
+        with rt.database.read() as session:
+            rows = _document_rows(session, batch_id, limit=size, offset=offset, after=after)
+        yield from rows
+        if len(rows) < size:
+            return
+        offset, after = 0, rows[-1].document_id
+        if left is not None:
+            left -= len(rows)
+
+
+def count_batch_documents(rt: Runtime, batch_id: str) -> int:
+    with rt.database.read() as session:
+        return session.scalar(select(func.count()).select_from(BatchDocument).where(BatchDocument.batch_id == batch_id)) or 0
+
+
+def _document_rows(session: Session, batch_id: str, *, limit: int | None, offset: int, after: int | None) -> list[DocumentRow]:
+    query = (
+        select(Document.id, Document.source, Document.status, Document.stage, Document.attempts,
+               Document.error_category, Document.error_stage, Document.error_message, BatchDocument.outcome,
+               BatchDocument.reason, Document.batch_id, BatchDocument.stage, BatchDocument.error_category,
+               BatchDocument.attempts, Document.due_at)
+        .join(BatchDocument, BatchDocument.document_id == Document.id)
+        .where(BatchDocument.batch_id == batch_id).order_by(Document.id)
+    )  # fmt: skip
+    if limit is not None or offset or after is not None:  # the page's ids first, on the primary key alone
+        page = (select(BatchDocument.document_id).where(BatchDocument.batch_id == batch_id)
+                .order_by(BatchDocument.document_id).limit(limit).offset(offset or None))  # fmt: skip
+        if after is not None:
+            page = page.where(BatchDocument.document_id > after)
+        query = query.where(BatchDocument.document_id.in_(select(page.subquery().c.document_id)))
+    rows = session.execute(query).all()
     documents = []
     for (doc_id, source, status, stage, attempts, category, error_stage, message, outcome, reason, owner,
          ended_stage, ended_category, ended_attempts, due_at) in rows:  # fmt: skip
@@ -407,6 +450,7 @@ def cancel_batch(rt: Runtime, batch_id: str) -> Cancelled:
     with rt.database.session() as session:
         batch = get_batch(session, batch_id)
         already = batch.status not in IN_PROGRESS
+        priority = batch.priority
         if not already:
             batch.status = BatchStatus.CANCELLING
     if already:
@@ -414,8 +458,28 @@ def cancel_batch(rt: Runtime, batch_id: str) -> Cancelled:
     with rt.database.session() as session:
         transitions = claims.cancel(session, batch_id, WAITING)
     mirror(rt, transitions)
+    _drop_messages(rt, [t.document_id for t in transitions], priority)
     finalize_batch(rt, batch_id)
     return Cancelled(batch_status(rt, batch_id), len(transitions))
+
+
+def _drop_messages(rt: Runtime, document_ids: list[int], priority: int) -> None:
+    """The cancelled documents' stage messages out of the queues (`state.purge`): workers never pop
+    them. Best effort: a message left (Redis failed) is a no-op for the worker that pops it."""
+    if not document_ids or rt.mirror is None:
+        return
+    lists = [rt.keys.queue_lists(STAGE_QUEUE[stage].value)[broker_priority(priority)] for stage in STAGES]
+    try:
+        dropped = drop_stage_messages(rt.broker.client, dict.fromkeys(lists), document_ids, rt.database.identity)
+    except TooManyMessages as busy:
+        log.warning("left the messages of %d cancelled documents in the queues (workers skip them): %s",
+                    len(document_ids), busy)  # fmt: skip
+        return
+    except redis.RedisError:
+        log.warning("could not take the messages of %d cancelled documents out of the queues", len(document_ids),
+                    exc_info=True)  # fmt: skip
+        return
+    log.info("took %d messages of cancelled documents out of the queues", dropped)
 
 
 def abandon_batch(rt: Runtime, batch_id: str, reason: str) -> int:

@@ -122,7 +122,7 @@ def expand_documents(documents: Sequence[DocumentSpec], settings: Settings) -> E
         for source in sources:
             if source not in seen:
                 seen.add(source)
-                result.documents.append(DocumentSpec(source=source, metadata=dict(spec.metadata)))
+                result.documents.append(spec if source == spec.source else DocumentSpec(source=source, metadata=dict(spec.metadata)))
     return result
 
 

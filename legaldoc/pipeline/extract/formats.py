@@ -33,12 +33,16 @@ MAIL_SUFFIXES = {".eml": "eml", ".msg": "msg"}
 """E-mails: documents themselves, and containers of their attachments."""
 
 SUPPORTED_SUFFIXES = DOCUMENT_SUFFIXES | frozenset(ARCHIVE_SUFFIXES)
+_CONTAINERS = ARCHIVE_SUFFIXES | MAIL_SUFFIXES
+_CONTAINER_ENDINGS = tuple(_CONTAINERS)
 
 
 def container_kind(name: str) -> str | None:
     """ "zip", "tar", "eml" or "msg" when the name says the file holds other documents, else None."""
     lowered = name.lower().rsplit("/", 1)[-1]
-    for suffix, kind in (ARCHIVE_SUFFIXES | MAIL_SUFFIXES).items():
+    if not lowered.endswith(_CONTAINER_ENDINGS):  # most names: one call (a submit asks for every document)
+        return None
+    for suffix, kind in _CONTAINERS.items():
         if lowered.endswith(suffix):
             return kind
     return None
