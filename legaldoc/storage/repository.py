@@ -436,9 +436,11 @@ def replace_links(session: Session, project_id: int, kind: RelationType, among: 
     gone = [link_id for pair, (link_id, _) in stored.items() if pair not in wanted]
     for offset in range(0, len(gone), 500):
         session.execute(delete(EntityLinkRow).where(EntityLinkRow.id.in_(gone[offset : offset + 500])))
-    for pair, (link_id, reason) in stored.items():
-        if pair in wanted and wanted[pair] != reason:
-            session.execute(update(EntityLinkRow).where(EntityLinkRow.id == link_id).values(reason=wanted[pair][:500]))
+    changed = [{"link_id": link_id, "new_reason": wanted[pair][:500]}
+               for pair, (link_id, reason) in stored.items() if pair in wanted and wanted[pair] != reason]  # fmt: skip
+    if changed:  # one executemany, not a statement per link
+        table = cast(Table, EntityLinkRow.__table__)
+        session.execute(update(table).where(table.c.id == bindparam("link_id")).values(reason=bindparam("new_reason")), changed)
     _insert_ignore(
         session, EntityLinkRow,
         [{"project_id": project_id, "type": kind.value, "source_entity_id": source, "target_entity_id": target,
