@@ -290,9 +290,11 @@ def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention
 
 
 def load_mentions(session: Session, document_id: int) -> list[tuple[int, Mention]]:
-    rows = session.scalars(
-        select(MentionRow).where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.end, MentionRow.type)
-    ).all()
+    rows = session.execute(  # plain columns, not ORM objects: a docket report has hundreds of mentions
+        select(MentionRow.id, MentionRow.type, MentionRow.text, MentionRow.start, MentionRow.end, MentionRow.normalized,
+               MentionRow.extractor, MentionRow.confidence, MentionRow.attrs)
+        .where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.end, MentionRow.type)
+    ).all()  # fmt: skip
     return [
         (r.id, Mention(type=EntityType(r.type), text=r.text, start=r.start, end=r.end, normalized=r.normalized,
                        extractor=r.extractor, confidence=r.confidence, attrs=r.attrs or {}))  # fmt: skip
