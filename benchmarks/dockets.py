@@ -17,6 +17,7 @@ from the product's own attempt log (`stage_runs.duration_ms` of the last round),
 goes by stage; what is left is start-up, imports, the per-document bookkeeping and the report.
 
 Usage: python benchmarks/dockets.py [--rounds 5] [--json]
+(another checkout: PYTHONPATH=CHECKOUT python benchmarks/dockets.py, its own migrations on its own database)
 """
 
 from __future__ import annotations
@@ -73,10 +74,10 @@ def baseline(files: list[str]) -> None:
     print(citations)
 
 
-def measured(command: list[str], env: dict[str, str]) -> dict[str, float]:
+def measured(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
     """Wall, user and system seconds and peak RSS (MB) of one command, from GNU time."""
     with tempfile.NamedTemporaryFile("r") as report:
-        done = subprocess.run([str(GNU_TIME), "-o", report.name, "-f", "%e %U %S %M", *command], env=env,
+        done = subprocess.run([str(GNU_TIME), "-o", report.name, "-f", "%e %U %S %M", *command], env=env, cwd=cwd,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)  # fmt: skip
         if done.returncode != 0:
             raise SystemExit(f"{command[:4]} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
@@ -115,15 +116,17 @@ def main() -> None:
     env.pop("LEGALDOC_CONFIG", None)
     product = [sys.executable, "-m", "legaldoc", "process", "--project", "dockets", "--force", *files]
     bare = [sys.executable, str(Path(__file__).resolve()), "--baseline", *files]
-    measured(product[:-len(files) - 1] + files, env)  # the first run: database made, every document stored
-    measured(bare, env)  # warm the page cache and both sides' imports alike
+    # Run from the scratch folder: `python -m` puts the working folder first on the import path, and
+    # PYTHONPATH (to measure another checkout of legaldoc) must win over it.
+    measured(product[: -len(files) - 1] + files, env, work)  # the first run: database made, every document stored
+    measured(bare, env, work)  # warm the page cache and both sides' imports alike
     sides: dict[str, list[dict[str, float]]] = {"product": [], "baseline": []}
     stages: dict[str, float] = {}
     for round_index in range(args.rounds):
         order = ["product", "baseline"] if round_index % 2 == 0 else ["baseline", "product"]
         for side in order:
             before = last_run_id(database)
-            sides[side].append(measured(product if side == "product" else bare, env))
+            sides[side].append(measured(product if side == "product" else bare, env, work))
             if side == "product":
                 stages = stage_seconds(database, before)
     load = os.getloadavg()
