@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 from legaldoc.models import EntityType
@@ -27,7 +28,9 @@ _DEFENDANT_SIDE = frozenset({"defendant", "respondent", "appellee"})
 _ROLE_WORD = re.compile(r"[a-z]+")
 
 
+@lru_cache(maxsize=4096)
 def _words_pattern(value: str, ignore_case: bool) -> re.Pattern[str] | None:
+    """Compiled once per value: a docket report's record names the same people entry after entry."""
     words = value.split()
     if not words:
         return None
@@ -35,10 +38,30 @@ def _words_pattern(value: str, ignore_case: bool) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w]){body}(?![\w])", re.I if ignore_case else 0)
 
 
+@lru_cache(maxsize=4)
+def _ascii_lower(text: str) -> str | None:
+    """The text in lower case when it is all ASCII, else None (see `find_spans`)."""
+    return text.lower() if text.isascii() else None
+
+
 def find_spans(text: str, value: str, start: int = 0, limit: int = MAX_OCCURRENCES) -> list[tuple[int, int]]:
     """Where a value stands in the text: its exact words (line breaks count as spaces), else the
-    same words in any case. Empty when it is not there."""
+    same words in any case. Empty when it is not there.
+
+    Each pass runs only when the value's longest word could be there: as is in the text for the
+    exact pass; in lower case in the lower-cased text for the pass in any case, when both are ASCII
+    (where ignoring case means only A-Z against a-z). A substring test is far cheaper than a regex
+    scan of the whole text, and a value absent from the text is the common case."""
+    words = value.split()
+    if not words:
+        return []
+    probe = max(words, key=len)
     for ignore_case in (False, True):
+        if not ignore_case:
+            if probe not in text:
+                continue
+        elif probe.isascii() and (lowered := _ascii_lower(text)) is not None and probe.lower() not in lowered:
+            continue
         pattern = _words_pattern(value, ignore_case)
         if pattern is None:
             return []
