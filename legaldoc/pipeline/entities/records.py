@@ -118,6 +118,12 @@ def side_of(party_type: str) -> str | None:
     return side
 
 
+@lru_cache(maxsize=4096)
+def _date_shown(day: dt.date) -> re.Pattern[str]:
+    """A filing date as a docket prints it (MM/DD/YYYY or MM/DD/YY), compiled once per day."""
+    return re.compile(rf"(?<![\d/]){day.month:02d}/{day.day:02d}/(?:{day.year}|{day.year % 100:02d})(?![\d/])")
+
+
 def _entry_dates(text: str, entries: list[Mapping[str, Any]]) -> Iterator[tuple[int, int, str, str | None]]:
     """Each docket entry's filing date where it stands, in order: entries are listed as the page
     shows them, so each date is searched after the previous one."""
@@ -130,8 +136,7 @@ def _entry_dates(text: str, entries: list[Mapping[str, Any]]) -> Iterator[tuple[
             day = dt.date.fromisoformat(str(value))
         except ValueError:
             continue
-        shown = re.compile(rf"(?<![\d/]){day.month:02d}/{day.day:02d}/(?:{day.year}|{day.year % 100:02d})(?![\d/])")
-        match = shown.search(text, cursor)
+        match = _date_shown(day).search(text, cursor)
         if match is None:
             continue
         cursor = match.end()
