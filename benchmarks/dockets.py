@@ -16,7 +16,11 @@ rounds of each side, the median of the per-round ratios product / baseline (wall
 from the product's own attempt log (`stage_runs.duration_ms` of the last round), where its time
 goes by stage; what is left is start-up, imports, the per-document bookkeeping and the report.
 
-Usage: python benchmarks/dockets.py [--rounds 5] [--json]
+`--statements` instead counts the SQL statements each stage sends per document (SQLAlchemy's
+`before_cursor_execute`; an executemany counts once), processing the same files in this process into
+a fresh SQLite database, first plainly and then with force.
+
+Usage: python benchmarks/dockets.py [--rounds 5] [--json] [--statements]
 (another checkout: PYTHONPATH=CHECKOUT python benchmarks/dockets.py, its own migrations on its own database)
 """
 
@@ -98,14 +102,67 @@ def last_run_id(database: Path) -> int:
         return connection.execute("SELECT COALESCE(MAX(id), 0) FROM stage_runs").fetchone()[0]
 
 
+def count_statements(files: list[str]) -> dict[str, dict[str, float]]:
+    """Mean statements per document by stage (and outside the stages), first run and forced run."""
+    import collections
+    import logging
+
+    from sqlalchemy import event
+
+    sys.path.insert(0, str(REPO))
+    from legaldoc.config import load_settings
+    from legaldoc.services import stages
+    from legaldoc.services.process import process_paths
+    from legaldoc.storage.db import Database
+
+    logging.disable(logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="legaldoc-statements-bench-"))
+    settings = load_settings(data_dir=work, database_url=f"sqlite:///{work / 'legaldoc.db'}")
+    database = Database(settings.resolved_database_url)
+    counts: collections.Counter[str] = collections.Counter()
+    current = ["registration and report"]
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if not statement.startswith("BEGIN"):
+            counts[current[0]] += 1
+
+    execute = stages.StageRunner.execute
+
+    def attributed(self, document_id, stage, attempt, parent=None):  # type: ignore[no-untyped-def]
+        current[0] = stage.value
+        try:
+            return execute(self, document_id, stage, attempt, parent)
+        finally:
+            current[0] = "registration and report"
+
+    stages.StageRunner.execute = attributed  # type: ignore[method-assign]
+    event.listen(database.engine, "before_cursor_execute", count)
+    report: dict[str, dict[str, float]] = {}
+    for force in (False, True):
+        counts.clear()
+        done = sum(r.status == "done" for r in process_paths([Path(f) for f in files], "dockets", settings, database, force=force))
+        per_document = {stage: round(total / max(done, 1), 1) for stage, total in counts.items()}
+        report["forced" if force else "first"] = {**per_document, "all": round(sum(counts.values()) / max(done, 1), 1)}
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--statements", action="store_true", help="count SQL statements per document by stage instead")
     parser.add_argument("--baseline", nargs="+", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline:
         baseline(args.baseline)
+        return
+    if args.statements:
+        counted = count_statements([str(path) for path in sorted((CORPUS / "dockets").glob("*/*.html"))])
+        if args.json:
+            print(json.dumps(counted, indent=2))
+            return
+        for run, per_stage in counted.items():
+            print(f"{run:<7} " + ", ".join(f"{stage} {value}" for stage, value in per_stage.items()))
         return
     if not GNU_TIME.exists():
         raise SystemExit("GNU time (/usr/bin/time) is needed: apt-get install time")
