@@ -61,6 +61,13 @@ def _insert_ignore(session: Session, table: type[Base], rows: list[dict[str, Any
     session.execute(statement, rows)  # executemany: compiled once, sent in batches
 
 
+def _insert_all(session: Session, table: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Plain INSERT of many rows through Core: one executemany, where the ORM's add_all sends one
+    INSERT per row (it fetches each new row's id, which no caller of this needs)."""
+    if rows:
+        session.execute(insert(cast(Table, table.__table__)), rows)
+
+
 def get_or_create_project(session: Session, name: str) -> Project:
     _insert_ignore(session, Project, [{"name": name, "created_at": datetime.now(UTC)}], ["name"])
     return session.scalars(select(Project).where(Project.name == name)).one()
@@ -226,10 +233,8 @@ def find_extraction(session: Session, sha256: str, extract_key: str) -> int | No
 
 def save_extraction(session: Session, document: Document, extracted: ExtractedDocument, pipeline_version: str) -> None:
     session.execute(delete(Page).where(Page.document_id == document.id))
-    session.add_all(
-        Page(document_id=document.id, number=p.number, start=p.start, end=p.end, ocr=p.ocr, method=p.method)
-        for p in extracted.pages
-    )
+    _insert_all(session, Page, [{"document_id": document.id, "number": p.number, "start": p.start, "end": p.end,
+                                 "ocr": p.ocr, "method": p.method} for p in extracted.pages])  # fmt: skip
     document.kind = extracted.kind
     document.text = extracted.text
     document.pages = len(extracted.pages)
@@ -255,11 +260,11 @@ def load_extracted(session: Session, document_id: int, *, user_metadata: bool = 
 
 def save_chunks(session: Session, document_id: int, chunks: Sequence[Chunk], text: str) -> None:
     session.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
-    session.add_all(
-        ChunkRow(document_id=document_id, idx=c.index, start=c.start, end=c.end, page_start=c.page_start,
-                 page_end=c.page_end, kind=c.kind, heading=c.heading, text=text[c.start : c.end])  # fmt: skip
-        for c in chunks
-    )
+    _insert_all(
+        session, ChunkRow,
+        [{"document_id": document_id, "idx": c.index, "start": c.start, "end": c.end, "page_start": c.page_start,
+          "page_end": c.page_end, "kind": c.kind, "heading": c.heading, "text": text[c.start : c.end]} for c in chunks],
+    )  # fmt: skip
 
 
 def load_chunks(session: Session, document_id: int) -> list[Chunk]:
@@ -275,21 +280,23 @@ def save_mentions(session: Session, document_id: int, mentions: Sequence[Mention
     previous = {entity_id for entity_id in session.scalars(select(MentionRow.entity_id).where(MentionRow.document_id == document_id))
                 if entity_id is not None}  # fmt: skip
     session.execute(delete(MentionRow).where(MentionRow.document_id == document_id))
-    session.add_all(
-        MentionRow(document_id=document_id, chunk_idx=chunk, type=m.type.value, text=m.text, start=m.start, end=m.end,
-                   page=page, normalized=m.normalized, extractor=m.extractor, confidence=m.confidence, attrs=m.attrs)  # fmt: skip
-        for m, page, chunk in zip(mentions, pages, chunk_indexes, strict=True)
-    )
+    _insert_all(
+        session, MentionRow,
+        [{"document_id": document_id, "chunk_idx": chunk, "type": m.type.value, "text": m.text, "start": m.start,
+          "end": m.end, "page": page, "normalized": m.normalized, "extractor": m.extractor, "confidence": m.confidence,
+          "attrs": m.attrs, "entity_id": None} for m, page, chunk in zip(mentions, pages, chunk_indexes, strict=True)],
+    )  # fmt: skip
     if previous:
-        session.flush()
         delete_orphan_entities(session, previous)
     return bool(previous)
 
 
 def load_mentions(session: Session, document_id: int) -> list[tuple[int, Mention]]:
-    rows = session.scalars(
-        select(MentionRow).where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.end, MentionRow.type)
-    ).all()
+    rows = session.execute(  # plain columns, not ORM objects: a docket report has hundreds of mentions
+        select(MentionRow.id, MentionRow.type, MentionRow.text, MentionRow.start, MentionRow.end, MentionRow.normalized,
+               MentionRow.extractor, MentionRow.confidence, MentionRow.attrs)
+        .where(MentionRow.document_id == document_id).order_by(MentionRow.start, MentionRow.end, MentionRow.type)
+    ).all()  # fmt: skip
     return [
         (r.id, Mention(type=EntityType(r.type), text=r.text, start=r.start, end=r.end, normalized=r.normalized,
                        extractor=r.extractor, confidence=r.confidence, attrs=r.attrs or {}))  # fmt: skip
@@ -322,34 +329,52 @@ def load_entity_index(session: Session, project_id: int, types: Iterable[EntityT
 
 
 def save_entities(session: Session, project_id: int, entities: Iterable[CanonicalEntity]) -> dict[EntityRef, int]:
-    """Upsert canonical entities and their aliases; return their ids."""
+    """Upsert canonical entities and their aliases; return their ids.
+
+    A fixed number of statements whatever the number of entities (chunks of 500 keys aside): one
+    INSERT ... ON CONFLICT DO NOTHING of them all, one SELECT of the ids and stored names of the
+    key set, one UPDATE (executemany) of those renamed with one DELETE of the aliases their new
+    names replace, one INSERT ... ON CONFLICT DO NOTHING of every alias."""
     entities, now = list(entities), datetime.now(UTC)
+    if not entities:
+        return {}
     _insert_ignore(
         session, Entity,
         [{"project_id": project_id, "type": e.type.value, "key": e.key, "name": e.name, "created_at": now}
          for e in entities],
         ["project_id", "type", "key"],
     )  # fmt: skip
-    ids: dict[EntityRef, int] = {}
-    for entity_type in {e.type for e in entities}:
-        keys = [e.key for e in entities if e.type is entity_type]
-        for offset in range(0, len(keys), 500):
-            for entity_id, key in session.execute(
-                select(Entity.id, Entity.key).where(
-                    Entity.project_id == project_id, Entity.type == entity_type.value, Entity.key.in_(keys[offset : offset + 500])
-                )
-            ):
-                ids[EntityRef(type=entity_type, key=key)] = entity_id
-    for entity in entities:
-        entity_id = ids[EntityRef(type=entity.type, key=entity.key)]
-        renamed = session.execute(update(Entity).where(Entity.id == entity_id, Entity.name != entity.name).values(name=entity.name))
-        if renamed.rowcount:  # type: ignore[attr-defined]
-            session.execute(delete(EntityAlias).where(EntityAlias.entity_id == entity_id, EntityAlias.alias == entity.name[:1000]))
-        _insert_ignore(
-            session, EntityAlias,
-            [{"entity_id": entity_id, "alias": alias[:1000], "reason": reason[:500]} for alias, reason in entity.aliases.items()],
-            ["entity_id", "alias"],
+    wanted = {(e.type.value, e.key) for e in entities}
+    types, keys = sorted({t for t, _ in wanted}), sorted({k for _, k in wanted})
+    stored: dict[tuple[str, str], tuple[int, str]] = {}  # (type, key) -> (id, name)
+    for offset in range(0, len(keys), 500):
+        for entity_id, entity_type, key, name in session.execute(
+            select(Entity.id, Entity.type, Entity.key, Entity.name).where(
+                Entity.project_id == project_id, Entity.type.in_(types), Entity.key.in_(keys[offset : offset + 500])
+            )
+        ):  # fmt: skip
+            if (entity_type, key) in wanted:
+                stored[(entity_type, key)] = (entity_id, name)
+    ids = {EntityRef(type=EntityType(t), key=k): entity_id for (t, k), (entity_id, _) in stored.items()}
+    renamed = [{"entity_id": stored[(e.type.value, e.key)][0], "new_name": e.name, "alias_name": e.name[:1000]}
+               for e in entities if stored[(e.type.value, e.key)][1] != e.name]  # fmt: skip
+    if renamed:
+        entity_table, alias_table = cast(Table, Entity.__table__), cast(Table, EntityAlias.__table__)
+        session.execute(
+            update(entity_table).where(entity_table.c.id == bindparam("entity_id")).values(name=bindparam("new_name")),
+            renamed,
+        )
+        session.execute(
+            delete(alias_table).where(alias_table.c.entity_id == bindparam("entity_id"),
+                                      alias_table.c.alias == bindparam("alias_name")),
+            renamed,
         )  # fmt: skip
+    _insert_ignore(
+        session, EntityAlias,
+        [{"entity_id": ids[EntityRef(type=e.type, key=e.key)], "alias": alias[:1000], "reason": reason[:500]}
+         for e in entities for alias, reason in e.aliases.items()],
+        ["entity_id", "alias"],
+    )  # fmt: skip
     return ids
 
 
@@ -415,9 +440,11 @@ def replace_links(session: Session, project_id: int, kind: RelationType, among: 
     gone = [link_id for pair, (link_id, _) in stored.items() if pair not in wanted]
     for offset in range(0, len(gone), 500):
         session.execute(delete(EntityLinkRow).where(EntityLinkRow.id.in_(gone[offset : offset + 500])))
-    for pair, (link_id, reason) in stored.items():
-        if pair in wanted and wanted[pair] != reason:
-            session.execute(update(EntityLinkRow).where(EntityLinkRow.id == link_id).values(reason=wanted[pair][:500]))
+    changed = [{"link_id": link_id, "new_reason": wanted[pair][:500]}
+               for pair, (link_id, reason) in stored.items() if pair in wanted and wanted[pair] != reason]  # fmt: skip
+    if changed:  # one executemany, not a statement per link
+        table = cast(Table, EntityLinkRow.__table__)
+        session.execute(update(table).where(table.c.id == bindparam("link_id")).values(reason=bindparam("new_reason")), changed)
     _insert_ignore(
         session, EntityLinkRow,
         [{"project_id": project_id, "type": kind.value, "source_entity_id": source, "target_entity_id": target,
@@ -429,13 +456,12 @@ def replace_links(session: Session, project_id: int, kind: RelationType, among: 
 def save_relationships(session: Session, project_id: int, document_id: int, relationships: Sequence[Relationship],
                        entity_ids: Mapping[EntityRef, int]) -> None:  # fmt: skip
     session.execute(delete(RelationshipRow).where(RelationshipRow.document_id == document_id))
-    session.add_all(
-        RelationshipRow(project_id=project_id, document_id=document_id, type=r.type.value,
-                        source_entity_id=entity_ids[r.source] if r.source else None,
-                        target_entity_id=entity_ids[r.target], weight=r.weight,
-                        evidence=[e.model_dump() for e in r.evidence])  # fmt: skip
-        for r in relationships
-    )
+    _insert_all(
+        session, RelationshipRow,
+        [{"project_id": project_id, "document_id": document_id, "type": r.type.value,
+          "source_entity_id": entity_ids[r.source] if r.source else None, "target_entity_id": entity_ids[r.target],
+          "weight": r.weight, "evidence": [e.model_dump() for e in r.evidence]} for r in relationships],
+    )  # fmt: skip
 
 
 def entity_refs_of_mentions(session: Session, document_id: int) -> dict[int, tuple[EntityRef, int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from nameparser import HumanName
@@ -137,6 +138,7 @@ def _title_case(word: str) -> str:
     return word if len(word) <= 2 and word.endswith(".") else word.title()
 
 
+@lru_cache(maxsize=16384)  # nameparser is slow, and a docket names the same people entry after entry
 def _name_case(name: str) -> str:
     """An all-capitals name in its usual case, word by word in place: nameparser knows 'McDonald',
     'O'Neil', 'de la Cruz', 'III'; a word it does not place gets title case."""
@@ -164,6 +166,7 @@ def normalize_person(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=16384)  # as _name_case
 def last_first_to_first_last(name: str) -> str:
     """'Geisler, Kimberly' -> 'Kimberly Geisler'; 'Smith, John A., Jr.' -> 'John A. Smith Jr.' (nameparser
     splits the parts). Only the order changes: when nameparser would drop or add a word, the one

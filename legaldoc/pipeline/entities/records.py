@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 from legaldoc.models import EntityType
@@ -27,7 +28,9 @@ _DEFENDANT_SIDE = frozenset({"defendant", "respondent", "appellee"})
 _ROLE_WORD = re.compile(r"[a-z]+")
 
 
+@lru_cache(maxsize=4096)
 def _words_pattern(value: str, ignore_case: bool) -> re.Pattern[str] | None:
+    """Compiled once per value: a docket report's record names the same people entry after entry."""
     words = value.split()
     if not words:
         return None
@@ -35,10 +38,30 @@ def _words_pattern(value: str, ignore_case: bool) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![\w]){body}(?![\w])", re.I if ignore_case else 0)
 
 
+@lru_cache(maxsize=4)
+def _ascii_lower(text: str) -> str | None:
+    """The text in lower case when it is all ASCII, else None (see `find_spans`)."""
+    return text.lower() if text.isascii() else None
+
+
 def find_spans(text: str, value: str, start: int = 0, limit: int = MAX_OCCURRENCES) -> list[tuple[int, int]]:
     """Where a value stands in the text: its exact words (line breaks count as spaces), else the
-    same words in any case. Empty when it is not there."""
+    same words in any case. Empty when it is not there.
+
+    Each pass runs only when the value's longest word could be there: as is in the text for the
+    exact pass; in lower case in the lower-cased text for the pass in any case, when both are ASCII
+    (where ignoring case means only A-Z against a-z). A substring test is far cheaper than a regex
+    scan of the whole text, and a value absent from the text is the common case."""
+    words = value.split()
+    if not words:
+        return []
+    probe = max(words, key=len)
     for ignore_case in (False, True):
+        if not ignore_case:
+            if probe not in text:
+                continue
+        elif probe.isascii() and (lowered := _ascii_lower(text)) is not None and probe.lower() not in lowered:
+            continue
         pattern = _words_pattern(value, ignore_case)
         if pattern is None:
             return []
@@ -95,6 +118,12 @@ def side_of(party_type: str) -> str | None:
     return side
 
 
+@lru_cache(maxsize=4096)
+def _date_shown(day: dt.date) -> re.Pattern[str]:
+    """A filing date as a docket prints it (MM/DD/YYYY or MM/DD/YY), compiled once per day."""
+    return re.compile(rf"(?<![\d/]){day.month:02d}/{day.day:02d}/(?:{day.year}|{day.year % 100:02d})(?![\d/])")
+
+
 def _entry_dates(text: str, entries: list[Mapping[str, Any]]) -> Iterator[tuple[int, int, str, str | None]]:
     """Each docket entry's filing date where it stands, in order: entries are listed as the page
     shows them, so each date is searched after the previous one."""
@@ -107,8 +136,7 @@ def _entry_dates(text: str, entries: list[Mapping[str, Any]]) -> Iterator[tuple[
             day = dt.date.fromisoformat(str(value))
         except ValueError:
             continue
-        shown = re.compile(rf"(?<![\d/]){day.month:02d}/{day.day:02d}/(?:{day.year}|{day.year % 100:02d})(?![\d/])")
-        match = shown.search(text, cursor)
+        match = _date_shown(day).search(text, cursor)
         if match is None:
             continue
         cursor = match.end()

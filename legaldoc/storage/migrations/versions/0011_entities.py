@@ -1,0 +1,24 @@
+"""Indexes on the entity ids of relationships: removing a canonical entity (a document re-processed
+leaves some without mentions) cascades to the relationships naming it, and without these indexes
+each removal scanned the whole relationships table, twice, on SQLite and PostgreSQL alike.
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from alembic import op
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index('ix_relationships_source_entity', 'relationships', ['source_entity_id'])
+    op.create_index('ix_relationships_target_entity', 'relationships', ['target_entity_id'])
+
+
+def downgrade() -> None:
+    op.drop_index('ix_relationships_target_entity', table_name='relationships')
+    op.drop_index('ix_relationships_source_entity', table_name='relationships')
