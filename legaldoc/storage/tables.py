@@ -231,7 +231,7 @@ class RelationshipRow(Base):
     __table_args__ = (
         Index("ix_relationships_document", "document_id"),
         Index("ix_relationships_project_type", "project_id", "type"),
-        Index("ix_relationships_source_entity", "source_entity_id"),  # the cascade when an entity goes (0011)
+        Index("ix_relationships_source_entity", "source_entity_id"),  # the cascade when an entity goes (0012)
         Index("ix_relationships_target_entity", "target_entity_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,14 +2,14 @@
 leaves some without mentions) cascades to the relationships naming it, and without these indexes
 each removal scanned the whole relationships table, twice, on SQLite and PostgreSQL alike.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
