@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from redis.typing import EncodableT, FieldT
 from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, Transition
 from legaldoc.state.keys import Keys
 from legaldoc.state.metrics import add_usage_counters, counted
+from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.state.scripts import Script
 
 USAGE = "usage:"  # batch hash fields usage:{provider}:{name}: what remote providers cost
@@ -89,9 +90,26 @@ class BatchState:
         return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id)}
 
     def _apply(self, t: Transition, now: float, client: Any = None) -> Any:
-        """The transition script for one change, with the metric entries of the attempt it ends:
-        ``doc|attempt|ms|outcome`` (stage durations), ``doc|stage|attempt`` (failed attempts) and
-        the error note."""
+        return self._transition(*self._call(t, now), client=client)
+
+    def queue_transition(self, trip: RoundTrip, t: Transition, *, now: float | None = None,
+                         settleable: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        """Add one change to a round trip; `settleable` gets the batch id when the change leaves
+        its batch with no open document."""
+        if t.batch_id is None:
+            return
+        batch_id = t.batch_id
+
+        def reply(value: Any) -> None:
+            if settleable is not None and int(value) == SETTLEABLE:
+                settleable(batch_id)
+
+        self._transition.queue(trip, *self._call(t, time.time() if now is None else now), reply=reply)
+
+    def _call(self, t: Transition, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The transition script's keys and arguments for one change, with the metric entries of the
+        attempt it ends: ``doc|attempt|ms|outcome`` (stage durations), ``doc|stage|attempt`` (failed
+        attempts) and the error note."""
         assert t.batch_id is not None
         attempt, k = t.attempt, self.keys
         failure = attempt.failure if attempt else None
@@ -108,7 +126,7 @@ class BatchState:
                 "error": ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
                                    attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
                 if attempt and failure else "", "now": now, "counted": counted(t)}  # fmt: skip
-        return self._transition(keys, args, client=client)
+        return keys, args
 
     def apply_transitions(self, transitions: Sequence[Transition], *, now: float | None = None) -> set[str]:
         """Copy document state changes to the mirror, many per round trip; returns the batches that

@@ -37,6 +37,7 @@ from legaldoc.queues import (
     stage_task,
 )
 from legaldoc.state.keys import Keys
+from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.state.scripts import Script
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -172,6 +173,16 @@ class _SentEvents:
         elif self.listening:
             pipe.publish(self.channel, self.render(message, task_id, argsrepr))
 
+    def queue(self, trip: RoundTrip, message: Message, task_id: str, argsrepr: str) -> None:
+        """The same in a round trip that carries other commands: when the last answer has expired
+        the event rides along, and its answer (the receivers it reached) is the next one."""
+        if time.monotonic() >= self.until:
+            self.until = time.monotonic() + LISTENING_TTL
+            trip.add(self.client, "PUBLISH", self.channel, self.render(message, task_id, argsrepr),
+                     reply=lambda receivers: setattr(self, "listening", bool(receivers)))  # fmt: skip
+        elif self.listening:
+            trip.add(self.client, "PUBLISH", self.channel, self.render(message, task_id, argsrepr))
+
 
 class Broker:
     """Publishes legaldoc task messages to the broker database and measures queue depths.
@@ -261,12 +272,34 @@ class Broker:
         """Publish (document id, stage, attempt[, database]) messages to each stage's queue (at the
         front of its priority list with `front`); `parent`: the task publishing them (each message is
         then its child, under its root), else each is a root."""
+        return self.publish(self._stage_messages(items, priority, countdown, parent), front=front)
+
+    def queue(self, trip: RoundTrip, messages: Iterable[Message], *, front: bool = False) -> int:
+        """Add messages to a round trip that carries other commands (a stage's end: its state
+        change, its cache writes and the next stage's message go to Redis together)."""
+        pending: dict[str, list[str]] = {}
+        sent = f"{time.time():.3f}"
+        for message in messages:
+            key, payload, task_id, argsrepr = self._encode(message, sent)
+            if self.events is not None:
+                self.events.queue(trip, message, task_id, argsrepr)
+            pending.setdefault(key, []).append(payload)
+        for key, payloads in pending.items():
+            trip.add(self.client, "RPUSH" if front else "LPUSH", key, *(reversed(payloads) if front else payloads), must=True)
+        return sum(map(len, pending.values()))
+
+    def queue_stage(self, trip: RoundTrip, items: Sequence[tuple[int, Stage, int]], priority: int, *,
+                    countdown: float | None = None, front: bool = False, parent: Lineage | None = None) -> int:  # fmt: skip
+        """`publish_stage` in a round trip that carries other commands."""
+        return self.queue(trip, self._stage_messages(items, priority, countdown, parent), front=front)
+
+    def _stage_messages(self, items: Sequence[tuple[int, Stage, int]], priority: int, countdown: float | None,
+                        parent: Lineage | None) -> Iterable[Message]:  # fmt: skip
         eta = datetime.now(UTC) + timedelta(seconds=countdown) if countdown else None
         stamp = (self.database(),) if self.database else ()
-        return self.publish(
-            (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta,
-                     attempt - 1, parent)
-             for document_id, stage, attempt in items), front=front)  # fmt: skip
+        return (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta,
+                        attempt - 1, parent)
+                for document_id, stage, attempt in items)  # fmt: skip
 
     def depth(self, queue: str) -> int:
         """Messages waiting in a queue, over all its priority lists."""
