@@ -180,9 +180,8 @@ class StageCache:
 
     def entity_index_changed(self, session: Session, project_id: int, base: int, index: EntityIndex) -> None:
         """Give the project a new generation (under the project's lock), and write the changed
-        types' index through to the cache once the transaction commits (a rollback writes nothing;
-        the write never replaces a newer generation); the other types stay valid in the cache when
-        it was at `base`."""
+        types' index through to the cache once the transaction commits (a rollback writes nothing);
+        the other types stay valid in the cache when it was at `base`."""
         generation = repo.bump_entity_generation(session, project_id, base)
         cache = self.redis
         if cache is None:

@@ -176,7 +176,7 @@ class ResultCache:
 
     def put_index(self, project_id: int, base_generation: int | None, generation: int,
                   blobs: Mapping[str, bytes], *, replace: bool = False, trip: RoundTrip | None = None) -> None:  # fmt: skip
-        """Write these type blobs at `generation` (never over a newer one); other types stay only if
+        """Write these type blobs at `generation`; other types stay only if
         the hash was at `base_generation` (the generation the writer read them at) and `replace` is
         false. In `trip`, else now."""
         fields: list[str | bytes] = []

@@ -35,10 +35,17 @@ MAIL_SUFFIXES = {".eml": "eml", ".msg": "msg"}
 SUPPORTED_SUFFIXES = DOCUMENT_SUFFIXES | frozenset(ARCHIVE_SUFFIXES)
 
 
+_CONTAINERS = ARCHIVE_SUFFIXES | MAIL_SUFFIXES
+_CONTAINER_ENDINGS = tuple(_CONTAINERS)
+
+
 def container_kind(name: str) -> str | None:
     """ "zip", "tar", "eml" or "msg" when the name says the file holds other documents, else None."""
-    lowered = name.lower().rsplit("/", 1)[-1]
-    for suffix, kind in (ARCHIVE_SUFFIXES | MAIL_SUFFIXES).items():
+    lowered = name.lower()
+    if not lowered.endswith(_CONTAINER_ENDINGS):  # most names: one C call
+        return None
+    lowered = lowered.rsplit("/", 1)[-1]
+    for suffix, kind in _CONTAINERS.items():
         if lowered.endswith(suffix):
             return kind
     return None
