@@ -158,13 +158,16 @@ class CountingProxy:
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        except OSError:
+        except (OSError, asyncio.CancelledError):
             client_writer.close()
             return
         connection = _Connection()
         self.connections.append(connection)
-        await asyncio.gather(self._pipe(client_reader, server_writer, connection.client_sent),
-                             self._pipe(server_reader, client_writer, lambda _: connection.server_sent()))  # fmt: skip
+        try:
+            await asyncio.gather(self._pipe(client_reader, server_writer, connection.client_sent),
+                                 self._pipe(server_reader, client_writer, lambda _: connection.server_sent()))  # fmt: skip
+        except asyncio.CancelledError:
+            server_writer.close()
 
     def __enter__(self) -> CountingProxy:
         self.thread.start()

@@ -3,8 +3,9 @@
 legaldoc's roles live in different databases of one Redis by default (broker 0, cache 2, state 4),
 each overridable with its own URL. A stage ends by writing to three of them: the state script, the
 cache, the next stage's message. `RoundTrip` gathers those commands and sends them as one pipeline
-on one connection, with a ``SELECT`` wherever the database changes and a last one back to the
-connection's own database; commands for a role on another server go in one pipeline per server.
+on one connection, grouped by database with a ``SELECT`` before each other database's commands and
+a last one back to the connection's own; commands for a role on another server go in one pipeline
+per server.
 
 Scripts go as plain EVALSHA (redis-py's pipelines would first ask SCRIPT EXISTS: one more round
 trip). A script the server does not hold yet (a new or restarted server) answers NOSCRIPT; that
@@ -98,6 +99,10 @@ class RoundTrip:
     def _send(self, carrier: redis.Redis, group: list[_Command]) -> list[tuple[_Command, Exception]]:
         pipe = carrier.pipeline(transaction=False)
         own = current = _db(carrier)
+        # one database after the other, the carrier's own first: the fewest SELECTs. The order of
+        # commands across databases does not matter (each database's keep theirs, and the state
+        # script applies changes by version whatever their order).
+        group = sorted(group, key=lambda queued: (_db(queued.client) != own, _db(queued.client)))
         slots: list[_Command | None] = []
         for queued in group:
             db = _db(queued.client)

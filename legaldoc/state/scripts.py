@@ -70,8 +70,15 @@ class Script:
         ordered_keys = self._ordered(self.keys, keys, f"{self.name} keys")
         ordered_args = self._ordered(self.args, args, f"{self.name} args")
         script = self._script
-        trip.script(script.registered_client, script.sha, ordered_keys, ordered_args, reply=reply,
-                    run=lambda: script(keys=ordered_keys, args=ordered_args))  # fmt: skip
+        client = script.registered_client
+
+        def load_and_run() -> Any:  # the server lacks it: load and run it in one round trip
+            pipe = client.pipeline(transaction=False)
+            pipe.script_load(script.script)
+            pipe.evalsha(script.sha, len(ordered_keys), *ordered_keys, *ordered_args)
+            return pipe.execute()[1]
+
+        trip.script(client, script.sha, ordered_keys, ordered_args, reply=reply, run=load_and_run)
 
     def __call__(self, keys: Mapping[str, Any], args: Mapping[str, Any], *, client: Any = None) -> Any:
         """Run the script (on `client`, e.g. a pipeline, when given)."""
