@@ -21,7 +21,7 @@ from redis.typing import EncodableT, FieldT
 from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, Transition
 from legaldoc.state.keys import Keys
 from legaldoc.state.metrics import add_usage_counters, counted
-from legaldoc.state.roundtrip import RoundTrip
+from legaldoc.state.roundtrip import RoundTrip, send_packed
 from legaldoc.state.scripts import Script
 
 USAGE = "usage:"  # batch hash fields usage:{provider}:{name}: what remote providers cost
@@ -162,19 +162,21 @@ class BatchState:
             if state == MirrorState.FAILED and category:
                 counts[f"errors:{category}"] = counts.get(f"errors:{category}", 0) + 1
         keys = self._batch_keys(batch_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*keys.values())
         values: dict[FieldT, EncodableT] = {k: v for k, v in fields.items() if v is not None}
         values.update(counts, total=len(states))
-        pipe.hset(keys["batch"], mapping=values)
+        commands: list[list[Any]] = [["MULTI"], ["DEL", *keys.values()],
+                                     ["HSET", keys["batch"], *(x for kv in values.items() for x in kv)]]  # fmt: skip
         items = list(states.items())
         for offset in range(0, len(items), 10000):
-            pipe.hset(keys["docs"], mapping={str(d): f"{v}|{s}|{st}|{c}" for d, (v, s, st, c) in items[offset : offset + 10000]})
+            commands.append(["HSET", keys["docs"], *(x for d, (v, s, st, c) in items[offset : offset + 10000]
+                                                     for x in (d, f"{v}|{s}|{st}|{c}"))])  # fmt: skip
         if errors:
-            pipe.hset(keys["errors"], mapping={str(d): e for d, e in errors.items()})
-        pipe.zadd(self.keys.batches, {batch_id: float(fields["created_at"])})
-        pipe.zadd(self.keys.active_batches, {batch_id: float(fields["created_at"])})
-        pipe.execute()
+            commands.append(["HSET", keys["errors"], *(x for kv in errors.items() for x in kv)])
+        created = float(fields["created_at"])
+        commands += [["ZADD", self.keys.batches, created, batch_id], ["ZADD", self.keys.active_batches, created, batch_id], ["EXEC"]]
+        replies = send_packed(self.client, commands)  # one transaction, packed here: thousands of documents
+        if isinstance(replies[-1], list) and (failed := next((r for r in replies[-1] if isinstance(r, Exception)), None)):
+            raise failed
 
     def init_batch(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, MirrorState]]) -> None:
         """Create the batch hash and every document's starting state (pending or skipped)."""

@@ -37,7 +37,7 @@ from legaldoc.queues import (
     stage_task,
 )
 from legaldoc.state.keys import Keys
-from legaldoc.state.roundtrip import RoundTrip
+from legaldoc.state.roundtrip import RoundTrip, send_packed
 from legaldoc.state.scripts import Script
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -110,9 +110,15 @@ class _Template:
 
     def render(self, task_id: str, argsrepr: str, body: str, sent: str, retries: int = 0, root_id: str | None = None,
                parent_id: str | None = None) -> str:  # fmt: skip
-        return self.format(task_id, json.dumps(argsrepr)[1:-1], body, sent, int(retries),
-                           f'"{task_id}"' if root_id is None else json.dumps(root_id),
-                           "null" if parent_id is None else json.dumps(parent_id))  # fmt: skip
+        return self.format(task_id, _json_inner(argsrepr), body, sent, int(retries),
+                           f'"{_json_inner(root_id or task_id)}"', "null" if parent_id is None else f'"{_json_inner(parent_id)}"')  # fmt: skip
+
+
+def _json_inner(text: str) -> str:
+    """A string as JSON writes it between its quotes (most need no escape: printable ASCII without quotes)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return json.dumps(text)[1:-1]
 
 
 _BODY_SUFFIX = ", {}, " + json.dumps(_EMBED) + "]"
@@ -165,14 +171,14 @@ class _SentEvents:
         body = base64.b64encode(json.dumps(event).encode()).decode()
         return self.envelope.replace(self._BODY, body).replace(self._TAG, task_id)
 
-    def add(self, pipe: redis.client.Pipeline, message: Message, task_id: str, argsrepr: str) -> None:
-        """The event of one message: into the pipeline while a monitor listens; published on its own
-        (and counted) when the last answer has expired; not at all while nobody listens."""
+    def event(self, message: Message, task_id: str, argsrepr: str) -> str | None:
+        """The event of one message, to go with it while a monitor listens; published on its own
+        (and counted) when the last answer has expired; None while nobody listens."""
         if time.monotonic() >= self.until:
             self.listening = bool(self.client.publish(self.channel, self.render(message, task_id, argsrepr)))
             self.until = time.monotonic() + LISTENING_TTL
-        elif self.listening:
-            pipe.publish(self.channel, self.render(message, task_id, argsrepr))
+            return None
+        return self.render(message, task_id, argsrepr) if self.listening else None
 
     def queue(self, trip: RoundTrip, message: Message, task_id: str, argsrepr: str) -> None:
         """The same in a round trip that carries other commands: when the last answer has expired
@@ -240,33 +246,33 @@ class Broker:
         pop from the right of a list, so LPUSH queues at the back; `front` RPUSHes instead (in
         reverse, so the first message is the next one consumed): the next attempt of a crashed stage."""
         count = 0
-        pipe = self.client.pipeline(transaction=False)
         pending: dict[str, list[str]] = {}
+        events: list[str] = []
         buffered = 0
         sent = f"{time.time():.3f}"
-        events = self.events
         for message in messages:
             key, payload, task_id, argsrepr = self._encode(message, sent)
-            if events is not None:
-                events.add(pipe, message, task_id, argsrepr)
+            if self.events is not None and (event := self.events.event(message, task_id, argsrepr)) is not None:
+                events.append(event)
             pending.setdefault(key, []).append(payload)
             count += 1
             buffered += 1
             if buffered >= chunk * 5 and not front:
-                self._flush(pipe, pending, chunk)
+                self._flush(pending, chunk, events=events)
+                events = []
                 buffered = 0
-        self._flush(pipe, pending, chunk, front)
+        self._flush(pending, chunk, front, events)
         return count
 
-    @staticmethod
-    def _flush(pipe: redis.client.Pipeline, pending: dict[str, list[str]], chunk: int, front: bool = False) -> None:
+    def _flush(self, pending: dict[str, list[str]], chunk: int, front: bool = False, events: list[str] | None = None) -> None:
+        commands: list[list[str]] = [["PUBLISH", self.events.channel, event] for event in events or ()] if self.events else []
         for key, payloads in pending.items():
             if front:  # the first message rightmost: RPUSH the last ones first
                 payloads.reverse()
             for offset in range(0, len(payloads), chunk):
-                (pipe.rpush if front else pipe.lpush)(key, *payloads[offset : offset + chunk])
+                commands.append(["RPUSH" if front else "LPUSH", key, *payloads[offset : offset + chunk]])
         pending.clear()
-        pipe.execute()
+        send_packed(self.client, commands)
 
     def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None,
                       front: bool = False, parent: Lineage | None = None) -> int:  # fmt: skip

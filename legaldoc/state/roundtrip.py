@@ -18,7 +18,7 @@ from `send`; the others (state, cache: the database holds the truth) are handed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,3 +136,41 @@ class RoundTrip:
             if command.reply is not None:
                 command.reply(value)
         return errors
+
+
+def _packed(args: Sequence[bytes | str | int | float]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def send_packed(client: redis.Redis, commands: Sequence[Sequence[bytes | str | int | float]]) -> list[Any]:
+    """Many commands in one round trip, packed here into RESP: for bulk writes (a submit's
+    thousands of messages and document states), where redis-py's general packing of each argument
+    costs more than the server's work. Replies unparsed (redis-py's raw values); the first error
+    reply raises after every reply was read. Never retried: a message is not pushed twice."""
+    if not commands:
+        return []
+    packed = b"".join(_packed(args) for args in commands)
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([packed])
+        replies: list[Any] = []
+        first: redis.ResponseError | None = None
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+                first = first or exc
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    if first is not None:
+        raise first
+    return replies
