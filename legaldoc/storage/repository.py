@@ -478,7 +478,7 @@ def _values(session: Session, values: Sequence[Any], value_type: Any) -> Any:
     of a JSON array, PostgreSQL's unnest of an array. An INSERT … SELECT from it writes thousands
     of rows in one statement, with no per-row parameter processing."""
     if session.get_bind().dialect.name == "postgresql":
-        return func.unnest(literal(list(values), postgresql.ARRAY(value_type))).table_valued("value")
+        return func.unnest(literal(list(values), postgresql.ARRAY(value_type))).table_valued("value").render_derived()
     return func.json_each(literal(json.dumps(list(values)))).table_valued("value")
 
 
