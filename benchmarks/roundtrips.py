@@ -2,7 +2,10 @@
 
 A round trip is a turn of one connection: the client sends (one command, or a whole pipeline, in
 as many TCP segments as it takes) and then waits for the server's answer; the next bytes the client
-sends after an answer start the next turn. Commands are counted from the RESP arrays the client
+sends after an answer start the next turn, unless they complete a command still in transit (a
+pipeline whose first commands the server answered while the rest arrived). A pipeline split by
+TCP exactly between two commands while the server answers the first would count twice, so the
+counts are an upper bound. Commands are counted from the RESP arrays the client
 sends. Connections are told apart by the name their client gives itself (``CLIENT SETNAME``):
 legaldoc names every connection it opens ``legaldoc`` (`legaldoc.state.connection`); Celery's and
 kombu's connections stay unnamed. The turns of a connection's setup (HELLO, CLIENT SETNAME/SETINFO,
@@ -87,10 +90,15 @@ class _Connection:
         self.buffer = bytearray()
 
     def client_sent(self, data: bytes) -> None:
+        # bytes after an answer start a turn, unless they finish a command: the server may answer a
+        # pipeline's first commands while the client still sends the rest (a large value)
+        fresh = not self.buffer
         self.buffer += data
         names = _commands(self.buffer)
         counts = self.counts
-        if not self.waiting:
+        if not self.waiting and not fresh:
+            self.waiting = True
+        elif not self.waiting:
             self.waiting = True
             self.turn_is_setup = self.in_setup
             if self.in_setup:

@@ -118,7 +118,9 @@ def test_each_stage_ends_in_one_round_trip(batch_settings, tmp_path: Path):
     assert trips[Stage.EXTRACT] == [3] + [2] * (len(ids) - 1), trips
     assert trips[Stage.CHUNK] == trips[Stage.ENTITIES] == [1] * len(ids), trips
     assert trips[Stage.RESOLVE] == [3] + [2] * (len(ids) - 1), trips
-    assert trips[Stage.RELATE] == [1] * (len(ids) - 1) + [2], trips  # the last one also queues the batch's settling
+    # the last one also queues the batch's settling: once per batch, a round trip of its own, and one
+    # more when the answer to "does a monitor listen for task events?" (held 1 s) has expired
+    assert trips[Stage.RELATE][:-1] == [1] * (len(ids) - 1) and trips[Stage.RELATE][-1] in (2, 3), trips
     direct = Runtime(batch_settings)
     live = direct.state.read(submitted.batch_id)
     assert live is not None and live["succeeded"] == str(len(ids)) and live["running"] == "0"

@@ -97,6 +97,8 @@ class RoundTrip:
         return list(dict.fromkeys(error for _, error in errors))
 
     def _send(self, carrier: redis.Redis, group: list[_Command]) -> list[tuple[_Command, Exception]]:
+        if len({_db(queued.client) for queued in group}) == 1:
+            carrier = group[0].client  # one database: its own client's connection, no SELECT
         pipe = carrier.pipeline(transaction=False)
         own = current = _db(carrier)
         # one database after the other, the carrier's own first: the fewest SELECTs. The order of
