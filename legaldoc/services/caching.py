@@ -29,6 +29,7 @@ from legaldoc.errors import UsageError
 from legaldoc.models import CanonicalEntity, EntityType, ExtractedDocument
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.cache import EXTRACT, ResultCache
+from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
 from legaldoc.storage.tables import BatchDocument, Document
@@ -86,13 +87,28 @@ class StageCache:
         self.settings = settings
         self.database = database
         self.redis = redis_cache
+        # The stage's round trip (`state.roundtrip`), set by the stage runner: writes and counters
+        # ride in it to the stage's end; a read sends what it holds. None: each goes on its own.
+        self.trip: RoundTrip | None = None
+        self._on_commit: list[Callable[[RoundTrip | None], None]] = []  # writes waiting for their transaction
+
+    def begin(self, trip: RoundTrip | None) -> None:
+        """A new stage: its round trip; writes an earlier stage left uncommitted are dropped."""
+        self.trip = trip
+        self._on_commit.clear()
+
+    def committed(self) -> None:
+        """The stage's transaction committed: its index writes join the round trip."""
+        waiting, self._on_commit = self._on_commit, []
+        for write in waiting:
+            write(self.trip)
 
     # extraction
 
     def extraction(self, key: str, sha256: str) -> CachedExtraction | None:
         if self.redis is not None:
             try:
-                value = self.redis.get_extraction(key)
+                value = self.redis.get_extraction(key, self.trip)
             except Exception:
                 log.warning("extraction cache unavailable", exc_info=True)
                 value = None
@@ -127,14 +143,14 @@ class StageCache:
         if len(value) > self.settings.cache_inline_max_kb * 1024:
             value = json.dumps({"ref": document_id}).encode()
         try:
-            self.redis.put_extractions({key: value})
+            self.redis.put_extractions({key: value}, self.trip)
         except Exception:
             log.warning("could not cache the extraction of document %s", document_id, exc_info=True)
 
     def _record(self, namespace: str, **counts: int) -> None:
         if self.redis is not None:
             try:
-                self.redis.record(namespace, **counts)
+                self.redis.record(namespace, self.trip, **counts)
             except Exception:
                 log.debug("cache counters unavailable", exc_info=True)
 
@@ -148,7 +164,7 @@ class StageCache:
         index: EntityIndex = {}
         if self.redis is not None and wanted:
             try:
-                blobs = self.redis.get_index(project_id, generation, [t.value for t in wanted])
+                blobs = self.redis.get_index(project_id, generation, [t.value for t in wanted], self.trip)
             except Exception:
                 log.warning("entity-index cache unavailable", exc_info=True)
                 blobs = {}
@@ -163,17 +179,25 @@ class StageCache:
         return index, generation
 
     def entity_index_changed(self, session: Session, project_id: int, base: int, index: EntityIndex) -> None:
-        """Give the project a new generation and write the changed types' index through to the
-        cache, still under the project's lock (a rollback leaves a generation nobody will match);
+        """Give the project a new generation (under the project's lock), and write the changed
+        types' index through to the cache once the transaction commits (a rollback writes nothing);
         the other types stay valid in the cache when it was at `base`."""
         generation = repo.bump_entity_generation(session, project_id, base)
-        if self.redis is None:
+        cache = self.redis
+        if cache is None:
             return
-        try:
-            self.redis.put_index(project_id, base, generation,
-                                 {t.value: encode_index(entities) for t, entities in index.items()})  # fmt: skip
-        except Exception:
-            log.warning("could not cache the entity index of project %s", project_id, exc_info=True)
+        blobs = {t.value: encode_index(entities) for t, entities in index.items()}
+
+        def write(trip: RoundTrip | None) -> None:
+            try:
+                cache.put_index(project_id, base, generation, blobs, trip=trip)
+            except Exception:
+                log.warning("could not cache the entity index of project %s", project_id, exc_info=True)
+
+        if self.trip is None:
+            write(None)  # no stage round trip: written at once, under the lock
+        else:
+            self._on_commit.append(write)
 
 
 # -- operator commands ----------------------------------------------------------------------------

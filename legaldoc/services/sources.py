@@ -119,6 +119,11 @@ def expand_documents(documents: Sequence[DocumentSpec], settings: Settings) -> E
                 result.containers += sources != [spec.source]
                 for problem in expansion.problems:  # the document's extraction reports it as a failure
                     log.info("%s stays one document: %s", spec.source, problem)
+        if sources == [spec.source]:  # most documents: no container, the spec as it came
+            if spec.source not in seen:
+                seen.add(spec.source)
+                result.documents.append(spec)
+            continue
         for source in sources:
             if source not in seen:
                 seen.add(source)

@@ -61,6 +61,7 @@ from legaldoc.services.timelimit import stage_time_limit
 from legaldoc.state.batches import BatchState
 from legaldoc.state.broker import Broker, Lineage, Message
 from legaldoc.state.cache import ResultCache
+from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -170,6 +171,8 @@ class StageRunner:
         self.ocr = ocr_provider_from_settings(settings)
         self.remote_ocr = RemoteOcr(settings, database, self.ocr, on_pages=self._pages_sent)
         self._entity_providers: dict[str, EntityProvider] = {}  # made on first use: a model provider needs its key then
+        self._trip: RoundTrip | None = None  # the running stage's Redis commands, sent together (`_send`)
+        self._settleable: list[str] = []
 
     def entity_provider(self, name: str | None) -> EntityProvider:
         """The provider a batch's ``options.entities`` names (else the settings'), made once."""
@@ -187,6 +190,9 @@ class StageRunner:
             return self._execute(document_id, stage, attempt, parent)
 
     def _execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None = None) -> StageOutcome:
+        self._trip = self._new_trip()
+        self._settleable = []
+        self.cache.begin(self._trip)
         with self.database.session() as session:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
             if claim.outcome is AttemptOutcome.EARLY:
@@ -213,8 +219,8 @@ class StageRunner:
         if stopped:
             self._mirror(stopped[0], priority)
             return StageOutcome(AttemptOutcome.CANCELLED)
-        if stage is Stage.EXTRACT:
-            self._mirror(claim.transition, priority)
+        if stage is Stage.EXTRACT:  # running from now on: rides with the cache lookup (or alone) before extraction
+            self._queue(claim.transition)
         started = time.monotonic()
         try:
             with _LeaseKeeper(self, document_id, stage, attempt):
@@ -233,6 +239,7 @@ class StageRunner:
                     else:
                         transition = claims.advance(session, document_id, ended, self.worker)
                     repo.finish_run(session, run_id, AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE)
+                self.cache.committed()
                 if written is not None and written.after_commit is not None:
                     written.after_commit()
         except ClaimLost:
@@ -241,9 +248,10 @@ class StageRunner:
             return StageOutcome(AttemptOutcome.LOST)
         except Exception as exc:
             return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source, parent)
-        self._mirror(transition, priority)
-        if transition.state is MirrorState.RUNNING and transition.stage and self.broker:
-            self.broker.publish_stage([(document_id, transition.stage, 1)], priority, parent=parent)
+        self._queue(transition)
+        if transition.state is MirrorState.RUNNING and transition.stage and self.broker and self._trip is not None:
+            self.broker.queue_stage(self._trip, [(document_id, transition.stage, 1)], priority, parent=parent)
+        self._send(priority)  # the stage's end: state, cache writes and the next message in one round trip
         done = AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE
         log.info("stage %s", done.value, extra={"duration": round(time.monotonic() - started, 3)})
         return StageOutcome(done)
@@ -267,10 +275,12 @@ class StageRunner:
             transition = claims.fail(session, document_id, ended, self.worker, delay=delay)
             repo.finish_run(session, run_id, outcome, category.value, f"{message} {where}", trace)
         if transition is None:
+            self._send(priority)
             return StageOutcome(AttemptOutcome.LOST)
-        self._mirror(transition, priority)
-        if retry and self.broker:
-            self.broker.publish_stage([(document_id, stage, attempt + 1)], priority, countdown=delay, parent=parent)
+        self._queue(transition)
+        if retry and self.broker and self._trip is not None:
+            self.broker.queue_stage(self._trip, [(document_id, stage, attempt + 1)], priority, countdown=delay, parent=parent)
+        self._send(priority)
         return StageOutcome(outcome, StageError(category=category, stage=stage, message=message), delay)
 
     def _early(self, session: Session, document_id: int, stage: Stage, attempt: int, due_at: datetime | None,
@@ -301,8 +311,33 @@ class StageRunner:
         work.publish(self.broker, document_id, attempt, priority)
         return StageOutcome(AttemptOutcome.WAITING)
 
+    def _new_trip(self) -> RoundTrip | None:
+        """The round trip a stage's Redis commands ride in, on the state database's connection."""
+        home = self.mirror.client if self.mirror else self.broker.client if self.broker else \
+            self.cache.redis.client if self.cache.redis else None  # fmt: skip
+        return RoundTrip(home) if home is not None else None
+
+    def _queue(self, transition: Transition) -> None:
+        """A state change into the stage's round trip (sent by `_send`)."""
+        if self.mirror is not None and self._trip is not None:
+            self.mirror.queue_transition(self._trip, transition, settleable=self._settleable.append)
+
+    def _send(self, priority: int) -> None:
+        """Send the stage's round trip: a failed state or cache command is logged (the database has
+        it), a failed message raises. A batch left with no open document is settled."""
+        if self._trip is None:
+            return
+        for error in self._trip.send():
+            log.warning("Redis refused a state or cache write: %s", error)
+        settleable, self._settleable = self._settleable, []
+        if self.broker:
+            for batch_id in dict.fromkeys(settleable):
+                self.broker.publish([Message(FINALIZE_TASK, (batch_id,), batch_queue(priority), priority)])
+
     def _mirror(self, transition: Transition, priority: int) -> None:
-        mirror_transition(self.mirror, self.broker, transition, priority)
+        """A state change sent now, with whatever the stage's round trip holds."""
+        self._queue(transition)
+        self._send(priority)
 
     def _pages_sent(self, batch_id: str | None, pages: int, cost: float) -> None:
         """Pages sent to Textract, added to the batch's live usage (status, the dashboard)."""
@@ -354,7 +389,10 @@ class StageRunner:
                     return Skip(None, "unchanged since it was processed")
                 return Skip(same, f"same content as document {same}")
         key = extract_key(self.settings.model_copy(update={"ocr_provider": mode.value}), sha256)
-        cached = self.cache.extraction(key, sha256) if self.use_cache and not options.get("force") else None
+        lookup = self.use_cache and not options.get("force")
+        cached = self.cache.extraction(key, sha256) if lookup else None
+        if not (lookup and self.cache.redis is not None):
+            self._send(DEFAULT_PRIORITY)  # the running mark goes now: no cache lookup carried it
         if cached or mode is OcrMode.LOCAL:
             extracted = cached.extracted if cached else extract(data, source, self.settings, self.ocr)
         else:

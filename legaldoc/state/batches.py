@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from redis.typing import EncodableT, FieldT
 from legaldoc.lifecycle import FINAL, AttemptOutcome, BatchStatus, MirrorState, Transition
 from legaldoc.state.keys import Keys
 from legaldoc.state.metrics import add_usage_counters, counted
+from legaldoc.state.roundtrip import RoundTrip, send_packed
 from legaldoc.state.scripts import Script
 
 USAGE = "usage:"  # batch hash fields usage:{provider}:{name}: what remote providers cost
@@ -97,9 +98,26 @@ class BatchState:
         return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id)}
 
     def _apply(self, t: Transition, now: float, client: Any = None) -> Any:
-        """The transition script for one change, with the metric entries of the attempt it ends:
-        ``doc|attempt|ms|outcome`` (stage durations), ``doc|stage|attempt`` (failed attempts) and
-        the error note."""
+        return self._transition(*self._call(t, now), client=client)
+
+    def queue_transition(self, trip: RoundTrip, t: Transition, *, now: float | None = None,
+                         settleable: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        """Add one change to a round trip; `settleable` gets the batch id when the change leaves
+        its batch with no open document."""
+        if t.batch_id is None:
+            return
+        batch_id = t.batch_id
+
+        def reply(value: Any) -> None:
+            if settleable is not None and int(value) == SETTLEABLE:
+                settleable(batch_id)
+
+        self._transition.queue(trip, *self._call(t, time.time() if now is None else now), reply=reply)
+
+    def _call(self, t: Transition, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The transition script's keys and arguments for one change, with the metric entries of the
+        attempt it ends: ``doc|attempt|ms|outcome`` (stage durations), ``doc|stage|attempt`` (failed
+        attempts) and the error note."""
         assert t.batch_id is not None
         attempt, k = t.attempt, self.keys
         failure = attempt.failure if attempt else None
@@ -116,7 +134,7 @@ class BatchState:
                 "error": ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
                                    attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
                 if attempt and failure else "", "now": now, "counted": counted(t)}  # fmt: skip
-        return self._transition(keys, args, client=client)
+        return keys, args
 
     def apply_transitions(self, transitions: Sequence[Transition], *, now: float | None = None) -> set[str]:
         """Copy document state changes to the mirror, many per round trip; returns the batches that
@@ -152,19 +170,21 @@ class BatchState:
             if state == MirrorState.FAILED and category:
                 counts[f"errors:{category}"] = counts.get(f"errors:{category}", 0) + 1
         keys = self._batch_keys(batch_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*keys.values())
         values: dict[FieldT, EncodableT] = {k: v for k, v in fields.items() if v is not None}
         values.update(counts, total=len(states))
-        pipe.hset(keys["batch"], mapping=values)
+        commands: list[list[Any]] = [["MULTI"], ["DEL", *keys.values()],
+                                     ["HSET", keys["batch"], *(x for kv in values.items() for x in kv)]]  # fmt: skip
         items = list(states.items())
         for offset in range(0, len(items), 10000):
-            pipe.hset(keys["docs"], mapping={str(d): f"{v}|{s}|{st}|{c}" for d, (v, s, st, c) in items[offset : offset + 10000]})
+            commands.append(["HSET", keys["docs"], *(x for d, (v, s, st, c) in items[offset : offset + 10000]
+                                                     for x in (d, f"{v}|{s}|{st}|{c}"))])  # fmt: skip
         if errors:
-            pipe.hset(keys["errors"], mapping={str(d): e for d, e in errors.items()})
-        pipe.zadd(self.keys.batches, {batch_id: float(fields["created_at"])})
-        pipe.zadd(self.keys.active_batches, {batch_id: float(fields["created_at"])})
-        pipe.execute()
+            commands.append(["HSET", keys["errors"], *(x for kv in errors.items() for x in kv)])
+        created = float(fields["created_at"])
+        commands += [["ZADD", self.keys.batches, created, batch_id], ["ZADD", self.keys.active_batches, created, batch_id], ["EXEC"]]
+        replies = send_packed(self.client, commands)  # one transaction, packed here: thousands of documents
+        if isinstance(replies[-1], list) and (failed := next((r for r in replies[-1] if isinstance(r, Exception)), None)):
+            raise failed
 
     def init_batch(self, batch_id: str, fields: Mapping[str, Any], documents: Mapping[int, tuple[int, MirrorState]]) -> None:
         """Create the batch hash and every document's starting state (pending or skipped)."""

@@ -37,6 +37,7 @@ from legaldoc.queues import (
     stage_task,
 )
 from legaldoc.state.keys import Keys
+from legaldoc.state.roundtrip import RoundTrip, send_packed
 from legaldoc.state.scripts import Script
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -90,27 +91,34 @@ def _envelope(task: str, queue: str, kombu_priority: int, task_id: str, argsrepr
 
 
 class _Template:
-    """One pre-rendered envelope per (task, queue, priority); only id, args and body vary."""
+    """One pre-rendered envelope per (task, queue, priority); only id, args and body vary. Rendering
+    is one `str.format` of the envelope with its variable places numbered."""
 
     def __init__(self, task: str, queue: str, kombu_priority: int, key: str) -> None:
         text = json.dumps(_envelope(task, queue, kombu_priority, *_SENTINELS, None, *_VALUES))
         escaped = {json.dumps(s)[1:-1]: s for s in _SENTINELS} | {json.dumps(s): s for s in _VALUES}
         pattern = re.compile("|".join(map(re.escape, escaped)))
-        self.parts = pattern.split(text)
-        self.order = [escaped[match] for match in pattern.findall(text)]
+        place = {sentinel: index for index, sentinel in enumerate((*_SENTINELS, *_VALUES))}
+        parts = pattern.split(text)
+        order = [escaped[match] for match in pattern.findall(text)]
+        pieces = [parts[0].replace("{", "{{").replace("}", "}}")]
+        for sentinel, part in zip(order, parts[1:], strict=True):
+            pieces.append(f"{{{place[sentinel]}}}")
+            pieces.append(part.replace("{", "{{").replace("}", "}}"))
+        self.format = "".join(pieces).format
         self.key = key
 
     def render(self, task_id: str, argsrepr: str, body: str, sent: str, retries: int = 0, root_id: str | None = None,
                parent_id: str | None = None) -> str:  # fmt: skip
-        values = {_SENTINELS[0]: task_id, _SENTINELS[1]: json.dumps(argsrepr)[1:-1], _SENTINELS[2]: body,
-                  _SENTINELS[3]: sent, _VALUES[0]: str(int(retries)),
-                  _VALUES[1]: f'"{task_id}"' if root_id is None else json.dumps(root_id),
-                  _VALUES[2]: "null" if parent_id is None else json.dumps(parent_id)}  # fmt: skip
-        pieces = [self.parts[0]]
-        for sentinel, part in zip(self.order, self.parts[1:], strict=True):
-            pieces.append(values[sentinel])
-            pieces.append(part)
-        return "".join(pieces)
+        return self.format(task_id, _json_inner(argsrepr), body, sent, int(retries),
+                           f'"{_json_inner(root_id or task_id)}"', "null" if parent_id is None else f'"{_json_inner(parent_id)}"')  # fmt: skip
+
+
+def _json_inner(text: str) -> str:
+    """A string as JSON writes it between its quotes (most need no escape: printable ASCII without quotes)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return json.dumps(text)[1:-1]
 
 
 _BODY_SUFFIX = ", {}, " + json.dumps(_EMBED) + "]"
@@ -163,14 +171,24 @@ class _SentEvents:
         body = base64.b64encode(json.dumps(event).encode()).decode()
         return self.envelope.replace(self._BODY, body).replace(self._TAG, task_id)
 
-    def add(self, pipe: redis.client.Pipeline, message: Message, task_id: str, argsrepr: str) -> None:
-        """The event of one message: into the pipeline while a monitor listens; published on its own
-        (and counted) when the last answer has expired; not at all while nobody listens."""
+    def event(self, message: Message, task_id: str, argsrepr: str) -> str | None:
+        """The event of one message, to go with it while a monitor listens; published on its own
+        (and counted) when the last answer has expired; None while nobody listens."""
         if time.monotonic() >= self.until:
             self.listening = bool(self.client.publish(self.channel, self.render(message, task_id, argsrepr)))
             self.until = time.monotonic() + LISTENING_TTL
+            return None
+        return self.render(message, task_id, argsrepr) if self.listening else None
+
+    def queue(self, trip: RoundTrip, message: Message, task_id: str, argsrepr: str) -> None:
+        """The same in a round trip that carries other commands: when the last answer has expired
+        the event rides along, and its answer (the receivers it reached) is the next one."""
+        if time.monotonic() >= self.until:
+            self.until = time.monotonic() + LISTENING_TTL
+            trip.add(self.client, "PUBLISH", self.channel, self.render(message, task_id, argsrepr),
+                     reply=lambda receivers: setattr(self, "listening", bool(receivers)))  # fmt: skip
         elif self.listening:
-            pipe.publish(self.channel, self.render(message, task_id, argsrepr))
+            trip.add(self.client, "PUBLISH", self.channel, self.render(message, task_id, argsrepr))
 
 
 class Broker:
@@ -228,45 +246,67 @@ class Broker:
         pop from the right of a list, so LPUSH queues at the back; `front` RPUSHes instead (in
         reverse, so the first message is the next one consumed): the next attempt of a crashed stage."""
         count = 0
-        pipe = self.client.pipeline(transaction=False)
         pending: dict[str, list[str]] = {}
+        events: list[str] = []
         buffered = 0
         sent = f"{time.time():.3f}"
-        events = self.events
         for message in messages:
             key, payload, task_id, argsrepr = self._encode(message, sent)
-            if events is not None:
-                events.add(pipe, message, task_id, argsrepr)
+            if self.events is not None and (event := self.events.event(message, task_id, argsrepr)) is not None:
+                events.append(event)
             pending.setdefault(key, []).append(payload)
             count += 1
             buffered += 1
             if buffered >= chunk * 5 and not front:
-                self._flush(pipe, pending, chunk)
+                self._flush(pending, chunk, events=events)
+                events = []
                 buffered = 0
-        self._flush(pipe, pending, chunk, front)
+        self._flush(pending, chunk, front, events)
         return count
 
-    @staticmethod
-    def _flush(pipe: redis.client.Pipeline, pending: dict[str, list[str]], chunk: int, front: bool = False) -> None:
+    def _flush(self, pending: dict[str, list[str]], chunk: int, front: bool = False, events: list[str] | None = None) -> None:
+        commands: list[list[str]] = [["PUBLISH", self.events.channel, event] for event in events or ()] if self.events else []
         for key, payloads in pending.items():
             if front:  # the first message rightmost: RPUSH the last ones first
                 payloads.reverse()
             for offset in range(0, len(payloads), chunk):
-                (pipe.rpush if front else pipe.lpush)(key, *payloads[offset : offset + chunk])
+                commands.append(["RPUSH" if front else "LPUSH", key, *payloads[offset : offset + chunk]])
         pending.clear()
-        pipe.execute()
+        send_packed(self.client, commands)
 
     def publish_stage(self, items: Sequence[tuple[int, Stage, int]], priority: int, *, countdown: float | None = None,
                       front: bool = False, parent: Lineage | None = None) -> int:  # fmt: skip
         """Publish (document id, stage, attempt[, database]) messages to each stage's queue (at the
         front of its priority list with `front`); `parent`: the task publishing them (each message is
         then its child, under its root), else each is a root."""
+        return self.publish(self._stage_messages(items, priority, countdown, parent), front=front)
+
+    def queue(self, trip: RoundTrip, messages: Iterable[Message], *, front: bool = False) -> int:
+        """Add messages to a round trip that carries other commands (a stage's end: its state
+        change, its cache writes and the next stage's message go to Redis together)."""
+        pending: dict[str, list[str]] = {}
+        sent = f"{time.time():.3f}"
+        for message in messages:
+            key, payload, task_id, argsrepr = self._encode(message, sent)
+            if self.events is not None:
+                self.events.queue(trip, message, task_id, argsrepr)
+            pending.setdefault(key, []).append(payload)
+        for key, payloads in pending.items():
+            trip.add(self.client, "RPUSH" if front else "LPUSH", key, *(reversed(payloads) if front else payloads), must=True)
+        return sum(map(len, pending.values()))
+
+    def queue_stage(self, trip: RoundTrip, items: Sequence[tuple[int, Stage, int]], priority: int, *,
+                    countdown: float | None = None, front: bool = False, parent: Lineage | None = None) -> int:  # fmt: skip
+        """`publish_stage` in a round trip that carries other commands."""
+        return self.queue(trip, self._stage_messages(items, priority, countdown, parent), front=front)
+
+    def _stage_messages(self, items: Sequence[tuple[int, Stage, int]], priority: int, countdown: float | None,
+                        parent: Lineage | None) -> Iterable[Message]:  # fmt: skip
         eta = datetime.now(UTC) + timedelta(seconds=countdown) if countdown else None
         stamp = (self.database(),) if self.database else ()
-        return self.publish(
-            (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta,
-                     attempt - 1, parent)
-             for document_id, stage, attempt in items), front=front)  # fmt: skip
+        return (Message(stage_task(stage), (document_id, stage.value, attempt, *stamp), STAGE_QUEUE[stage], priority, eta,
+                        attempt - 1, parent)
+                for document_id, stage, attempt in items)  # fmt: skip
 
     def depth(self, queue: str) -> int:
         """Messages waiting in a queue, over all its priority lists."""

@@ -2,8 +2,8 @@
 
 Every value carries a one-byte header: ``z`` for zlib-compressed (values above `compress_above`
 bytes), ``r`` for raw. Every key has a TTL, refreshed when it is read, so what is used stays and
-what is not expires. Hits and misses per namespace are counted in the ``cache:stats`` hash in the
-same round trip as the read.
+what is not expires. Hits and misses per namespace are counted in the ``cache:stats`` hash; a
+stage's reads count them in the round trip that ends the stage (`state.roundtrip`).
 
 Entity indexes are one hash per project: ``gen`` (the project's entity generation in the
 database when the hash was written) and one field per entity type. A reader uses the hash only
@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from legaldoc.state.keys import Keys
+from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.state.scripts import Script
 
 EXTRACT = "extract"
@@ -75,7 +76,6 @@ class ResultCache:
         self.ttl_ms = max(1000, int(ttl_seconds * 1000))
         self.compress_above = compress_above
         self._get = Script(client, "cache_get")
-        self._get_index = Script(client, "cache_get_index")
         self._put_index = Script(client, "cache_put_index")
 
     # -- key names --------------------------------------------------------------------------------
@@ -92,28 +92,47 @@ class ResultCache:
 
     # -- extraction results -----------------------------------------------------------------------
 
-    def get_extraction(self, extract_key: str) -> bytes | None:
-        value = self._get({"entry": self.extract_key(extract_key), "stats": self.stats_key},
-                          {"ttl_ms": self.ttl_ms, "namespace": EXTRACT})
+    def get_extraction(self, extract_key: str, trip: RoundTrip | None = None) -> bytes | None:
+        """The entry (its TTL refreshed), read in `trip` with whatever it carries (sent now), else
+        on its own; the hit or miss is counted in the trip's next round trip."""
+        own = trip is None
+        trip = RoundTrip(self.client) if trip is None else trip
+        name, found = self.extract_key(extract_key), list[bytes | None]()
+        trip.add(self.client, "GET", name, reply=found.append)
+        trip.add(self.client, "PEXPIRE", name, self.ttl_ms)
+        trip.send()
+        value = found[0] if found else None
+        self.count(trip, EXTRACT, hits=int(value is not None), misses=int(value is None))
+        if own:
+            trip.send()
         return decode(value) if value is not None else None
 
-    def put_extractions(self, values: Mapping[str, bytes]) -> None:
-        """Store extraction results by their extract key, in one round trip."""
+    def count(self, trip: RoundTrip, namespace: str, **counts: int) -> None:
+        """Add to the ``cache:stats`` counters in `trip`."""
+        for name, count in counts.items():
+            if count:
+                trip.add(self.client, "HINCRBY", self.stats_key, f"{namespace}:{name}", count)
+        trip.add(self.client, "PEXPIRE", self.stats_key, self.ttl_ms)
+
+    def put_extractions(self, values: Mapping[str, bytes], trip: RoundTrip | None = None) -> None:
+        """Store extraction results by their extract key, in `trip` or in one round trip now."""
         if not values:
             return
-        pipe = self.client.pipeline(transaction=False)
+        own = trip is None
+        trip = RoundTrip(self.client) if trip is None else trip
         for extract_key, value in values.items():
-            pipe.set(self.extract_key(extract_key), encode(value, self.compress_above), px=self.ttl_ms)
-        pipe.execute()
+            trip.add(self.client, "SET", self.extract_key(extract_key), encode(value, self.compress_above), "PX", self.ttl_ms)
+        if own:
+            trip.send()
 
-    def record(self, namespace: str, **counts: int) -> None:
-        """Add to counters kept outside the read scripts (``database_hits``: a Redis miss the
-        database answered)."""
-        pipe = self.client.pipeline(transaction=False)
-        for name, count in counts.items():
-            pipe.hincrby(self.stats_key, f"{namespace}:{name}", count)
-        pipe.pexpire(self.stats_key, self.ttl_ms)
-        pipe.execute()
+    def record(self, namespace: str, trip: RoundTrip | None = None, **counts: int) -> None:
+        """Add to counters kept outside the reads (``database_hits``: a Redis miss the database
+        answered), in `trip` or now."""
+        own = trip is None
+        trip = RoundTrip(self.client) if trip is None else trip
+        self.count(trip, namespace, **counts)
+        if own:
+            trip.send()
 
     def forget_extractions(self, extract_keys: Iterable[str]) -> int:
         names = [self.extract_key(k) for k in extract_keys]
@@ -137,27 +156,39 @@ class ResultCache:
 
     # -- entity indexes ---------------------------------------------------------------------------
 
-    def get_index(self, project_id: int, generation: int, types: Iterable[str]) -> dict[str, bytes]:
+    def get_index(self, project_id: int, generation: int, types: Iterable[str], trip: RoundTrip | None = None) -> dict[str, bytes]:
         """The cached index blobs of these types, for the project at this generation; {} on a miss
-        of any of them (the caller then reads those from the database)."""
+        of any of them (the caller then reads those from the database). One HMGET (and the TTL's
+        refresh) now; the hit or miss is counted in the trip's next round trip."""
         wanted = sorted(set(types))
-        reply = self._get_index({"index": self.index_key(project_id), "stats": self.stats_key},
-                                {"ttl_ms": self.ttl_ms, "namespace": ENTITIES, "generation": str(generation),
-                                 "types": wanted})  # fmt: skip
-        if len(reply) <= 1:
-            return {}
-        return {t: decode(v) for t, v in zip(wanted, reply[1:], strict=True) if v is not None}
+        own = trip is None
+        trip = RoundTrip(self.client) if trip is None else trip
+        name, found = self.index_key(project_id), list[list[bytes | None]]()
+        trip.add(self.client, "HMGET", name, "gen", *wanted, reply=found.append)
+        trip.add(self.client, "PEXPIRE", name, self.ttl_ms)
+        trip.send()
+        held, *values = found[0] if found else [None]
+        hit = held is not None and _str(held) == str(generation) and all(v is not None for v in values)
+        self.count(trip, ENTITIES, hits=int(hit), misses=int(not hit))
+        if own:
+            trip.send()
+        return {t: decode(v) for t, v in zip(wanted, values, strict=True) if v is not None} if hit else {}
 
     def put_index(self, project_id: int, base_generation: int | None, generation: int,
-                  blobs: Mapping[str, bytes], *, replace: bool = False) -> None:  # fmt: skip
-        """Write these type blobs at `generation`; other types stay only if the hash was at
-        `base_generation` (the generation the writer read them at) and `replace` is false."""
+                  blobs: Mapping[str, bytes], *, replace: bool = False, trip: RoundTrip | None = None) -> None:  # fmt: skip
+        """Write these type blobs at `generation`; other types stay only if
+        the hash was at `base_generation` (the generation the writer read them at) and `replace` is
+        false. In `trip`, else now."""
         fields: list[str | bytes] = []
         for entity_type, blob in sorted(blobs.items()):
             fields += [entity_type, encode(blob, self.compress_above)]
-        self._put_index({"index": self.index_key(project_id)},
-                        {"ttl_ms": self.ttl_ms, "base_generation": "" if base_generation is None else str(base_generation),
-                         "generation": str(generation), "replace": "1" if replace else "0", "fields": fields})  # fmt: skip
+        keys = {"index": self.index_key(project_id)}
+        args = {"ttl_ms": self.ttl_ms, "base_generation": "" if base_generation is None else str(base_generation),
+                "generation": str(generation), "replace": "1" if replace else "0", "fields": fields}  # fmt: skip
+        if trip is None:
+            self._put_index(keys, args)
+        else:
+            self._put_index.queue(trip, keys, args)
 
     def forget_index(self, project_id: int) -> int:
         return self.client.unlink(self.index_key(project_id))

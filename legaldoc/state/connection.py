@@ -14,9 +14,12 @@ TIMEOUTS = {
 }
 
 
+CLIENT_NAME = "legaldoc"  # every connection's name (CLIENT LIST; Celery's own stay unnamed)
+
+
 @cache
 def _client(url: str, interactive: bool, pid: int) -> redis.Redis:
-    return redis.Redis.from_url(url, **TIMEOUTS[interactive])
+    return redis.Redis.from_url(url, client_name=CLIENT_NAME, **TIMEOUTS[interactive])
 
 
 def client(url: str, *, interactive: bool = False) -> redis.Redis:

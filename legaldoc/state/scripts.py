@@ -14,12 +14,14 @@ is an error before anything reaches Redis.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 import redis
+
+from legaldoc.state.roundtrip import RoundTrip
 
 _HEADER = re.compile(r"^--! (keys|args):(.*)$", re.MULTILINE)
 _LUA = {"keys": "KEYS", "args": "ARGV"}
@@ -61,6 +63,22 @@ class Script:
             rest: Sequence[Any] = given[names[-1][1:]]
             values.extend(rest)
         return values
+
+    def queue(self, trip: RoundTrip, keys: Mapping[str, Any], args: Mapping[str, Any], *,
+              reply: Callable[[Any], None] | None = None) -> None:  # fmt: skip
+        """Add one call to a round trip (as EVALSHA; run on its own, loading it, if the server lacks it)."""
+        ordered_keys = self._ordered(self.keys, keys, f"{self.name} keys")
+        ordered_args = self._ordered(self.args, args, f"{self.name} args")
+        script = self._script
+        client = script.registered_client
+
+        def load_and_run() -> Any:  # the server lacks it: load and run it in one round trip
+            pipe = client.pipeline(transaction=False)
+            pipe.script_load(script.script)
+            pipe.evalsha(script.sha, len(ordered_keys), *ordered_keys, *ordered_args)
+            return pipe.execute()[1]
+
+        trip.script(client, script.sha, ordered_keys, ordered_args, reply=reply, run=load_and_run)
 
     def __call__(self, keys: Mapping[str, Any], args: Mapping[str, Any], *, client: Any = None) -> Any:
         """Run the script (on `client`, e.g. a pipeline, when given)."""

@@ -7,14 +7,26 @@ canonical entities and aliases are inserted with ON CONFLICT DO NOTHING on their
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
@@ -487,41 +499,31 @@ def count_rows(session: Session, document_id: int) -> dict[str, int]:
 PENDING, EXTRACT = DocumentStatus.PENDING.value, Stage.EXTRACT.value  # plain str: drivers bind them fastest
 
 
-def _bound(session: Session, table: type[Base], name: str, value: Any) -> Any:
-    """`value` as the driver binds it into column `name` (SQLAlchemy's bind processing, done once).
-    JSON is sent as its text (psycopg's dialect leaves a dict to a bind cast SQL text does not have)."""
-    processor = cast(Table, table.__table__).c[name].type.bind_processor(session.get_bind().dialect)
-    bound = processor(value) if processor else value
-    return json.dumps(bound) if isinstance(bound, dict | list) else bound
-
-
-def _insert_many(session: Session, table: type[Base], names: Sequence[str], rows: Iterable[tuple[Any, ...]],
-                 conflict: Sequence[str] = (), chunk: int = 10_000) -> None:  # fmt: skip
-    """INSERT rows given as tuples of driver values (see `_bound`) with the driver's own executemany,
-    `chunk` rows at a time: none of SQLAlchemy's per-row work, and never all rows' parameters in
-    memory at once (100,000 documents: seconds and a hundred megabytes less than a Core executemany)."""
-    dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
-    mark = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-    sql = (f"INSERT INTO {quote(cast(Table, table.__table__).name)} ({', '.join(map(quote, names))}) "
-           f"VALUES ({', '.join([mark] * len(names))})")  # fmt: skip
-    if conflict:
-        sql += f" ON CONFLICT ({', '.join(map(quote, conflict))}) DO NOTHING"
-    connection = session.connection()
-    iterator = iter(rows)
-    while part := list(itertools.islice(iterator, chunk)):
-        connection.exec_driver_sql(sql, part)
+def _values(session: Session, values: Sequence[Any], value_type: Any) -> Any:
+    """A one-column table (``value``) of these values, bound as one parameter: SQLite's json_each
+    of a JSON array, PostgreSQL's unnest of an array. An INSERT … SELECT from it writes thousands
+    of rows in one statement, with no per-row parameter processing."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.unnest(literal(list(values), postgresql.ARRAY(value_type))).table_valued("value").render_derived()
+    return func.json_each(literal(json.dumps(list(values)))).table_valued("value")
 
 
 def ensure_documents(session: Session, project_id: int, sources: Sequence[str], batch_id: str | None = None) -> list[Any]:
     """The document rows of these sources, in no particular order. New ones are created pending,
     owned by `batch_id` at version 1; existing ones are returned as they are."""
     now = datetime.now(UTC)
-    names = ("project_id", "source", "status", "stage", "attempts", "version", "batch_id", "metadata", "created_at",
-             "updated_at")  # fmt: skip
-    values: tuple[Any, ...] = (PENDING, EXTRACT, 1, 1, batch_id, {}, now, now)
-    constants = [_bound(session, Document, name, value) for name, value in zip(names[2:], values, strict=True)]
-    _insert_many(session, Document, names, ((project_id, source, *constants) for source in sources), ["project_id", "source"])
+    table = cast(Table, Document.__table__)
+    names = ("project_id", "source", "status", "stage", "attempts", "version", "batch_id", "metadata", "created_at", "updated_at")
+    given = {"project_id": project_id, "status": PENDING, "stage": EXTRACT, "attempts": 1, "version": 1,
+             "batch_id": batch_id, "metadata": {}, "created_at": now, "updated_at": now}  # fmt: skip
+    for offset in range(0, len(sources), 50000):
+        values = _values(session, sources[offset : offset + 50000], String())
+        chosen = select(*(values.c.value if n == "source" else literal(given[n], table.c[n].type) for n in names))
+        dialect = session.get_bind().dialect.name
+        insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # WHERE true: SQLite reads ON CONFLICT after a bare SELECT as the SELECT's join constraint
+        statement = insert_(table).from_select(list(names), chosen.select_from(values).where(true()))
+        session.execute(statement.on_conflict_do_nothing(index_elements=["project_id", "source"]))
     columns = (Document.id, Document.source, Document.status, Document.batch_id, Document.version)
     rows: list[Any] = []  # (id, source, status, batch_id, version), with the claim of existing rows
     if batch_id is not None:  # the new rows in one query; only existing ones are looked up by source
@@ -555,6 +557,11 @@ def set_user_metadata(session: Session, metadata: Mapping[int, dict[str, Any]]) 
 
 
 def add_batch_documents(session: Session, batch_id: str, queued: Sequence[int], skipped: Mapping[int, str]) -> None:
-    skip = _bound(session, BatchDocument, "outcome", MirrorState.SKIPPED.value)
-    rows = itertools.chain(((batch_id, d, None, None) for d in queued), ((batch_id, d, skip, r[:500]) for d, r in skipped.items()))
-    _insert_many(session, BatchDocument, ("batch_id", "document_id", "outcome", "reason"), rows)
+    table = cast(Table, BatchDocument.__table__)
+    for offset in range(0, len(queued), 50000):  # one INSERT … SELECT per 50,000 (see `_values`)
+        ids = _values(session, queued[offset : offset + 50000], Integer())
+        chosen = select(literal(batch_id, table.c.batch_id.type), ids.c.value).select_from(ids)
+        session.execute(insert(table).from_select(["batch_id", "document_id"], chosen))
+    rows = [{"batch_id": batch_id, "document_id": d, "outcome": MirrorState.SKIPPED, "reason": r[:500]} for d, r in skipped.items()]
+    if rows:
+        session.execute(insert(table), rows)  # Core: no ORM bulk bookkeeping

@@ -39,9 +39,10 @@ _CONTAINER_ENDINGS = tuple(_CONTAINERS)
 
 def container_kind(name: str) -> str | None:
     """ "zip", "tar", "eml" or "msg" when the name says the file holds other documents, else None."""
-    lowered = name.lower().rsplit("/", 1)[-1]
-    if not lowered.endswith(_CONTAINER_ENDINGS):  # most names: one call (a submit asks for every document)
+    lowered = name.lower()
+    if not lowered.endswith(_CONTAINER_ENDINGS):  # most names: one C call
         return None
+    lowered = lowered.rsplit("/", 1)[-1]
     for suffix, kind in _CONTAINERS.items():
         if lowered.endswith(suffix):
             return kind

@@ -1,0 +1,137 @@
+"""One round trip per stage: a stage's state change, cache writes and next message go to Redis together.
+
+Round trips are counted by a TCP proxy between legaldoc and a real redis-server
+(`benchmarks/roundtrips.py`): a turn of a connection is one round trip, whatever it carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from benchmarks.roundtrips import CountingProxy
+from legaldoc.config import Settings
+from legaldoc.manifest import load_manifest
+from legaldoc.models import STAGES, Stage
+from legaldoc.services import batches as service
+from legaldoc.services.wiring import Runtime
+from legaldoc.state.keys import Keys
+from legaldoc.state.roundtrip import RoundTrip
+from legaldoc.state.scripts import Script
+from tests.batchkit import nef_copies, write_manifest
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def test_one_round_trip_writes_three_databases_and_survives_a_flushed_script_cache(redis_url):
+    """Given commands for databases 4, 2 and 0 of one server, Then one turn of one connection runs
+    them all, each in its database, and the connection is back in its own; a script the server
+    lost (SCRIPT FLUSH) runs again on its own, loading itself, and nothing else runs twice; a
+    refused message raises, a refused state write is handed back."""
+    with CountingProxy(_port(redis_url)) as proxy:
+        base = f"redis://127.0.0.1:{proxy.port}"
+        state, cache, broker = (redis.Redis.from_url(f"{base}/{db}", client_name="legaldoc") for db in (4, 2, 0))
+        state.ping()  # connect (and name) before counting
+        redis.Redis.from_url(redis_url).script_flush()
+        script = Script(state, "release_lock")  # any script: its header names its keys and arguments
+        proxy.reset()
+        trip = RoundTrip(state)
+        replies: list[object] = []
+        trip.add(cache, "SET", "k", "cache")
+        trip.add(state, "SET", "k", "state")
+        trip.add(broker, "LPUSH", "queue", "m1", "m2", must=True)
+        script.queue(trip, {"lock": "k"}, {"token": "state"}, reply=replies.append)  # the value matches: deleted
+        trip.add(cache, "GET", "k", reply=replies.append)
+        assert trip.send() == []
+        assert replies == [1, b"cache"]
+        counts = proxy.counts()["legaldoc"]
+        # the script's NOSCRIPT answer costs one more round trip: SCRIPT LOAD and EVALSHA
+        assert counts.commands.get("LPUSH") == 1 and counts.commands.get("SET") == 2, counts
+        assert counts.round_trips == 2 and counts.commands["EVALSHA"] == 2, counts
+        direct = redis.Redis.from_url(redis_url)
+        assert direct.lrange("queue", 0, -1) == [b"m2", b"m1"]
+        assert redis.Redis.from_url(f"{redis_url}/2").get("k") == b"cache"
+        assert redis.Redis.from_url(f"{redis_url}/4").get("k") is None  # the script deleted it
+        state.set("home", "4")
+        assert redis.Redis.from_url(f"{redis_url}/4").get("home") == b"4"  # the connection is in its database
+
+        proxy.reset()  # the script is loaded now: one turn
+        trip.add(state, "SET", "k", "state")
+        script.queue(trip, {"lock": "k"}, {"token": "state"}, reply=replies.append)
+        trip.add(broker, "LPUSH", "queue", "m3", must=True)
+        trip.send()
+        assert proxy.counts()["legaldoc"].round_trips == 1
+
+        trip.add(state, "HSET", "home", "field", "value")  # WRONGTYPE: a state write refused, handed back
+        trip.add(broker, "LPUSH", "queue", "m4", must=True)
+        assert [type(e).__name__ for e in trip.send()] == ["ResponseError"]
+        trip.add(state, "SET", "list", "x")
+        trip.add(broker, "HSET", "queue", "f", "v", must=True)  # a message refused: raises
+        with pytest.raises(redis.ResponseError):
+            trip.send()
+        assert redis.Redis.from_url(f"{redis_url}/4").get("list") == b"x"  # the others ran
+
+
+def _runtime_through(proxy: CountingProxy, settings: Settings) -> Runtime:
+    return Runtime(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{proxy.port}"})).open_database()
+
+
+def test_each_stage_ends_in_one_round_trip(batch_settings, tmp_path: Path):
+    """Given a batch of 4 court e-mails run stage by stage by the stage runner, with the result
+    cache, Then every stage ends in one round trip of legaldoc's connections (its state change,
+    cache writes and the next stage's message together); extraction adds one, its cache lookup,
+    which carries the document's running mark; resolution adds one, its entity-index read. The
+    live state ends right: every document succeeded, the batch finished, and every message went
+    to its queue."""
+    folder = nef_copies(tmp_path / "docs", 4)
+    redis.Redis.from_url(batch_settings.redis_url).script_flush()  # as a new server: earlier tests loaded scripts
+    with CountingProxy(_port(batch_settings.redis_url)) as proxy:
+        rt = _runtime_through(proxy, batch_settings)
+        rt.require()
+        submitted = service.submit_batch(rt, load_manifest(write_manifest(tmp_path / "m.yaml", [{"glob": f"{folder}/*"}])))
+        runner = rt.runner
+        ids = sorted(d["id"] for d in _documents(rt, submitted.batch_id))
+        trips: dict[Stage, list[int]] = {stage: [] for stage in STAGES}
+        running_seen = []
+        for document_id in ids:
+            for stage in STAGES:
+                before = proxy.counts()["legaldoc"].round_trips
+                if stage is Stage.EXTRACT:
+                    original = runner._extract
+
+                    def extract(document_id: int, options: dict, original=original):  # type: ignore[no-untyped-def]
+                        work = original(document_id, options)
+                        docs = redis.Redis.from_url(batch_settings.redis_url_for("state")).hget(
+                            Keys().batch_docs(submitted.batch_id), str(document_id))  # fmt: skip
+                        running_seen.append(docs.decode().split("|")[1])
+                        return work
+
+                    runner._extract = extract  # type: ignore[method-assign]
+                assert runner.execute(document_id, stage, 1).status == "done"
+                runner.__dict__.pop("_extract", None)
+                trips[stage].append(proxy.counts()["legaldoc"].round_trips - before)
+    assert running_seen == ["running"] * len(ids)  # while extraction ran, the document showed as running
+    # the first document's stages also load the scripts into the server: one round trip each, once
+    assert trips[Stage.EXTRACT] == [3] + [2] * (len(ids) - 1), trips
+    assert trips[Stage.CHUNK] == trips[Stage.ENTITIES] == [1] * len(ids), trips
+    assert trips[Stage.RESOLVE] == [3] + [2] * (len(ids) - 1), trips
+    # the last one also queues the batch's settling: once per batch, a round trip of its own, and one
+    # more when the answer to "does a monitor listen for task events?" (held 1 s) has expired
+    assert trips[Stage.RELATE][:-1] == [1] * (len(ids) - 1) and trips[Stage.RELATE][-1] in (2, 3), trips
+    direct = Runtime(batch_settings)
+    live = direct.state.read(submitted.batch_id)
+    assert live is not None and live["succeeded"] == str(len(ids)) and live["running"] == "0"
+    depths = direct.broker.depths()
+    assert sum(depths.values()) == len(ids) * len(STAGES) + 1, depths  # every message published (none consumed here)
+
+
+def _documents(rt: Runtime, batch_id: str) -> list[dict]:
+    from sqlalchemy import select
+
+    from legaldoc.storage.tables import BatchDocument
+
+    with rt.database.read() as session:
+        return [{"id": i} for i in session.scalars(select(BatchDocument.document_id).where(BatchDocument.batch_id == batch_id))]
