@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     ocr_small_text_dpi: int = Field(300, ge=72, le=600)
     """Resolution at which a page whose text is small is read again (and every page, with the CLI)."""
 
-    ocr_small_text_px: float = Field(25.0, ge=0)
+    ocr_small_text_px: float = Field(22.0, ge=0)
     """A page read at ``ocr_dpi`` whose median text-line height is below this many pixels (of that
     dpi) is read again at ``ocr_small_text_dpi``; 0 turns the second reading off."""
 
