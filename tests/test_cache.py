@@ -59,7 +59,7 @@ def test_the_same_scanned_pdf_is_not_extracted_again_in_another_project(batch_se
     original = _document(cluster.database, "alpha")
     assert original.ocr_pages == 1
 
-    blind = batch_settings.model_copy(update={"tesseract_cmd": str(tmp_path / "no-such-tesseract")})
+    blind = batch_settings.model_copy(update={"ocr_engine": "cli", "tesseract_cmd": str(tmp_path / "no-such-tesseract")})
     start_worker(concurrency=1, settings=blind)
     copy = tmp_path / "beta" / "copy.pdf"
     copy.parent.mkdir()

@@ -153,6 +153,8 @@ def read_pixels(
     pixels: bytes, width: int, height: int, stride: int, dpi: int, *, lang: str, tessdata: Path, timeout: float
 ) -> PageRead:
     """OCR of an 8-bit gray bitmap (``stride`` bytes per row) with this process's engine."""
+    if width < 1 or height < 1 or stride < width or len(pixels) < stride * (height - 1) + width:
+        raise DataError(f"the page image is malformed ({width} x {height} pixels, {len(pixels)} bytes)")
     module = _module()
     with _lock:  # one engine per process is one page at a time (a thread pool would queue here)
         engine = _engine(lang, tessdata)
