@@ -11,7 +11,9 @@ then CM/ECF e-mails and docket pages alternately up to 150 documents: 477 pages,
 Variants: `new` is this checkout; `old` is `--baseline-ref` (default: the commit before the OCR
 engine) unpacked with `git archive` into the temporary folder and run with the same Python
 environment (PYTHONPATH first), so the comparison is code against code on the same packages.
-Whole commands are timed (start-up, database, every stage), /usr/bin/time -v style wall clocks.
+Whole commands are timed (start-up, database, every stage): wall clocks, and for `run` the CPU
+seconds of the command and every process it waited for (its workers, soffice, tesseract), which
+other load on the machine disturbs less than the wall clock.
 
 Usage: python benchmarks/mixed.py [--rounds 2] [--baseline-ref fde378c] [--only new|old] [--keep]
        python benchmarks/mixed.py --composition   # build the set and print what is in it
@@ -23,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -95,6 +98,12 @@ def legaldoc(source: Path, *args: str) -> list[str]:
     return [sys.executable, "-c", "from legaldoc.cli.main import run; run()", *args]
 
 
+def children_cpu() -> float:
+    """CPU seconds of the commands run so far and everything they waited for (workers, soffice, tesseract)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_run(source: Path, manifest: Path, data_dir: Path) -> tuple[float, dict]:
     started = time.perf_counter()
     result = subprocess.run(legaldoc(source, "run", str(manifest), "-c", "2", "--json", "--data-dir", str(data_dir)),
@@ -157,26 +166,30 @@ def main() -> None:
         manifest = write_manifest(work / "mixed.yaml", work / "set", "mixed")
         runs: dict[str, list[float]] = {v: [] for v in sources}
         halves: dict[str, list[float]] = {v: [] for v in sources}
+        cpu: dict[str, list[float]] = {v: [] for v in sources}
         shape: dict = {}
         for round_index in range(args.rounds):
             for variant, source in sources.items():  # interleaved: machine noise hits both alike
                 seconds, rows = timed_halves(source, files, work / f"{variant}-halves-{round_index}")
                 halves[variant].append(seconds)
                 shape[variant] = composition(rows)
+                before = children_cpu()
                 seconds, _ = timed_run(source, manifest, work / f"{variant}-run-{round_index}")
                 runs[variant].append(seconds)
-                print(f"round {round_index + 1} {variant}: halves {halves[variant][-1]:.1f} s, run {seconds:.1f} s "
-                      f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr)  # fmt: skip
+                cpu[variant].append(children_cpu() - before)
+                print(f"round {round_index + 1} {variant}: halves {halves[variant][-1]:.1f} s, run {seconds:.1f} s, "
+                      f"run CPU {cpu[variant][-1]:.1f} s (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)  # fmt: skip
         report: dict = {"documents": len(files), "rounds": args.rounds, "load_average": os.getloadavg(),
                         "composition": shape, "variants": {}}  # fmt: skip
         for variant in sources:
             run_s, halves_s = statistics.median(runs[variant]), statistics.median(halves[variant])
             report["variants"][variant] = {
-                "run_s": run_s, "halves_s": halves_s, "docs_per_hour": len(files) * 3600 / run_s,
+                "run_cpu_s": statistics.median(cpu[variant]), "run_s": run_s, "halves_s": halves_s, "docs_per_hour": len(files) * 3600 / run_s,
                 "overhead_run_vs_halves": statistics.median(r / h for r, h in zip(runs[variant], halves[variant], strict=True)),
             }  # fmt: skip
         if "old" in sources and "new" in sources:
             report["new_vs_old_docs_per_hour"] = statistics.median(o / n for o, n in zip(runs["old"], runs["new"], strict=True))
+            report["new_vs_old_run_cpu"] = statistics.median(o / n for o, n in zip(cpu["old"], cpu["new"], strict=True))
             report["new_vs_old_halves"] = statistics.median(o / n for o, n in zip(halves["old"], halves["new"], strict=True))
         print(json.dumps(report, indent=2))
     finally:
