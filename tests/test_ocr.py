@@ -34,9 +34,10 @@ class RecordingEngine(InProcessTesseract):
         super().__init__()
         self.dpis: list[int] = []
 
-    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float) -> PageRead:
+    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float,
+                    reread_below: float = 0.0) -> PageRead:  # fmt: skip
         self.dpis.append(dpi)
-        return super().read_pixels(pixels, width, height, stride, dpi, timeout=timeout)
+        return super().read_pixels(pixels, width, height, stride, dpi, timeout=timeout, reread_below=reread_below)
 
 
 def _image_pdf(pages: list[tuple[int, float]]) -> bytes:

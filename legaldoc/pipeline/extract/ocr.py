@@ -37,7 +37,8 @@ class PageOcr(Protocol):
 
     name: str
 
-    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float) -> PageRead: ...
+    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float,
+                    reread_below: float = 0.0) -> PageRead: ...  # fmt: skip
 
 
 def _image_dpi(image: Image.Image, default: int) -> int:
@@ -66,9 +67,10 @@ class InProcessTesseract:
             self._tessdata = tesseract_api.find_tessdata(self.tessdata_dir, self.lang)
         return self._tessdata
 
-    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float) -> PageRead:
+    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float,
+                    reread_below: float = 0.0) -> PageRead:  # fmt: skip
         return tesseract_api.read_pixels(pixels, width, height, stride, dpi, lang=self.lang, tessdata=self.tessdata(),
-                                         timeout=timeout)  # fmt: skip
+                                         timeout=timeout, reread_below=reread_below)  # fmt: skip
 
     def image_to_text(self, image: Image.Image, *, timeout: float) -> str:
         dpi = _image_dpi(image, self.dpi)

@@ -76,27 +76,27 @@ def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
     return chars < settings.ocr_min_chars or coverage >= settings.ocr_image_coverage
 
 
-def _read_at(page: pdfium.PdfPage, ocr: PageOcr, dpi: int, timeout: float) -> PageRead:
+def _read_at(page: pdfium.PdfPage, ocr: PageOcr, dpi: int, timeout: float, reread_below: float = 0.0) -> PageRead:
     bitmap = page.render(scale=dpi / 72, grayscale=True)
     try:
-        return ocr.read_pixels(bytes(bitmap.buffer), bitmap.width, bitmap.height, bitmap.stride, dpi, timeout=timeout)
+        return ocr.read_pixels(bytes(bitmap.buffer), bitmap.width, bitmap.height, bitmap.stride, dpi, timeout=timeout,
+                               reread_below=reread_below)  # fmt: skip
     finally:
         bitmap.close()
 
 
 def ocr_page(page: pdfium.PdfPage, ocr: OcrProvider, settings: Settings, source: str, number: int, timeout: float) -> str:
-    """The page's text by OCR. An engine that measures text lines reads it at ``ocr_dpi`` first and
-    again at ``ocr_small_text_dpi`` when the median line is under ``ocr_small_text_px`` (scaled to
-    ``ocr_dpi``); any other provider gets one image at ``ocr_small_text_dpi``."""
+    """The page's text by OCR. An engine that measures text lines lays the page out at ``ocr_dpi``
+    and recognizes it there, unless its median line is under ``ocr_small_text_px`` (scaled to
+    ``ocr_dpi``): then it is read at ``ocr_small_text_dpi`` instead. Any other provider gets one
+    image at ``ocr_small_text_dpi``."""
     width, height = page.get_size()
     if isinstance(ocr, PageOcr):
         dpi = render_dpi(width, height, settings, source, number)
-        first = _read_at(page, ocr, dpi, timeout)
-        line = first.line_height_px
-        if line is None or line * settings.ocr_dpi / dpi >= settings.ocr_small_text_px:
-            return first.text
         finer = render_dpi(width, height, settings, source, number, settings.ocr_small_text_dpi)
-        if finer <= dpi:
+        below = settings.ocr_small_text_px * dpi / settings.ocr_dpi if finer > dpi else 0.0
+        first = _read_at(page, ocr, dpi, timeout, below)
+        if first.read:
             return first.text
         return _read_at(page, ocr, finer, timeout).text
     dpi = render_dpi(width, height, settings, source, number, max(settings.ocr_dpi, settings.ocr_small_text_dpi))

@@ -45,6 +45,8 @@ class PageRead:
     """Median height of the text lines found, in pixels of the image read (None: no lines)."""
     confidence: float
     """Mean word confidence, 0-100 (tesseract's MeanTextConf)."""
+    read: bool = True
+    """False when the page was only laid out: its lines were under ``reread_below`` (no text)."""
 
 
 def _module() -> Any:
@@ -136,9 +138,8 @@ def _engine(lang: str, tessdata: Path) -> Any:
     return engine
 
 
-def _line_height(engine: Any, module: Any) -> float | None:
+def _line_height(iterator: Any, module: Any) -> float | None:
     heights = []
-    iterator = engine.GetIterator()
     if iterator is None:
         return None
     level = module.RIL.TEXTLINE
@@ -150,9 +151,13 @@ def _line_height(engine: Any, module: Any) -> float | None:
 
 
 def read_pixels(
-    pixels: bytes, width: int, height: int, stride: int, dpi: int, *, lang: str, tessdata: Path, timeout: float
+    pixels: bytes, width: int, height: int, stride: int, dpi: int, *, lang: str, tessdata: Path, timeout: float,
+    reread_below: float = 0.0,
 ) -> PageRead:
-    """OCR of an 8-bit gray bitmap (``stride`` bytes per row) with this process's engine."""
+    """OCR of an 8-bit gray bitmap (``stride`` bytes per row) with this process's engine. The page
+    is laid out first (text lines found, nothing recognized yet: a small share of the work) and its
+    median line height measured; when that is under ``reread_below`` pixels the page is not
+    recognized at this resolution (``read`` False: the caller renders it finer)."""
     if width < 1 or height < 1 or stride < width or len(pixels) < stride * (height - 1) + width:
         raise DataError(f"the page image is malformed ({width} x {height} pixels, {len(pixels)} bytes)")
     module = _module()
@@ -161,11 +166,13 @@ def read_pixels(
         try:
             engine.SetImageBytes(pixels, width, height, 1, stride)
             engine.SetSourceResolution(dpi)
+            line_height = _line_height(engine.AnalyseLayout(), module)  # Recognize reuses this layout
+            if line_height is not None and line_height < reread_below:
+                return PageRead(text="", line_height_px=line_height, confidence=0.0, read=False)
             if not engine.Recognize(timeout=max(1, int(timeout * 1000))):
                 raise StageTimeout(f"tesseract took longer than {timeout:.0f}s on one page (or could not read it)")
             text = engine.GetUTF8Text()
             confidence = float(engine.MeanTextConf())
-            line_height = _line_height(engine, module)
         except RuntimeError as exc:
             raise DataError(f"tesseract could not read the page image: {exc}") from exc
         finally:
