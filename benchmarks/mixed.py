@@ -111,7 +111,8 @@ def timed_run(source: Path, manifest: Path, data_dir: Path) -> tuple[float, dict
     elapsed = time.perf_counter() - started
     if result.returncode not in (0, 1):
         raise SystemExit(f"legaldoc run failed ({result.returncode}): {result.stderr[-2000:]}")
-    return elapsed, json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    summary = json.loads(result.stdout[result.stdout.index("{"):]) if "{" in result.stdout else {}
+    return elapsed, summary
 
 
 def timed_halves(source: Path, files: list[Path], data_dir: Path) -> tuple[float, list[dict]]:
@@ -167,6 +168,7 @@ def main() -> None:
         runs: dict[str, list[float]] = {v: [] for v in sources}
         halves: dict[str, list[float]] = {v: [] for v in sources}
         cpu: dict[str, list[float]] = {v: [] for v in sources}
+        succeeded: dict[str, list[object]] = {v: [] for v in sources}
         shape: dict = {}
         for round_index in range(args.rounds):
             for variant, source in sources.items():  # interleaved: machine noise hits both alike
@@ -174,17 +176,18 @@ def main() -> None:
                 halves[variant].append(seconds)
                 shape[variant] = composition(rows)
                 before = children_cpu()
-                seconds, _ = timed_run(source, manifest, work / f"{variant}-run-{round_index}")
+                seconds, summary = timed_run(source, manifest, work / f"{variant}-run-{round_index}")
+                succeeded[variant].append(summary.get("succeeded"))
                 runs[variant].append(seconds)
                 cpu[variant].append(children_cpu() - before)
                 print(f"round {round_index + 1} {variant}: halves {halves[variant][-1]:.1f} s, run {seconds:.1f} s, "
-                      f"run CPU {cpu[variant][-1]:.1f} s (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)  # fmt: skip
+                      f"run CPU {cpu[variant][-1]:.1f} s, {succeeded[variant][-1]} done (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)  # fmt: skip
         report: dict = {"documents": len(files), "rounds": args.rounds, "load_average": os.getloadavg(),
                         "composition": shape, "variants": {}}  # fmt: skip
         for variant in sources:
             run_s, halves_s = statistics.median(runs[variant]), statistics.median(halves[variant])
             report["variants"][variant] = {
-                "run_cpu_s": statistics.median(cpu[variant]), "run_s": run_s, "halves_s": halves_s, "docs_per_hour": len(files) * 3600 / run_s,
+                "run_cpu_s": statistics.median(cpu[variant]), "run_s": run_s, "run_succeeded": succeeded[variant], "halves_s": halves_s, "docs_per_hour": len(files) * 3600 / run_s,
                 "overhead_run_vs_halves": statistics.median(r / h for r, h in zip(runs[variant], halves[variant], strict=True)),
             }  # fmt: skip
         if "old" in sources and "new" in sources:
