@@ -11,9 +11,10 @@ then CM/ECF e-mails and docket pages alternately up to 150 documents: 477 pages,
 Variants: `new` is this checkout; `old` is `--baseline-ref` (default: the commit before the OCR
 engine) unpacked with `git archive` into the temporary folder and run with the same Python
 environment (PYTHONPATH first), so the comparison is code against code on the same packages.
-Whole commands are timed (start-up, database, every stage): wall clocks, and for `run` the CPU
-seconds of the command and every process it waited for (its workers, soffice, tesseract), which
-other load on the machine disturbs less than the wall clock.
+Whole commands are timed (start-up, database, every stage): wall clocks, and for the two `process`
+halves the CPU seconds of the commands and everything they waited for (soffice, tesseract), which
+other load on the machine disturbs less than the wall clock (the workers of `run` are not waited
+for by it in a way that counts their CPU, so `run` has wall clocks only).
 
 Usage: python benchmarks/mixed.py [--rounds 2] [--baseline-ref fde378c] [--only new|old] [--keep]
        python benchmarks/mixed.py --composition   # build the set and print what is in it
@@ -172,27 +173,27 @@ def main() -> None:
         shape: dict = {}
         for round_index in range(args.rounds):
             for variant, source in sources.items():  # interleaved: machine noise hits both alike
+                before = children_cpu()
                 seconds, rows = timed_halves(source, files, work / f"{variant}-halves-{round_index}")
+                cpu[variant].append(children_cpu() - before)
                 halves[variant].append(seconds)
                 shape[variant] = composition(rows)
-                before = children_cpu()
                 seconds, summary = timed_run(source, manifest, work / f"{variant}-run-{round_index}")
                 succeeded[variant].append(summary.get("succeeded"))
                 runs[variant].append(seconds)
-                cpu[variant].append(children_cpu() - before)
                 print(f"round {round_index + 1} {variant}: halves {halves[variant][-1]:.1f} s, run {seconds:.1f} s, "
-                      f"run CPU {cpu[variant][-1]:.1f} s, {succeeded[variant][-1]} done (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)  # fmt: skip
+                      f"halves CPU {cpu[variant][-1]:.1f} s, run: {succeeded[variant][-1]} done (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)  # fmt: skip
         report: dict = {"documents": len(files), "rounds": args.rounds, "load_average": os.getloadavg(),
                         "composition": shape, "variants": {}}  # fmt: skip
         for variant in sources:
             run_s, halves_s = statistics.median(runs[variant]), statistics.median(halves[variant])
             report["variants"][variant] = {
-                "run_cpu_s": statistics.median(cpu[variant]), "run_s": run_s, "run_succeeded": succeeded[variant], "halves_s": halves_s, "docs_per_hour": len(files) * 3600 / run_s,
+                "halves_cpu_s": statistics.median(cpu[variant]), "run_s": run_s, "run_succeeded": succeeded[variant], "halves_s": halves_s, "docs_per_hour": len(files) * 3600 / run_s,
                 "overhead_run_vs_halves": statistics.median(r / h for r, h in zip(runs[variant], halves[variant], strict=True)),
             }  # fmt: skip
         if "old" in sources and "new" in sources:
             report["new_vs_old_docs_per_hour"] = statistics.median(o / n for o, n in zip(runs["old"], runs["new"], strict=True))
-            report["new_vs_old_run_cpu"] = statistics.median(o / n for o, n in zip(cpu["old"], cpu["new"], strict=True))
+            report["new_vs_old_halves_cpu"] = statistics.median(o / n for o, n in zip(cpu["old"], cpu["new"], strict=True))
             report["new_vs_old_halves"] = statistics.median(o / n for o, n in zip(halves["old"], halves["new"], strict=True))
         print(json.dumps(report, indent=2))
     finally:
