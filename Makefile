@@ -59,6 +59,8 @@ FLOORS_TESTS := \
 	tests/test_storage.py::test_processing_twice_leaves_identical_rows \
 	tests/test_extract.py::test_sparse_text_on_a_full_page_scan_needs_ocr_and_on_a_blank_page_does_not \
 	tests/test_bombs.py::test_a_later_tiff_frame_over_the_budget_is_data \
+	tests/test_ocr.py::test_auto_picks_the_in_process_engine_and_pages_reuse_one_engine \
+	tests/test_ocr.py::test_small_text_is_read_again_at_the_small_text_dpi_and_normal_text_is_not \
 	tests/test_text_encodings.py \
 	tests/test_entities.py::test_every_nef_mention_slices_its_text \
 	tests/test_entities.py::test_short_and_id_citations_resolve_to_their_full_citation \

@@ -109,8 +109,24 @@ class Settings(BaseSettings):
     tesseract_lang: str = "eng"
     """Tesseract language(s), e.g. ``eng+spa``."""
 
-    ocr_dpi: int = Field(300, ge=72, le=600)
-    """Resolution at which pages are rendered for OCR."""
+    ocr_engine: Literal["auto", "tesserocr", "cli"] = "auto"
+    """How tesseract runs: ``tesserocr`` = loaded once per worker process and reused for every page
+    (the tesserocr wheel carries libtesseract); ``cli`` = the ``tesseract_cmd`` program started per
+    page; ``auto`` = tesserocr when it is installed and finds the language data, else the CLI."""
+
+    tessdata_dir: str | None = None
+    """Folder of tesseract's ``.traineddata`` files for the in-process engine (default: the first of
+    tesserocr's own, ``$TESSDATA_PREFIX`` and the system's that holds the languages)."""
+
+    ocr_dpi: int = Field(200, ge=72, le=600)
+    """Resolution at which PDF pages are first rendered for OCR by the in-process engine."""
+
+    ocr_small_text_dpi: int = Field(300, ge=72, le=600)
+    """Resolution at which a page whose text is small is read again (and every page, with the CLI)."""
+
+    ocr_small_text_px: float = Field(22.0, ge=0)
+    """A page read at ``ocr_dpi`` whose median text-line height is below this many pixels (of that
+    dpi) is read again at ``ocr_small_text_dpi``; 0 turns the second reading off."""
 
     ocr_max_pixels: int = Field(45_000_000, ge=1_000_000)
     """Most pixels a page or image may have when read by OCR: a PDF page is rendered at a dpi

@@ -11,6 +11,7 @@ import redis
 from sqlalchemy import select
 
 from legaldoc.models import Stage
+from legaldoc.pipeline.extract.ocr import resolved_engine
 from legaldoc.services.process import sha256_file
 from legaldoc.services.stages import StageRunner
 from legaldoc.services.wiring import Runtime
@@ -59,7 +60,9 @@ def test_the_same_scanned_pdf_is_not_extracted_again_in_another_project(batch_se
     original = _document(cluster.database, "alpha")
     assert original.ocr_pages == 1
 
-    blind = batch_settings.model_copy(update={"tesseract_cmd": str(tmp_path / "no-such-tesseract")})
+    # Same engine (the key names it), but no language data and no CLI: this worker cannot OCR.
+    blind = batch_settings.model_copy(update={"ocr_engine": resolved_engine(batch_settings), "tessdata_dir": str(tmp_path),
+                                              "tesseract_cmd": str(tmp_path / "no-such-tesseract")})  # fmt: skip
     start_worker(concurrency=1, settings=blind)
     copy = tmp_path / "beta" / "copy.pdf"
     copy.parent.mkdir()

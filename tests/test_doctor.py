@@ -27,6 +27,7 @@ def test_all_ok_with_a_worker_then_each_problem_named(batch_settings, start_work
             break
     assert code == 0 and {c["verdict"] for c in checks.values()} == {"OK"}, checks
     assert set(checks) == {"settings", "data folder", "database", "redis", "tesseract", "soffice", "workers"}
+    assert checks["tesseract"]["detail"].startswith("in-process engine (tesserocr, tesseract 5.")
 
     broker = redis.Redis.from_url(batch_settings.redis_url_for("broker"))
     broker.config_set("maxmemory-policy", "allkeys-lru")
@@ -41,6 +42,10 @@ def test_all_ok_with_a_worker_then_each_problem_named(batch_settings, start_work
 
     code, checks = _doctor({**env, "LEGALDOC_TESSERACT_LANG": "eng+klingon"}, tmp_path)
     assert code == 3 and checks["tesseract"]["verdict"] == "FAIL" and "klingon" in checks["tesseract"]["detail"]
+    code, checks = _doctor({**env, "LEGALDOC_TESSERACT_LANG": "eng+klingon", "LEGALDOC_OCR_ENGINE": "tesserocr"}, tmp_path)
+    assert code == 3 and checks["tesseract"]["verdict"] == "FAIL" and "LEGALDOC_TESSDATA_DIR" in checks["tesseract"]["fix"]
+    code, checks = _doctor({**env, "LEGALDOC_OCR_ENGINE": "cli"}, tmp_path)
+    assert checks["tesseract"]["verdict"] == "OK" and checks["tesseract"]["detail"].startswith("CLI ")
 
 
 def test_redis_stopped_is_a_failure_naming_redis(batch_settings, tmp_path):

@@ -138,7 +138,7 @@ def test_too_many_pages_and_too_large_fail_as_data():
 
 
 def test_missing_tesseract_is_a_configuration_error():
-    settings = load_settings(tesseract_cmd="/nonexistent/tesseract")
+    settings = load_settings(ocr_engine="cli", tesseract_cmd="/nonexistent/tesseract")
     with pytest.raises(ConfigurationError, match="apt-get install tesseract-ocr"):
         extract((DOCUMENTS / "image-pdf-2.pdf").read_bytes(), "image-pdf-2.pdf", settings, ocr_provider_from_settings(settings))
 

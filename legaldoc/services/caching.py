@@ -27,6 +27,7 @@ from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
 from legaldoc.errors import UsageError
 from legaldoc.models import CanonicalEntity, EntityType, ExtractedDocument
+from legaldoc.pipeline.extract.ocr import resolved_engine
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.cache import EXTRACT, ResultCache
 from legaldoc.state.roundtrip import RoundTrip
@@ -46,6 +47,7 @@ def extraction_fingerprint(settings: Settings) -> str:
     return json.dumps({
         "pipeline": PIPELINE_VERSION, "ocr": settings.ocr_provider, "lang": settings.tesseract_lang,
         "dpi": settings.ocr_dpi, "min_chars": settings.ocr_min_chars, "coverage": settings.ocr_image_coverage, **budget,
+        "engine": resolved_engine(settings), "small_text": [settings.ocr_small_text_dpi, settings.ocr_small_text_px],
     }, sort_keys=True)  # fmt: skip
 
 

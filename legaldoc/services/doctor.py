@@ -17,7 +17,9 @@ from enum import StrEnum
 import redis
 
 from legaldoc.config import config_file
-from legaldoc.errors import LegaldocError
+from legaldoc.errors import ConfigurationError, LegaldocError
+from legaldoc.pipeline.extract import tesseract_api
+from legaldoc.pipeline.extract.ocr import resolved_engine
 from legaldoc.queues import DEFAULT_PRIORITY
 from legaldoc.services.batches import foreign_workers, queues_needed
 from legaldoc.services.wiring import Runtime
@@ -85,16 +87,29 @@ def _redis(rt: Runtime) -> Check:
 
 
 def _tesseract(rt: Runtime) -> Check:
-    command = shutil.which(rt.settings.tesseract_cmd)
+    settings = rt.settings
+    engine = resolved_engine(settings)
+    if engine == "tesserocr":
+        if not tesseract_api.available():
+            return Check("tesseract", Verdict.FAIL, "ocr_engine is tesserocr but tesserocr is not installed",
+                         "pip install tesserocr, or set LEGALDOC_OCR_ENGINE=cli")  # fmt: skip
+        try:
+            folder = tesseract_api.find_tessdata(settings.tessdata_dir, settings.tesseract_lang)
+        except ConfigurationError as exc:
+            return Check("tesseract", Verdict.FAIL, exc.message, exc.hint or "set LEGALDOC_TESSDATA_DIR")
+        return Check("tesseract", Verdict.OK, f"in-process engine (tesserocr, {tesseract_api.version()}), "
+                     f"languages {settings.tesseract_lang} from {folder}")  # fmt: skip
+    command = shutil.which(settings.tesseract_cmd)
     if command is None:
-        return Check("tesseract", Verdict.FAIL, f"{rt.settings.tesseract_cmd} not found",
-                     "install tesseract-ocr (scanned pages cannot be read without it) or set LEGALDOC_TESSERACT_CMD")  # fmt: skip
+        return Check("tesseract", Verdict.FAIL, f"{settings.tesseract_cmd} not found",
+                     "pip install tesserocr (the in-process engine), install tesseract-ocr "
+                     "(scanned pages cannot be read without one), or set LEGALDOC_TESSERACT_CMD")  # fmt: skip
     listed = subprocess.run([command, "--list-langs"], capture_output=True, text=True, timeout=30).stdout.split()
-    missing = [lang for lang in rt.settings.tesseract_lang.split("+") if lang not in listed]
+    missing = [lang for lang in settings.tesseract_lang.split("+") if lang not in listed]
     if missing:
         return Check("tesseract", Verdict.FAIL, f"no language data for {', '.join(missing)}",
                      f"install tesseract-ocr-{missing[0]}")  # fmt: skip
-    return Check("tesseract", Verdict.OK, f"{command}, languages {rt.settings.tesseract_lang}")
+    return Check("tesseract", Verdict.OK, f"CLI {command} (a process per page), languages {settings.tesseract_lang}")
 
 
 def _soffice(rt: Runtime) -> Check:

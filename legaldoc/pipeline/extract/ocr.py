@@ -1,17 +1,22 @@
-"""OCR providers: the interface, and tesseract run as a subprocess."""
+"""OCR providers: the interface, tesseract kept loaded in the process (tesserocr), and the tesseract
+CLI run as a subprocess per page (the fallback)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
 import subprocess
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
 from legaldoc.config import Settings
 from legaldoc.errors import ConfigurationError, DataError, StageTimeout
+from legaldoc.pipeline.extract import tesseract_api
+from legaldoc.pipeline.extract.tesseract_api import PageRead
 
 RENDER_DPI_KEY = "legaldoc_render_dpi"
 """In a rendered page image's ``info``: the dpi it was rendered at (a file's own dpi is not trusted)."""
@@ -25,10 +30,58 @@ class OcrProvider(Protocol):
     def image_to_text(self, image: Image.Image, *, timeout: float) -> str: ...
 
 
+@runtime_checkable
+class PageOcr(Protocol):
+    """An OCR provider that reads raw gray pixels and measures the text lines it found, so a PDF
+    page can be rendered at a low dpi first and again higher only when its text is small."""
+
+    name: str
+
+    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float,
+                    reread_below: float = 0.0) -> PageRead: ...  # fmt: skip
+
+
+def _image_dpi(image: Image.Image, default: int) -> int:
+    if RENDER_DPI_KEY in image.info:
+        return int(image.info[RENDER_DPI_KEY])
+    stated = image.info.get("dpi")
+    if isinstance(stated, tuple) and stated and 70 <= float(stated[0]) <= 1200:
+        return int(float(stated[0]))
+    return default
+
+
+class InProcessTesseract:
+    """Tesseract loaded once per process through tesserocr (see `tesseract_api`)."""
+
+    name = "tesseract"
+    engine = "tesserocr"
+
+    def __init__(self, lang: str = "eng", tessdata_dir: str | None = None, dpi: int = 300) -> None:
+        self.lang = lang
+        self.tessdata_dir = tessdata_dir
+        self.dpi = dpi
+        self._tessdata: Path | None = None
+
+    def tessdata(self) -> Path:
+        if self._tessdata is None:
+            self._tessdata = tesseract_api.find_tessdata(self.tessdata_dir, self.lang)
+        return self._tessdata
+
+    def read_pixels(self, pixels: bytes, width: int, height: int, stride: int, dpi: int, *, timeout: float,
+                    reread_below: float = 0.0) -> PageRead:  # fmt: skip
+        return tesseract_api.read_pixels(pixels, width, height, stride, dpi, lang=self.lang, tessdata=self.tessdata(),
+                                         timeout=timeout, reread_below=reread_below)  # fmt: skip
+
+    def image_to_text(self, image: Image.Image, *, timeout: float) -> str:
+        dpi = _image_dpi(image, self.dpi)
+        return tesseract_api.read_image(image, dpi, lang=self.lang, tessdata=self.tessdata(), timeout=timeout).text
+
+
 class TesseractOcr:
     """Local OCR with the tesseract binary (one thread per call: OMP_THREAD_LIMIT=1)."""
 
     name = "tesseract"
+    engine = "cli"
 
     def __init__(self, command: str = "tesseract", lang: str = "eng", dpi: int = 300) -> None:
         self.command = command
@@ -75,9 +128,30 @@ class TesseractOcr:
         return completed.stdout.decode("utf-8", "replace")
 
 
+def resolved_engine(settings: Settings) -> str:
+    """``tesserocr`` or ``cli``: ``auto`` is tesserocr when it imports and finds the language data."""
+    if settings.ocr_engine != "auto":
+        return settings.ocr_engine
+    return _auto_engine(settings.tessdata_dir, settings.tesseract_lang)
+
+
+@functools.lru_cache(maxsize=8)
+def _auto_engine(tessdata_dir: str | None, lang: str) -> str:
+    if tesseract_api.available():
+        try:
+            tesseract_api.find_tessdata(tessdata_dir, lang)
+            return "tesserocr"
+        except ConfigurationError:
+            pass
+    return "cli"
+
+
 def ocr_provider_from_settings(settings: Settings) -> OcrProvider:
     """The local OCR provider; with ``textract`` or ``auto`` selected it reads what stays local (the
     pages Textract does not get), and `services.textract.RemoteOcr` sends the others."""
-    if settings.ocr_provider in ("local", "textract", "auto"):
-        return TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, settings.ocr_dpi)
-    raise ConfigurationError(f"unknown OCR provider {settings.ocr_provider!r}")
+    if settings.ocr_provider not in ("local", "textract", "auto"):
+        raise ConfigurationError(f"unknown OCR provider {settings.ocr_provider!r}")
+    if resolved_engine(settings) == "tesserocr":
+        return InProcessTesseract(settings.tesseract_lang, settings.tessdata_dir, settings.ocr_dpi)
+    # The CLI measures no lines: PDF pages go to it at the small-text dpi, as before the engine existed.
+    return TesseractOcr(settings.tesseract_cmd, settings.tesseract_lang, settings.ocr_small_text_dpi)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +22,20 @@ if TYPE_CHECKING:
     from docx.document import Document as DocxDocument
 
 _MAX_COMPRESSION_RATIO = 200
+
+_profiles: dict[int, Path] = {}
+_soffice_lock = threading.Lock()  # one conversion at a time per profile: a second soffice on it would hand over to the first
+
+
+def _soffice_profile() -> Path:
+    """This process's LibreOffice user profile, made by its first conversion and reused after (a
+    fresh profile per document costs LibreOffice its first-start set-up every time); removed at exit."""
+    pid = os.getpid()
+    if pid not in _profiles:
+        folder = Path(tempfile.mkdtemp(prefix="legaldoc-soffice-profile-"))
+        _profiles[pid] = folder
+        atexit.register(shutil.rmtree, folder, True)
+    return _profiles[pid]
 
 
 def _guard_zip(data: bytes, source: str, settings: Settings) -> None:
@@ -96,11 +113,12 @@ def extract_legacy(
         timeout = max(5.0, min(settings.convert_timeout, deadline.remaining()))
         command = [
             soffice, "--headless", "--norestore", "--nolockcheck",
-            f"-env:UserInstallation={(work / 'profile').as_uri()}",
+            f"-env:UserInstallation={_soffice_profile().as_uri()}",
             "--convert-to", "docx:MS Word 2007 XML", "--outdir", str(work / "out"), str(original),
         ]  # fmt: skip
         try:
-            subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+            with _soffice_lock:
+                subprocess.run(command, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise StageTimeout(f"LibreOffice took longer than {timeout:.0f}s converting {source}") from exc
         converted = work / "out" / "input.docx"

@@ -10,7 +10,8 @@ import pypdfium2.raw as pdfium_c
 from legaldoc.config import Settings
 from legaldoc.errors import DataError, DocumentTooLarge
 from legaldoc.models import ExtractedDocument
-from legaldoc.pipeline.extract.ocr import RENDER_DPI_KEY, OcrProvider
+from legaldoc.pipeline.extract.ocr import RENDER_DPI_KEY, OcrProvider, PageOcr
+from legaldoc.pipeline.extract.tesseract_api import PageRead
 from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
 
 
@@ -45,11 +46,11 @@ MIN_RENDER_DPI = 70
 """Below this tesseract reads nothing useful: a page that fits the pixel budget only lower fails as DATA."""
 
 
-def render_dpi(width_pt: float, height_pt: float, settings: Settings, source: str, number: int) -> int:
-    """The dpi a page of this size (in points) is rendered at for OCR: ``ocr_dpi``, scaled down so
-    the bitmap stays within ``ocr_max_pixels``; DATA when even MIN_RENDER_DPI does not fit."""
+def render_dpi(width_pt: float, height_pt: float, settings: Settings, source: str, number: int, target: int | None = None) -> int:
+    """The dpi a page of this size (in points) is rendered at for OCR: ``target`` (``ocr_dpi``), scaled
+    down so the bitmap stays within ``ocr_max_pixels``; DATA when even MIN_RENDER_DPI does not fit."""
     area_in = max(width_pt, 1.0) * max(height_pt, 1.0) / (72 * 72)
-    dpi = settings.ocr_dpi
+    dpi = settings.ocr_dpi if target is None else target
     if area_in * dpi * dpi > settings.ocr_max_pixels:
         dpi = int((settings.ocr_max_pixels / area_in) ** 0.5)
     if dpi < MIN_RENDER_DPI:
@@ -73,6 +74,39 @@ def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
     if coverage == 0.0:
         return False  # a short page of real text: there is nothing more for OCR to read
     return chars < settings.ocr_min_chars or coverage >= settings.ocr_image_coverage
+
+
+def _read_at(page: pdfium.PdfPage, ocr: PageOcr, dpi: int, timeout: float, reread_below: float = 0.0) -> PageRead:
+    bitmap = page.render(scale=dpi / 72, grayscale=True)
+    try:
+        return ocr.read_pixels(bytes(bitmap.buffer), bitmap.width, bitmap.height, bitmap.stride, dpi, timeout=timeout,
+                               reread_below=reread_below)  # fmt: skip
+    finally:
+        bitmap.close()
+
+
+def ocr_page(page: pdfium.PdfPage, ocr: OcrProvider, settings: Settings, source: str, number: int, timeout: float) -> str:
+    """The page's text by OCR. An engine that measures text lines lays the page out at ``ocr_dpi``
+    and recognizes it there, unless its median line is under ``ocr_small_text_px`` (scaled to
+    ``ocr_dpi``): then it is read at ``ocr_small_text_dpi`` instead. Any other provider gets one
+    image at ``ocr_small_text_dpi``."""
+    width, height = page.get_size()
+    if isinstance(ocr, PageOcr):
+        dpi = render_dpi(width, height, settings, source, number)
+        finer = render_dpi(width, height, settings, source, number, settings.ocr_small_text_dpi)
+        below = settings.ocr_small_text_px * dpi / settings.ocr_dpi if finer > dpi else 0.0
+        first = _read_at(page, ocr, dpi, timeout, below)
+        if first.read:
+            return first.text
+        return _read_at(page, ocr, finer, timeout).text
+    dpi = render_dpi(width, height, settings, source, number, max(settings.ocr_dpi, settings.ocr_small_text_dpi))
+    bitmap = page.render(scale=dpi / 72, grayscale=True)
+    try:
+        image = bitmap.to_pil()
+        image.info[RENDER_DPI_KEY] = dpi
+        return ocr.image_to_text(image, timeout=timeout)
+    finally:
+        bitmap.close()
 
 
 def extract_pdf(
@@ -103,14 +137,8 @@ def extract_pdf(
                 text = clean_text(textpage.get_text_bounded())
                 textpage.close()
                 if ocr is not None and needs_ocr(page, text, settings):
-                    width, height = page.get_size()
-                    dpi = render_dpi(width, height, settings, source, index + 1)
-                    bitmap = page.render(scale=dpi / 72, grayscale=True)
-                    image = bitmap.to_pil()
-                    image.info[RENDER_DPI_KEY] = dpi
                     timeout = max(1.0, min(settings.ocr_page_timeout, deadline.remaining()))
-                    ocr_text = clean_text(ocr.image_to_text(image, timeout=timeout))
-                    bitmap.close()
+                    ocr_text = clean_text(ocr_page(page, ocr, settings, source, index + 1, timeout))
                     if len(ocr_text.strip()) >= len(text.strip()):
                         pages.append((ocr_text, True, ocr.name))
                         continue
