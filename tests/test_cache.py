@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import select
 
@@ -165,6 +166,7 @@ def test_cached_entity_indexes_resolve_exactly_like_the_database(batch_settings,
     assert after.misses == stats.misses + 1
 
 
+@pytest.mark.any_database  # the cache lives in Redis; the PostgreSQL reads it warms from are those of the tests above
 def test_cache_warm_stats_and_clear(batch_settings, tmp_path):
     """Given a project processed without Redis, When `cache warm` runs, Then its entity index and
     every extraction result are in Redis, each key with a TTL, large results by reference; `cache
