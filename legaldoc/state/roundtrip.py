@@ -18,12 +18,19 @@ from `send`; the others (state, cache: the database holds the truth) are handed 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
+
+# redis-py before 5.3 makes get_connection name a command (ignored by the pool); later releases
+# deprecate the argument
+_POOL_NAMES_COMMAND = getattr(
+    inspect.signature(redis.ConnectionPool.get_connection).parameters.get("command_name"), "default", None
+) is inspect.Parameter.empty
 
 Reply = Callable[[Any], None]
 
@@ -157,7 +164,7 @@ def send_packed(client: redis.Redis, commands: Sequence[Sequence[bytes | str | i
         return []
     packed = b"".join(_packed(args) for args in commands)
     pool = client.connection_pool
-    connection = pool.get_connection()
+    connection = pool.get_connection("PIPELINE") if _POOL_NAMES_COMMAND else pool.get_connection()
     try:
         connection.send_packed_command([packed])
         replies: list[Any] = []
