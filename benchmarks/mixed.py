@@ -89,6 +89,9 @@ def unpack(ref: str, target: Path) -> Path:
     return target
 
 
+NEUTRAL_CWD = Path(tempfile.gettempdir())  # no `legaldoc` folder here: the workers `run` starts import `source`'s code
+
+
 def env_for(source: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEGALDOC_")}
     env["PYTHONPATH"] = str(source)
@@ -96,7 +99,8 @@ def env_for(source: Path) -> dict[str, str]:
 
 
 def legaldoc(source: Path, *args: str) -> list[str]:
-    return [sys.executable, "-c", "from legaldoc.cli.main import run; run()", *args]
+    # -P: no working folder on sys.path, else a run from the repository imports its legaldoc, not `source`'s
+    return [sys.executable, "-P", "-c", "from legaldoc.cli.main import run; run()", *args]
 
 
 def children_cpu() -> float:
@@ -108,7 +112,7 @@ def children_cpu() -> float:
 def timed_run(source: Path, manifest: Path, data_dir: Path) -> tuple[float, dict]:
     started = time.perf_counter()
     result = subprocess.run(legaldoc(source, "run", str(manifest), "-c", "2", "--json", "--data-dir", str(data_dir)),
-                            capture_output=True, text=True, env=env_for(source), timeout=3600)  # fmt: skip
+                            capture_output=True, text=True, env=env_for(source), timeout=3600, cwd=NEUTRAL_CWD)  # fmt: skip
     elapsed = time.perf_counter() - started
     if result.returncode not in (0, 1):
         raise SystemExit(f"legaldoc run failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -120,7 +124,8 @@ def timed_halves(source: Path, files: list[Path], data_dir: Path) -> tuple[float
     halves = [files[0::2], files[1::2]]
     started = time.perf_counter()
     running = [subprocess.Popen(legaldoc(source, "process", *map(str, half), "--json", "--data-dir", str(data_dir)),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(source))  # fmt: skip
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(source),
+                                cwd=NEUTRAL_CWD)  # fmt: skip
                for half in halves]  # fmt: skip
     outputs = [p.communicate(timeout=3600) for p in running]
     elapsed = time.perf_counter() - started
