@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tests.batchkit import nef_copies, write_manifest
 from tests.conftest import DOCUMENTS, REPO, settings_env
 from tests.test_cli import legaldoc
@@ -36,6 +38,7 @@ def test_run_sample_manifest_from_a_fresh_folder(tmp_path):
     assert "4 skipped" in again.stdout and "Traceback" not in again.stderr
 
 
+@pytest.mark.any_database  # exit codes and output; the database is incidental
 def test_submit_wait_status_and_exit_codes(batch_settings, start_worker, tmp_path):
     env = settings_env(batch_settings)
     folder = nef_copies(tmp_path / "docs", 3)

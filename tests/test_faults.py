@@ -48,6 +48,7 @@ def _run_with_kill(batch_settings, start_worker, tmp_path, clean_counts, kill) -
     return cluster
 
 
+@pytest.mark.any_database  # what is killed is processes; claims on PostgreSQL are test_crashes' and the storage tests'
 def test_sigkill_of_a_pool_process_mid_batch(batch_settings, start_worker, tmp_path, clean_counts):
     """Given a 200-document batch half way, When a worker's pool process is SIGKILLed, Then its task is
     redelivered, its dead claim is taken over, and every document ends done with a clean run's rows."""
@@ -64,6 +65,7 @@ def test_sigkill_of_a_pool_process_mid_batch(batch_settings, start_worker, tmp_p
     assert outcomes <= {"done", "retry", "lost"}
 
 
+@pytest.mark.any_database  # what is killed is processes; claims on PostgreSQL are test_crashes' and the storage tests'
 def test_sigkill_of_the_whole_worker_mid_batch(batch_settings, start_worker, tmp_path, clean_counts):
     """Given a 200-document batch half way, When the whole worker is SIGKILLed and a new one starts,
     Then expired claims are re-queued by the sweeper and lost messages re-published: every document

@@ -79,6 +79,7 @@ def _runtime_through(proxy: CountingProxy, settings: Settings) -> Runtime:
     return Runtime(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{proxy.port}"})).open_database()
 
 
+@pytest.mark.any_database  # round trips to Redis are the subject
 def test_each_stage_ends_in_one_round_trip(batch_settings, tmp_path: Path):
     """Given a batch of 4 court e-mails run stage by stage by the stage runner, with the result
     cache, Then every stage ends in one round trip of legaldoc's connections (its state change,

@@ -123,6 +123,7 @@ def _queued(broker: Broker, priority: int) -> dict[str, list[bytes]]:
     return {key: broker.client.lrange(key, 0, -1) for key in sorted(lists)}
 
 
+@pytest.mark.any_database  # the queues in Redis are the subject
 def test_cancel_takes_its_messages_out_and_other_batches_run(batch_settings, start_worker, tmp_path):
     cluster = connect(batch_settings)
     kept = cluster.submit(write_manifest(tmp_path / "keep.yaml", [{"glob": f"{nef_copies(tmp_path / 'keep', 3)}/*"}],
@@ -149,6 +150,7 @@ def test_cancel_takes_its_messages_out_and_other_batches_run(batch_settings, sta
     assert cluster.stored(doomed.batch_id)["cancelled"] == 6
 
 
+@pytest.mark.any_database  # the queues in Redis are the subject
 def test_dropping_keeps_messages_of_another_database_and_other_documents(batch_settings):
     """Two installations sharing a Redis number documents alike: only this database's messages go."""
     cluster = connect(batch_settings)
@@ -170,6 +172,7 @@ def test_dropping_keeps_messages_of_another_database_and_other_documents(batch_s
     assert drop_stage_messages(ours.client, lists, [99], cluster.database.identity) == 0
 
 
+@pytest.mark.any_database  # the queues in Redis are the subject
 def test_too_many_waiting_messages_are_left_alone(batch_settings, monkeypatch):
     """Past MAX_MESSAGES the script would hold Redis for seconds: nothing is removed, and it says so."""
     from legaldoc.state import purge
