@@ -29,7 +29,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.batches import start_redis  # noqa: E402
 from legaldoc.manifest import load_manifest  # noqa: E402
 
 LEGALDOC = [sys.executable, "-m", "legaldoc"]
@@ -77,22 +77,6 @@ assert len(files) == int(sys.argv[2]), len(files)
 def bare_listing(tree: Path) -> int:
     found = sorted(glob.glob(os.path.join(tree, "**", "*.txt"), recursive=True))
     return len([path for path in found if os.path.isfile(path)])
-
-
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                                "--dir", str(folder)], stdout=subprocess.DEVNULL)  # fmt: skip
-    url = f"redis://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return process, url
 
 
 def write_tree(root: Path, count: int) -> None:
