@@ -25,6 +25,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
+READS = {b"GET", b"MGET", b"HGET", b"HMGET", b"HGETALL"}
 SETUP = {b"HELLO", b"CLIENT", b"SELECT", b"AUTH", b"READONLY", b"PING"}  # PING: a check on connecting
 NAMED = b"legaldoc"
 
@@ -34,6 +35,7 @@ class Counts:
     connections: int = 0
     round_trips: int = 0  # turns after the connection's setup
     setup: int = 0  # turns of the setup
+    reads: int = 0  # of the round trips, those carrying a read (GET, HMGET...): a cache lookup the work waits for
     commands: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -87,6 +89,7 @@ class _Connection:
         self.waiting = False  # the client has sent and waits for an answer
         self.in_setup = True
         self.turn_is_setup = False
+        self.turn_reads = False
         self.buffer = bytearray()
 
     def client_sent(self, data: bytes) -> None:
@@ -100,6 +103,7 @@ class _Connection:
             self.waiting = True
         elif not self.waiting:
             self.waiting = True
+            self.turn_reads = False
             self.turn_is_setup = self.in_setup
             if self.in_setup:
                 counts.setup += 1
@@ -114,6 +118,9 @@ class _Connection:
                     self.turn_is_setup = False
                     counts.setup -= 1
                     counts.round_trips += 1
+            if not self.turn_reads and not self.turn_is_setup and name in READS:
+                self.turn_reads = True
+                counts.reads += 1
             key = name.split(b" ", 1)[0].decode(errors="replace")
             counts.commands[key] = counts.commands.get(key, 0) + 1
 
@@ -144,6 +151,7 @@ class CountingProxy:
             total.connections += c.connections
             total.round_trips += c.round_trips
             total.setup += c.setup
+            total.reads += c.reads
             for name, count in list(c.commands.items()):
                 total.commands[name] = total.commands.get(name, 0) + count
         return totals

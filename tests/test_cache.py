@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from legaldoc.models import Stage
 from legaldoc.pipeline.extract.ocr import resolved_engine
+from legaldoc.services import stages as stages_module
 from legaldoc.services.process import sha256_file
 from legaldoc.services.stages import StageRunner
 from legaldoc.services.wiring import Runtime
@@ -100,8 +101,8 @@ def test_the_same_scanned_pdf_is_not_extracted_again_in_another_project(batch_se
     assert status["failed"] == 1 and status["errors_by_category"] == {"CONFIGURATION": 1}, status
 
 
-def _process(database: Database, settings, files: list[Path], cache) -> None:
-    runner = StageRunner(settings, database, retries=False, cache=cache)
+def _process(database: Database, settings, files: list[Path], cache, runner: StageRunner | None = None) -> StageRunner:
+    runner = runner or StageRunner(settings, database, retries=False, cache=cache)
     with database.session() as session:
         project_id = repo.get_or_create_project(session, "acme").id
     for path in files:
@@ -111,6 +112,7 @@ def _process(database: Database, settings, files: list[Path], cache) -> None:
             repo.reset_for_run(session, [document_id], batch_id=None)
         for stage in STAGES:
             assert runner.execute(document_id, stage, 1).status == "done"
+    return runner
 
 
 def _entities(database: Database) -> set[tuple]:
@@ -164,6 +166,66 @@ def test_cached_entity_indexes_resolve_exactly_like_the_database(batch_settings,
         assert session.get(Entity, entity_id).name == renamed  # a stale index would have put the old name back
     after = {s.namespace: s for s in cache.stats()}["entities"]
     assert after.misses == stats.misses + 1
+
+
+@pytest.mark.any_database  # an index held in process is the same on either database
+@pytest.mark.parametrize("redis_cache", [True, False], ids=["redis", "no-redis"])
+def test_an_index_held_in_process_is_used_only_at_its_generation(batch_settings, tmp_path, redis_cache, monkeypatch):
+    """Given one stage runner (one worker process) resolving court e-mails, with and without the
+    Redis cache, Then it resolves exactly as a database-only run; When another writer changes an
+    entity and the project's generation behind its back, Then the same runner's next resolution
+    sees the change (the index it held is not used), and a transaction that rolled back leaves
+    nothing held."""
+    files = sorted(nef_copies(tmp_path / "docs", 8).iterdir())
+    cache = Runtime(batch_settings).cache if redis_cache else None
+    held_db = Database(f"sqlite:///{tmp_path / 'held.db'}")
+    plain_db = Database(f"sqlite:///{tmp_path / 'plain.db'}")
+    runner = _process(held_db, batch_settings, files[:-1], cache)
+    assert runner.cache._held, "the runner holds the project's index"
+    _process(plain_db, batch_settings, files[:-1], None)
+    assert _entities(held_db) == _entities(plain_db)
+
+    with held_db.session() as session:
+        project_id = repo.find_project(session, "acme").id
+        entity = session.scalars(
+            select(Entity).join(MentionRow, MentionRow.entity_id == Entity.id).join(Document)
+            .where(Document.source == str(files[0]), Entity.type == "COURT")
+        ).first()  # fmt: skip
+        renamed = entity.name + " (renamed by another writer)"
+        entity.name, entity_id = renamed, entity.id
+        repo.bump_entity_generation(session, project_id)
+    again = tmp_path / "again" / files[0].name
+    again.parent.mkdir()
+    again.write_bytes(files[0].read_bytes())
+    _process(held_db, batch_settings, [again], cache, runner)
+    with held_db.read() as session:
+        assert session.get(Entity, entity_id).name == renamed  # the held index would have put the old name back
+        generation = repo.entity_generation(session, project_id)
+    assert runner.cache._held[project_id][0] == generation  # it holds what it read (and wrote) now
+
+    # a resolution that changes the index, then fails in the same transaction: its new generation
+    # is never held
+    changes = []
+    changed = runner.cache.entity_index_changed
+
+    def changing(*args, **kwargs):
+        changes.append(args[1])
+        return changed(*args, **kwargs)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    with held_db.session() as session:
+        document_id = repo.register_document(session, project_id, str(files[-1]), *sha256_file(files[-1])).id
+        repo.reset_for_run(session, [document_id], batch_id=None)
+    for stage in STAGES[:3]:
+        assert runner.execute(document_id, stage, 1).status == "done"
+    monkeypatch.setattr(runner.cache, "entity_index_changed", changing)
+    monkeypatch.setattr(stages_module.claims, "advance", fail)
+    assert runner.execute(document_id, Stage.RESOLVE, 1).status != "done"
+    assert changes == [project_id]  # it did change the index, then rolled back
+    with held_db.read() as session:
+        assert runner.cache._held[project_id][0] == repo.entity_generation(session, project_id) == generation
 
 
 @pytest.mark.any_database  # the cache lives in Redis; the PostgreSQL reads it warms from are those of the tests above

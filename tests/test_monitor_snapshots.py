@@ -13,10 +13,22 @@ from tests.monitorkit import NOW, FixedMemory, fill_scene
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 
 
+async def _settled(pilot) -> None:
+    """Until two screenshots 0.1 s apart are the same (at most 10 s): a loaded machine may still be
+    laying out the tables the refresh filled when a fixed pause ends."""
+    previous = None
+    for _ in range(100):
+        await pilot.pause(0.1)
+        current = pilot.app.export_screenshot()
+        if current == previous:
+            return
+        previous = current
+
+
 async def _refreshed(pilot) -> None:
     while pilot.app.refreshes < 1:
         await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    await _settled(pilot)
 
 
 async def _batch_screen(pilot) -> None:
@@ -24,7 +36,7 @@ async def _batch_screen(pilot) -> None:
     await pilot.press("down", "enter")  # the running batch (second row: the queued high-priority one is newer)
     while not (isinstance(pilot.app.screen, BatchScreen) and pilot.app.screen.refreshes >= 1):
         await pilot.pause(0.05)
-    await pilot.pause(0.1)
+    await _settled(pilot)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from legaldoc.errors import UsageError
 from legaldoc.models import CanonicalEntity, EntityType, ExtractedDocument
 from legaldoc.pipeline.extract.ocr import resolved_engine
 from legaldoc.services.wiring import Runtime
-from legaldoc.state.cache import EXTRACT, ResultCache
+from legaldoc.state.cache import ENTITIES, EXTRACT, ResultCache
 from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.storage import repository as repo
 from legaldoc.storage.db import Database
@@ -38,6 +38,7 @@ from legaldoc.storage.tables import BatchDocument, Document
 log = logging.getLogger("legaldoc.cache")
 
 EntityIndex = dict[EntityType, dict[str, CanonicalEntity]]
+HELD_PROJECTS = 8  # entity indexes a stage process keeps, most recently used
 
 
 def extraction_fingerprint(settings: Settings) -> str:
@@ -93,6 +94,10 @@ class StageCache:
         # ride in it to the stage's end; a read sends what it holds. None: each goes on its own.
         self.trip: RoundTrip | None = None
         self._on_commit: list[Callable[[RoundTrip | None], None]] = []  # writes waiting for their transaction
+        # The entity indexes this process last read or wrote, per project: (generation, type blobs).
+        # Valid exactly when the database's generation, read under the project's lock, is the same
+        # (generations are random, never reused); saves the Redis read and the database load.
+        self._held: dict[int, tuple[int, dict[str, bytes]]] = {}
 
     def begin(self, trip: RoundTrip | None) -> None:
         """A new stage: its round trip; writes an earlier stage left uncommitted are dropped."""
@@ -164,31 +169,55 @@ class StageCache:
         wanted = sorted(set(types), key=lambda t: t.value)
         generation = repo.entity_generation(session, project_id)
         index: EntityIndex = {}
-        if self.redis is not None and wanted:
+        held = self._held.get(project_id)
+        blobs = held[1] if held is not None and held[0] == generation else {}
+        if wanted and all(t.value in blobs for t in wanted):  # this process holds it: no round trip
+            self._record(ENTITIES, hits=1)
+        elif self.redis is not None and wanted:
             try:
                 blobs = self.redis.get_index(project_id, generation, [t.value for t in wanted], self.trip)
             except Exception:
                 log.warning("entity-index cache unavailable", exc_info=True)
                 blobs = {}
-            for entity_type in wanted:
-                if entity_type.value in blobs:
-                    index[entity_type] = decode_index(entity_type, blobs[entity_type.value])
+            self._hold(project_id, generation, blobs)
+        for entity_type in wanted:
+            if entity_type.value in blobs:
+                index[entity_type] = decode_index(entity_type, blobs[entity_type.value])
         missing = [t for t in wanted if t not in index]
         if missing:
             loaded = repo.load_entity_index(session, project_id, missing)
             for entity_type in missing:
                 index[entity_type] = loaded.get(entity_type, {})
+            self._hold(project_id, generation, {t.value: encode_index(index[t]) for t in missing})
         return index, generation
+
+    def _hold(self, project_id: int, generation: int, blobs: Mapping[str, bytes]) -> None:
+        """Keep these blobs of the project's index at `generation` (joining what is held at it)."""
+        if not blobs:
+            return
+        held = self._held.pop(project_id, None)
+        kept = held[1] if held is not None and held[0] == generation else {}
+        self._held[project_id] = (generation, {**kept, **blobs})  # most recent last
+        while len(self._held) > HELD_PROJECTS:
+            del self._held[next(iter(self._held))]
 
     def entity_index_changed(self, session: Session, project_id: int, base: int, index: EntityIndex) -> None:
         """Give the project a new generation (under the project's lock), and write the changed
         types' index through to the cache once the transaction commits (a rollback writes nothing);
         the other types stay valid in the cache when it was at `base`."""
         generation = repo.bump_entity_generation(session, project_id, base)
+        blobs = {t.value: encode_index(entities) for t, entities in index.items()}
+
+        def hold(_: RoundTrip | None) -> None:  # once committed: a rolled-back generation is never held
+            held = self._held.get(project_id)
+            kept = held[1] if held is not None and held[0] == base else {}  # the other types, valid at base
+            self._held.pop(project_id, None)
+            self._hold(project_id, generation, {**kept, **blobs})
+
+        self._on_commit.append(hold)
         cache = self.redis
         if cache is None:
             return
-        blobs = {t.value: encode_index(entities) for t, entities in index.items()}
 
         def write(trip: RoundTrip | None) -> None:
             try:
