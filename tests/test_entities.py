@@ -189,6 +189,16 @@ def test_law_firms_start_at_the_firm(text, firms):
     assert found == firms
 
 
+@pytest.mark.parametrize(("text", "organizations"), [
+    ("Before the United States District Judge. See Bell Atlantic Corp. v. Twombly", ["Bell Atlantic Corp."]),
+    ("The motion is denied. Acme Widgets, Inc. shall answer.", ["Acme Widgets, Inc."]),
+    ("Smith Bros. Holdings Co. filed the claim.", ["Smith Bros. Holdings Co."]),
+])  # fmt: skip
+def test_organizations_start_after_a_sentence_ends(text, organizations):
+    found = [m.normalized for m in LocalEntityProvider().extract(text) if m.type is EntityType.ORGANIZATION]
+    assert found == organizations
+
+
 @pytest.mark.parametrize(("text", "citation"), [
     ("See Shelby County v. Holder, 570\nU.S. 529 (2013).", "570 U.S. 529"),
     ("Bell Atlantic Corp. v. Twombly, 550 U.S.\n544, 570 (2007)", "550 U.S. 544"),

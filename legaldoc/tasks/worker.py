@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> None:
                         max_bytes=int(settings.worker_log_max_mb * 1024 * 1024), backups=settings.worker_log_backups)  # fmt: skip
     if isinstance(handler, WorkerLogHandler):
         heartbeater.log_handler = handler  # rotated by size between records too
+    if Queue.ENTITY.value in ordered and settings.entity_provider == "local":
+        from legaldoc.pipeline.entities import warm_up
+
+        warm_up()  # before the pool forks: every pool process starts with the rules built
     pool_size = ["--autoscale", f"{autoscale[0]},{autoscale[1]}"] if autoscale else ["--concurrency", str(concurrency)]
     app.worker_main([
         "worker", "--queues", ",".join(ordered), *pool_size, "--hostname", name,

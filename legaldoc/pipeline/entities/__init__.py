@@ -10,7 +10,7 @@ from legaldoc.errors import ConfigurationError
 from legaldoc.models import Mention
 from legaldoc.pipeline.entities.base import MentionSink, Spans
 from legaldoc.pipeline.entities.citations import citation_mentions
-from legaldoc.pipeline.entities.courts import court_mentions
+from legaldoc.pipeline.entities.courts import court_mentions, find_court_id
 from legaldoc.pipeline.entities.dates_money import date_mentions, money_mentions
 from legaldoc.pipeline.entities.dockets import docket_mentions
 from legaldoc.pipeline.entities.names import (
@@ -71,6 +71,24 @@ class LocalEntityProvider:
         date_mentions(sink)
         money_mentions(sink)
         return deduplicate(sink.mentions)
+
+
+WARM_UP_TEXT = (
+    "UNITED STATES DISTRICT COURT FOR THE NORTHERN DISTRICT OF ILLINOIS\n"
+    "JOHN SMITH, Plaintiff, v. ACME WIDGETS, INC., Defendant.\nCase No. 1:20-cv-01234\n"
+    "Before the Honorable Jane Q. Doe, United States District Judge. See Bell Atlantic Corp. v. "
+    "Twombly, 550 U.S. 544, 556 (2007); 42 U.S.C. \u00a7 1983. Filed January 5, 2021. Damages of "
+    "$1,250,000.00 are sought. Counsel: Mary Roe, Roe & Lee LLP.\n"
+)
+"""A made-up caption exercising every rule (never a document's text)."""
+
+
+def warm_up() -> None:
+    """Build what the local rules build on first use (eyecite's and courts-db's regular
+    expressions, the court tables): a worker does it once before forking its pool processes, which
+    then share it instead of each spending a second or more of CPU on its first document."""
+    LocalEntityProvider().extract(WARM_UP_TEXT)
+    find_court_id("Supreme Court of Ohio")  # courts-db compiles all its court-name expressions at its first search
 
 
 def entity_provider_from_settings(settings: Settings) -> EntityProvider:

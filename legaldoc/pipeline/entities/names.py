@@ -379,6 +379,25 @@ _ORG_WORD = re.compile(r"L\.?L\.?C|Inc|Co(?:rp|mpany|\.|unty|mmonwealth|mmission
                        r"City|State|Town|Village|Department|Office|Bureau|Board|Agency|Trustee")  # fmt: skip
 
 
+# A sentence ends inside a run of capitalized words at a word of four or more letters and a period
+# ("...District Judge. See Bell Atlantic Corp."); the abbreviations names carry are not such ends.
+_SENTENCE_END = re.compile(r"\b(?P<word>[A-Z][a-z]{3,})\.[ \t]+(?=[A-Z])")
+_NAME_ABBREVIATIONS = frozenset({
+    "Bros", "Assoc", "Assocs", "Assn", "Natl", "Intl", "Dept", "Mfrs", "Indus", "Servs", "Prods", "Props",
+    "Mgmt", "Invs", "Hldgs", "Hosp", "Univ", "Tech", "Comms", "Telecomms", "Fed'n", "Grp", "Ctrs", "Corp",
+    "Cnty", "Twp", "Dist", "Auth", "Admin", "Comm'n", "Ass'n", "Sec'y", "Ins", "Fin", "Chem", "Pharm",
+})  # fmt: skip
+
+
+def _after_sentence_end(text: str, start: int, end: int) -> int:
+    """Where the name starts when a sentence ends inside the match: after the last such end."""
+    cut = start
+    for found in _SENTENCE_END.finditer(text, start, end):
+        if found["word"] not in _NAME_ABBREVIATIONS:
+            cut = found.end()
+    return cut
+
+
 def organization_mentions(sink: MentionSink) -> None:
     taken: list[tuple[int, int]] = []
     for pattern, default_type, word, gaps in ((_FIRM, EntityType.LAW_FIRM, _FIRM_WORD, 11),
@@ -388,7 +407,8 @@ def organization_mentions(sink: MentionSink) -> None:
             if any(s < end and start < e for s, e in taken):
                 continue
             if match.groupdict().get("name"):
-                noise = _LEADING_NOISE.match(match["name"])
+                start = _after_sentence_end(sink.text, start, match.end("name"))
+                noise = _LEADING_NOISE.match(sink.text[start : match.end("name")])
                 if noise:
                     start += noise.end()
             value = squash(sink.text[start:end]).strip(" ,")
