@@ -30,6 +30,12 @@ def _pid_space() -> str:
 SPACE = _pid_space()
 
 
+def is_this_host(host: str, space: str | None) -> bool:
+    """Whether a process a record names by host and process space (None: the record did not say,
+    written before spaces were recorded) is one this process can see by its pid."""
+    return host == HOST and (space is None or space == SPACE)
+
+
 def holder(pid: int | None = None) -> str:
     """The claim holder name of this process, or of process `pid` of this host."""
     return f"{HOST}/{SPACE}:{pid or os.getpid()}"

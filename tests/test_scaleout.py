@@ -33,7 +33,7 @@ from legaldoc.manifest import load_manifest
 from legaldoc.models import STAGES
 from legaldoc.queues import STAGE_QUEUE
 from legaldoc.services import batches as service
-from legaldoc.services.embedded import SOCKET_PATH_MAX, EmbeddedRedis, mark_runner
+from legaldoc.services.embedded import SOCKET_PATH_MAX, EmbeddedRedis, RunRecord, mark_runner
 from legaldoc.services.wiring import Runtime
 from legaldoc.storage import claims
 from legaldoc.storage import repository as repo
@@ -229,6 +229,12 @@ def test_a_claim_of_another_container_with_the_same_hostname_is_not_judged_here(
     gone.wait()
     assert hosts.holder_is_dead(claims.worker_identity(gone.pid))
     assert hosts.holder_host(claims.worker_identity()) == hosts.HOST
+    # a `legaldoc run`'s record and a worker's heartbeat (`workers stop` waits for local pids) the same way
+    assert not RunRecord(gone.pid, hosts.HOST, pid_space=hosts.SPACE).alive
+    assert RunRecord(gone.pid, hosts.HOST, pid_space=hosts.SPACE + "0").alive  # not judged here
+    assert not RunRecord(gone.pid, hosts.HOST).alive  # an older record: by its hostname, as before
+    assert hosts.is_this_host(hosts.HOST, hosts.SPACE) and hosts.is_this_host(hosts.HOST, None)
+    assert not hosts.is_this_host(hosts.HOST, hosts.SPACE + "0") and not hosts.is_this_host("elsewhere", hosts.SPACE)
 
 
 def _stale(rt: Runtime, batch_id: str) -> int:

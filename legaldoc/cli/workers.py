@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated
@@ -12,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from legaldoc import hosts
 from legaldoc.cli.common import JsonOption, connected, worker_log_options
 from legaldoc.cli.exit_codes import ExitCode
 from legaldoc.cli.output import emit_json, fail, handled, note, stdout
@@ -217,7 +217,7 @@ def stop(
     names = {w.name for w in chosen}
     started = time.monotonic()
     service.wait_until(registry, lambda current: not any(w.name in names and w.online() for w in current), timeout)
-    local = {w.pid: w.name for w in chosen if w.host == socket.gethostname()}
+    local = {w.pid: w.name for w in chosen if hosts.is_this_host(w.host, w.extra.get("pid_space"))}
     lingering = service.wait_for_exit(list(local), max(1.0, timeout - (time.monotonic() - started)))
     still = sorted({w.name for w in registry.online() if w.name in names} | {local[pid] for pid in lingering})
     stopped = sorted(names - set(still))

@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -223,10 +222,11 @@ class RunRecord:
     redis_pid: int | None = None
     worker_pid: int | None = None
     batch_id: str | None = None
+    pid_space: str | None = None  # the process-id namespace of `pid` (`legaldoc.hosts`); None in older records
 
     @property
     def alive(self) -> bool:
-        return self.host != socket.gethostname() or process_alive(self.pid)
+        return not hosts.is_this_host(self.host, self.pid_space) or process_alive(self.pid)
 
 
 class RunLock:
@@ -234,7 +234,7 @@ class RunLock:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "run" / "run.json"
-        self.record = RunRecord(os.getpid(), socket.gethostname())
+        self.record = RunRecord(os.getpid(), hosts.HOST, pid_space=hosts.SPACE)
         self.previous: RunRecord | None = None
 
     def read(self) -> RunRecord | None:

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         name=name, host=hosts.HOST, pid=os.getpid(), queues=ordered,
         concurrency=autoscale[1] if autoscale else concurrency, started=time.time(),
         interval=settings.heartbeat_interval, autoscale=list(autoscale) if autoscale else None,
-        database=identity, database_url=where,
+        database=identity, database_url=where, extra={"pid_space": hosts.SPACE},
     ))  # fmt: skip
     stats.create()
 
