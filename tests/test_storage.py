@@ -75,3 +75,23 @@ def test_four_concurrent_first_starts_on_a_fresh_database_all_succeed(database_u
                                   stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0, 0], [err[-600:] for _, err in results]
+
+
+def test_the_known_head_is_alembics_and_a_database_behind_it_is_migrated(tmp_path):
+    """`db.HEAD` (a database there opens without Alembic) is the newest migration; a database at an
+    older revision is still brought to it."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from legaldoc.storage import db
+
+    assert ScriptDirectory.from_config(db._alembic()).get_current_head() == db.HEAD
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.make_engine(url)
+    config = db._alembic()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011")
+    assert db.revisions(url)[0] == "0011"
+    db.Database(url)
+    assert db.revisions(url) == (db.HEAD, db.HEAD)

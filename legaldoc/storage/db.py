@@ -6,18 +6,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from legaldoc.errors import ConfigurationError, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -65,18 +64,38 @@ def make_engine(url: str, *, pooled: bool = True) -> Engine:
 
 
 MIGRATION_LOCK = 0x1E6A1D0B  # PostgreSQL advisory lock key: one migrator at a time
+HEAD = "0012"
+"""The newest migration's revision (a test checks it is Alembic's head): a database already there
+is opened without loading Alembic and the migration scripts, a third of a command's start-up."""
 
 
 def _alembic() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the schema is at `HEAD`, read in a deferred (read-only) transaction."""
+    with _reachable(engine), engine.execution_options(legaldoc_read_only=True).connect() as connection:
+        try:
+            with connection.begin():
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
+        except DatabaseError:  # no such table: a new database (or not a legaldoc one: the full path says)
+            return False
 
 
 def migrate(engine: Engine) -> str | None:
     """Bring the schema to the newest Alembic revision; safe to call at every start, by any number
     of processes at once: they take turns (a PostgreSQL advisory lock; SQLite's write lock, taken
     by BEGIN IMMEDIATE) and the later ones find nothing left to do. Returns the revision."""
+    if _at_head(engine):
+        return HEAD
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     config = _alembic()
     sqlite = engine.dialect.name == "sqlite"
     with _reachable(engine), engine.connect() as connection:
@@ -97,6 +116,9 @@ def migrate(engine: Engine) -> str | None:
 
 def revisions(url: str) -> tuple[str | None, str | None]:
     """(the database's schema revision, the newest this legaldoc knows), changing nothing."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     engine = get_engine(url)
     with _reachable(engine), engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
