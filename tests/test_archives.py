@@ -178,6 +178,7 @@ def test_process_expands_archives_and_escapes_names(tmp_path):
     assert reports[f"{archive}!/a.pdf"]["pages"] == 1 and reports[f"{archive}!/b.pdf"]["mentions"]
 
 
+@pytest.mark.any_database  # archive expansion is the database kind's business nowhere
 def test_a_batch_of_archives_and_emails_through_real_workers(batch_settings, start_worker, tmp_path):
     """The issue's case: a zip of two PDFs is two documents, both done; an e-mail and its attachment
     are two more; a tar.gz inside the zip is opened too; names that are not UTF-8 travel through

@@ -47,6 +47,7 @@ def _stats(env: dict, cwd: Path) -> dict[str, dict]:
     return {entry["namespace"]: entry for entry in json.loads(result.stdout)}
 
 
+@pytest.mark.any_database  # the extraction cache lives in Redis; the database lookup has its twin in test_cached_entity_indexes...
 def test_the_same_scanned_pdf_is_not_extracted_again_in_another_project(batch_settings, start_worker, tmp_path):
     """Given a scanned PDF processed in project alpha, When the same bytes (another path) arrive in
     projects beta and gamma on a worker whose tesseract does not exist, Then both are done with

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 import redis
 from sqlalchemy import func, make_url, select
 
@@ -73,6 +74,7 @@ def _full_pool(worker, size: int, timeout: float = 10) -> list[int]:
     return pool
 
 
+@pytest.mark.any_database  # the crash path keeps its PostgreSQL run in test_one_sigkill_is_retried...
 def test_poison_document_that_segfaults_every_time_fails_as_data(batch_settings, start_worker, tmp_path):
     """Given 50 good documents and one whose entities stage segfaults its process every time, When a
     worker runs the batch, Then the poison one fails as DATA after max attempts (each crash one

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from legaldoc.services.embedded import WorkerProcess
 from tests.batchkit import nef_copies, write_manifest
 from tests.conftest import settings_env
@@ -38,6 +40,7 @@ def test_submit_wait_under_cron_uses_the_workers_data_home(tmp_path, redis_url):
     assert list(home.glob(".local/share/legaldoc/legaldoc.db")) and not list(home.glob("*.db"))
 
 
+@pytest.mark.any_database  # the refusal compares identities; test_a_worker_refuses... keeps the PostgreSQL run
 def test_workers_of_another_database_make_submit_fail_at_once(batch_settings, start_worker, tmp_path):
     """Given the only live worker serves another data folder's database, When a batch is submitted
     here, Then submit exits 3 in one line naming both databases, and publishes nothing."""

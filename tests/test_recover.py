@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from legaldoc.storage.tables import BatchDocument, Document, StageRun
@@ -107,6 +108,7 @@ def test_recover_stuck_requeues_expired_claims(batch_settings, start_worker, tmp
     assert cluster.wait(batch_id, timeout=120)["succeeded"] == 1
 
 
+@pytest.mark.any_database  # usage errors are refused before the database is asked anything that differs
 def test_recover_usage_errors(batch_settings, tmp_path):
     env = settings_env(batch_settings)
     for args, text in [(["recover"], "name a batch"), (["recover", "nope"], "no batch nope"),

@@ -6,12 +6,14 @@ import io
 import zipfile
 
 import boto3
+import pytest
 
 from legaldoc.services.queries import show_document
 from tests.batchkit import connect, write_manifest
 from tests.conftest import SAMPLES
 
 
+@pytest.mark.any_database  # fetching from S3 does nothing the database kind changes
 def test_s3_documents_are_fetched_by_the_worker(batch_settings, start_worker, tmp_path, s3_endpoint, monkeypatch):
     """Given a manifest of s3:// URIs (one missing, one a zip), When a worker runs it, Then the present
     one is processed like a local file, the zip's members are documents of their own, and the missing

@@ -64,6 +64,7 @@ def textract_settings(batch_settings, **changes):
     return batch_settings.model_copy(update={"textract_bucket": BUCKET, "textract_poll_interval": 0.3, **changes})
 
 
+@pytest.mark.any_database  # the provider and its job table do nothing the database kind changes
 def test_scanned_pages_get_their_text_from_textract(aws, batch_settings, start_worker, tmp_path):
     """Given a PDF of two text pages around two scanned ones and `ocr: textract`, When a worker runs
     it, Then only the scanned pages were uploaded (one PDF, under its sha256), their text is the
@@ -98,6 +99,7 @@ def test_scanned_pages_get_their_text_from_textract(aws, batch_settings, start_w
     assert "Pages sent to AWS Textract: 2 in 1 jobs, estimated cost $0.00" in report.stdout, report.stderr
 
 
+@pytest.mark.any_database  # the job row is plain ORM; crash handling has its PostgreSQL runs in test_crashes
 def test_a_killed_worker_resumes_the_same_job(aws, batch_settings, start_worker, tmp_path):
     """Given a Textract job running for a scanned PDF, When its worker is SIGKILLed and another starts,
     Then the document finishes from the same job: the peer saw one Start."""
