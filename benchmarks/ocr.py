@@ -233,6 +233,7 @@ def main() -> None:
             "pages_per_cpu_s": len(pages) / cpu, "speedup_cpu": base_cpu / cpu,
             "pages_per_wall_s": len(pages) / wall, "speedup_wall": base_wall / wall,
             "word_error": {cls: errors(variant, [p for p in pages if p.cls == cls]) for cls in classes},
+            "speedup_cpu_by_round": [b / c for b, c in zip(results["cli@300"].cpu, results[variant].cpu, strict=True)],
             "speedup_cpu_by_class": {cls: sum(heights["cpu"]["cli@300"][(p.name, p.index)] for p in pages if p.cls == cls)
                                      / sum(heights["cpu"][variant][(p.name, p.index)] for p in pages if p.cls == cls)
                                      for cls in classes},
@@ -267,11 +268,13 @@ def main() -> None:
     print(f"{len(pages)} pages ({', '.join(f'{c} {sum(p.cls == c for p in pages)}' for c in classes)}), "
           f"{args.rounds} round(s), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print(f"{'variant':15} {'pages/cpu-s':>11} {'x cli':>6} {'pages/s':>8} {'x cli':>6}  word error by class "
-          "(x cli by class, cpu; scan-unkeyed: words vs cli@300)")  # fmt: skip
+          "(x cli by class, cpu, last round; scan-unkeyed: words vs cli@300)")  # fmt: skip
     for variant, row in report["variants"].items():
         errs = "  ".join(f"{cls} {row['word_error'][cls] * 100:5.2f}% ({row['speedup_cpu_by_class'][cls]:.2f}x)" for cls in classes)
         print(f"{variant:15} {row['pages_per_cpu_s']:11.3f} {row['speedup_cpu']:6.2f} {row['pages_per_wall_s']:8.3f} "
               f"{row['speedup_wall']:6.2f}  {errs}")  # fmt: skip
+    print("x cli (cpu) by round:", "  ".join(f"{v} {' '.join(f'{x:.2f}' for x in row['speedup_cpu_by_round'])}"
+                                           for v, row in report["variants"].items()))  # fmt: skip
     print("threshold (px at 200 dpi) -> pages read at 300, x cli (cpu) if those were read twice (a bound), word error by class:")
     for row in table:
         errs = "  ".join(f"{cls} {row[cls] * 100:5.2f}%" for cls in classes)
