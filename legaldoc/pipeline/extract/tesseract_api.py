@@ -112,11 +112,11 @@ def languages(tessdata_dir: str | None) -> tuple[Path | None, list[str]]:
 
 ENGINE_VARIABLES = {"tessedit_do_invert": "0", "invert_threshold": "0"}
 """Tesseract variables set on every engine. Tesseract 5 recognizes every text line whose mean
-confidence is under ``invert_threshold`` (0.7) a second time, inverted, for white-on-black text; on
-a scan many lines are that unsure, and the second reading costs up to a tenth of the page's time.
-Court filings carry no light-on-dark text worth reading, so the inverted reading is off
-(``invert_threshold`` 0 in 5.x, ``tessedit_do_invert`` the older name, still read by 5.5).
-The CLI (`ocr.TesseractOcr`) keeps tesseract's defaults."""
+confidence is under ``invert_threshold`` (0.7) a second time, inverted, in case it is light text on
+a dark ground; on a scan many lines are that unsure, and the second reading was 10-15% of a scan's
+CPU time (`benchmarks/ocr.py`). Court filings carry essentially no light-on-dark text, so the
+inverted reading is off: ``invert_threshold`` 0 (recent 5.x) and ``tessedit_do_invert`` 0 (the
+older switch, still read by 5.5). The CLI (`ocr.TesseractOcr`) keeps tesseract's defaults."""
 
 _engines: dict[tuple[int, str, str], Any] = {}
 _lock = threading.Lock()
