@@ -17,7 +17,7 @@ from rapidfuzz import fuzz
 
 from legaldoc.config import load_settings
 from legaldoc.errors import ConfigurationError, DataError
-from legaldoc.pipeline.extract import extract, ocr_provider_from_settings, tesseract_api
+from legaldoc.pipeline.extract import extract, lines, ocr_provider_from_settings, tesseract_api
 from legaldoc.pipeline.extract.ocr import InProcessTesseract, TesseractOcr, resolved_engine
 from legaldoc.pipeline.extract.tesseract_api import PageRead
 from legaldoc.services.caching import extraction_fingerprint
@@ -71,6 +71,8 @@ def test_auto_picks_the_in_process_engine_and_pages_reuse_one_engine():
     second = extract((DOCUMENTS / "image-pdf-2.pdf").read_bytes(), "image-pdf-2.pdf", settings, ocr_provider_from_settings(settings))
     assert first.ocr_pages == 2 and second.ocr_pages == 1
     assert tesseract_api.created - before == 1  # three pages, two providers, one model load
+    made = tesseract_api._engine(ocr.lang, ocr.tessdata())
+    assert {name: made.GetVariableAsString(name) for name in tesseract_api.ENGINE_VARIABLES} == tesseract_api.ENGINE_VARIABLES
     assert {page.method for page in first.pages} == {"tesseract"}
 
 
@@ -103,15 +105,34 @@ def test_ocr_runs_on_one_thread_in_a_worker_process(tmp_path):
     assert seen["omp"] == "1" and seen["after"] == seen["before"], seen
 
 
-def test_small_text_is_read_again_at_the_small_text_dpi_and_normal_text_is_not():
+def test_small_text_is_read_again_at_the_small_text_dpi_and_normal_text_is_not(monkeypatch):
     settings = load_settings()
     assert (settings.ocr_dpi, settings.ocr_small_text_dpi) == (200, 300)
+    pdf = _image_pdf([(5, 1.0), (5, 0.6), (6, 1.0)])
     engine = RecordingEngine()
-    document = extract(_image_pdf([(5, 1.0), (5, 0.6), (6, 1.0)]), "mixed-sizes.pdf", settings, engine)
+    document = extract(pdf, "mixed-sizes.pdf", settings, engine)
     assert document.ocr_pages == 3
-    assert engine.dpis == [200, 200, 300, 200]  # only the 60% page is read twice
+    assert engine.dpis == [200, 300, 200]  # the 60% page's ink lines are clearly small: straight to 300
     small = document.text[document.pages[1].start : document.pages[1].end]
     assert "Arkansas" in small and "Louisiana" in small
+    monkeypatch.setattr(lines, "RUN_TO_TESSERACT", 0.0)  # no shortcut: tesseract's layout at 200 decides
+    engine = RecordingEngine()
+    again = extract(pdf, "mixed-sizes.pdf", settings, engine)
+    assert engine.dpis == [200, 200, 300, 200]  # only the 60% page is read twice
+    assert again.text == document.text
+
+
+def test_ink_runs_tell_small_text_from_normal_text():
+    source = pdfium.PdfDocument(DOCUMENTS / "vector-pdf.pdf")
+    normal = source[5].render(scale=200 / 72, grayscale=True).to_pil()
+    small = normal.resize((normal.width // 2, normal.height // 2), Image.Resampling.LANCZOS)
+    run, count = lines.ink_run_height(normal, 200)
+    assert run is not None and count >= lines.MIN_RUNS and 15 < run < 30
+    small_run, _ = lines.ink_run_height(small, 200)
+    assert small_run is not None and small_run < 0.7 * run
+    assert lines.clearly_below(small, 200, 22) and not lines.clearly_below(normal, 200, 22)
+    assert not lines.clearly_below(Image.new("L", (1700, 2200), 255), 200, 22)  # nothing inked: not clear
+    assert not lines.clearly_below(small, 200, 0)
 
 
 def test_the_second_reading_is_off_at_zero_and_the_threshold_is_a_setting():
@@ -120,7 +141,10 @@ def test_the_second_reading_is_off_at_zero_and_the_threshold_is_a_setting():
     assert engine.dpis == [200]
     engine = RecordingEngine()
     extract(_image_pdf([(5, 1.0)]), "normal.pdf", load_settings(ocr_small_text_px=1000, ocr_small_text_dpi=250), engine)
-    assert engine.dpis == [200, 250]
+    assert engine.dpis == [250]  # lines clearly under 1000 px: not laid out at 200 first
+    engine = RecordingEngine()
+    extract(_image_pdf([(5, 1.0)]), "normal.pdf", load_settings(ocr_small_text_px=33, ocr_small_text_dpi=250), engine)
+    assert engine.dpis == [200, 250]  # under 33 px by tesseract's layout, not clearly by its ink
 
 
 def test_forced_cli_reads_pages_at_the_small_text_dpi_through_the_tesseract_program():
@@ -173,3 +197,5 @@ def test_the_extraction_cache_key_names_the_engine_and_the_small_text_rule():
     assert base != extraction_fingerprint(load_settings(ocr_engine="cli"))
     assert base != extraction_fingerprint(load_settings(ocr_small_text_px=30))
     assert json.loads(base)["engine"] == "tesserocr"
+    assert json.loads(base)["tesserocr"] == {**tesseract_api.ENGINE_VARIABLES, "ink_runs": lines.RUN_TO_TESSERACT}
+    assert "tesserocr" not in json.loads(extraction_fingerprint(load_settings(ocr_engine="cli")))

@@ -27,7 +27,9 @@ from legaldoc import PIPELINE_VERSION
 from legaldoc.config import Settings
 from legaldoc.errors import UsageError
 from legaldoc.models import CanonicalEntity, EntityType, ExtractedDocument
+from legaldoc.pipeline.extract.lines import RUN_TO_TESSERACT
 from legaldoc.pipeline.extract.ocr import resolved_engine
+from legaldoc.pipeline.extract.tesseract_api import ENGINE_VARIABLES
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.cache import ENTITIES, EXTRACT, ResultCache
 from legaldoc.state.roundtrip import RoundTrip
@@ -45,10 +47,13 @@ def extraction_fingerprint(settings: Settings) -> str:
     """Everything besides the bytes that the text of an extraction depends on. The pixel budget
     counts only when changed, so the keys of extractions made before it existed stay valid."""
     budget = {} if settings.ocr_max_pixels == Settings.model_fields["ocr_max_pixels"].default else {"max_pixels": settings.ocr_max_pixels}
+    engine = resolved_engine(settings)
+    # The in-process engine's own variables and the ink-run shortcut to the small-text dpi change what it reads.
+    tuning = {"tesserocr": {**ENGINE_VARIABLES, "ink_runs": RUN_TO_TESSERACT}} if engine == "tesserocr" else {}
     return json.dumps({
         "pipeline": PIPELINE_VERSION, "ocr": settings.ocr_provider, "lang": settings.tesseract_lang,
         "dpi": settings.ocr_dpi, "min_chars": settings.ocr_min_chars, "coverage": settings.ocr_image_coverage, **budget,
-        "engine": resolved_engine(settings), "small_text": [settings.ocr_small_text_dpi, settings.ocr_small_text_px],
+        "engine": engine, "small_text": [settings.ocr_small_text_dpi, settings.ocr_small_text_px], **tuning,
     }, sort_keys=True)  # fmt: skip
 
 

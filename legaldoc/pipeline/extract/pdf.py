@@ -10,6 +10,7 @@ import pypdfium2.raw as pdfium_c
 from legaldoc.config import Settings
 from legaldoc.errors import DataError, DocumentTooLarge
 from legaldoc.models import ExtractedDocument
+from legaldoc.pipeline.extract.lines import clearly_below
 from legaldoc.pipeline.extract.ocr import RENDER_DPI_KEY, OcrProvider, PageOcr
 from legaldoc.pipeline.extract.tesseract_api import PageRead
 from legaldoc.pipeline.extract.textutil import Deadline, assemble, clean_text
@@ -76,9 +77,15 @@ def needs_ocr(page: pdfium.PdfPage, text: str, settings: Settings) -> bool:
     return chars < settings.ocr_min_chars or coverage >= settings.ocr_image_coverage
 
 
-def _read_at(page: pdfium.PdfPage, ocr: PageOcr, dpi: int, timeout: float, reread_below: float = 0.0) -> PageRead:
+def _read_at(page: pdfium.PdfPage, ocr: PageOcr, dpi: int, timeout: float, reread_below: float = 0.0) -> PageRead | None:
+    """The engine's reading of the page rendered at ``dpi``; None, without asking the engine, when
+    ``reread_below`` is set and the page's ink lines are clearly under it (`lines.clearly_below`)."""
     bitmap = page.render(scale=dpi / 72, grayscale=True)
     try:
+        if reread_below > 0:
+            image = bitmap.to_pil()
+            if clearly_below(image if image.mode == "L" else image.convert("L"), dpi, reread_below):
+                return None
         return ocr.read_pixels(bytes(bitmap.buffer), bitmap.width, bitmap.height, bitmap.stride, dpi, timeout=timeout,
                                reread_below=reread_below)  # fmt: skip
     finally:
@@ -88,17 +95,20 @@ def _read_at(page: pdfium.PdfPage, ocr: PageOcr, dpi: int, timeout: float, rerea
 def ocr_page(page: pdfium.PdfPage, ocr: OcrProvider, settings: Settings, source: str, number: int, timeout: float) -> str:
     """The page's text by OCR. An engine that measures text lines lays the page out at ``ocr_dpi``
     and recognizes it there, unless its median line is under ``ocr_small_text_px`` (scaled to
-    ``ocr_dpi``): then it is read at ``ocr_small_text_dpi`` instead. Any other provider gets one
-    image at ``ocr_small_text_dpi``."""
+    ``ocr_dpi``): then it is read at ``ocr_small_text_dpi`` instead. A page whose ink lines are
+    clearly that small already in the ``ocr_dpi`` bitmap skips the engine's layout there and goes
+    straight to ``ocr_small_text_dpi``. Any other provider gets one image at ``ocr_small_text_dpi``."""
     width, height = page.get_size()
     if isinstance(ocr, PageOcr):
         dpi = render_dpi(width, height, settings, source, number)
         finer = render_dpi(width, height, settings, source, number, settings.ocr_small_text_dpi)
         below = settings.ocr_small_text_px * dpi / settings.ocr_dpi if finer > dpi else 0.0
         first = _read_at(page, ocr, dpi, timeout, below)
-        if first.read:
+        if first is not None and first.read:
             return first.text
-        return _read_at(page, ocr, finer, timeout).text
+        second = _read_at(page, ocr, finer, timeout)
+        assert second is not None  # no threshold: always read
+        return second.text
     dpi = render_dpi(width, height, settings, source, number, max(settings.ocr_dpi, settings.ocr_small_text_dpi))
     bitmap = page.render(scale=dpi / 72, grayscale=True)
     try:

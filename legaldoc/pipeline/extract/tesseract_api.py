@@ -110,6 +110,14 @@ def languages(tessdata_dir: str | None) -> tuple[Path | None, list[str]]:
     return None, []
 
 
+ENGINE_VARIABLES = {"tessedit_do_invert": "0", "invert_threshold": "0"}
+"""Tesseract variables set on every engine. Tesseract 5 recognizes every text line whose mean
+confidence is under ``invert_threshold`` (0.7) a second time, inverted, in case it is light text on
+a dark ground; on a scan many lines are that unsure, and the second reading was 10-15% of a scan's
+CPU time (`benchmarks/ocr.py`). Court filings carry essentially no light-on-dark text, so the
+inverted reading is off: ``invert_threshold`` 0 (recent 5.x) and ``tessedit_do_invert`` 0 (the
+older switch, still read by 5.5). The CLI (`ocr.TesseractOcr`) keeps tesseract's defaults."""
+
 _engines: dict[tuple[int, str, str], Any] = {}
 _lock = threading.Lock()
 created = 0
@@ -133,6 +141,8 @@ def _engine(lang: str, tessdata: Path) -> Any:
                 f"tesseract could not load language {lang!r} from {tessdata} ({exc})",
                 hint="check the .traineddata files there, or set LEGALDOC_TESSDATA_DIR",
             ) from exc
+        for name, value in ENGINE_VARIABLES.items():
+            engine.SetVariable(name, value)  # False (ignored) on a libtesseract without it
         _engines[key] = engine
         created += 1
     return engine
