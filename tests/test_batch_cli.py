@@ -92,6 +92,7 @@ def test_cancel_command(batch_settings, tmp_path):
     assert unknown.returncode == 2 and "no batch" in unknown.stderr
 
 
+@pytest.mark.any_database  # refused before any row is written
 def test_bad_manifests_name_the_line_and_field(tmp_path, batch_settings):
     env = settings_env(batch_settings)
     bad = tmp_path / "bad.yaml"

@@ -18,6 +18,7 @@ from tests.batchkit import connect, nef_copies, write_manifest
 from tests.conftest import DOCUMENTS, FAST_CLAIMS, SAMPLES, _free_port
 
 
+@pytest.mark.any_database  # Redis counters against the database's truth: test_report and test_recover keep the PostgreSQL runs of whole batches
 def test_corpus_batch_counters_equal_database(batch_settings, start_worker, tmp_path):
     """Given the whole documents/ corpus as one batch, When a real worker runs it, Then the Redis
     counters equal the database's document states and the batch summary agrees."""
@@ -88,6 +89,7 @@ def test_same_content_under_another_name_is_skipped_as_duplicate(batch_settings,
     assert "same content as document" in document["reason"]
 
 
+@pytest.mark.any_database  # priorities are queues in Redis
 def test_high_priority_batch_submitted_later_finishes_first(batch_settings, start_worker, tmp_path):
     """Given a low-priority batch already queued, When a high-priority batch is submitted later and
     one worker of concurrency 1 starts, Then the high batch finishes first."""
@@ -137,6 +139,7 @@ def _redis_server(port: int, folder: Path) -> subprocess.Popen:
     raise RuntimeError("redis-server did not start")
 
 
+@pytest.mark.any_database  # a Redis outage
 def test_waiting_through_a_redis_outage_logs_it_once_then_counts_it(tmp_path, database_url, caplog):
     port = _free_port()
     server = _redis_server(port, tmp_path)

@@ -62,6 +62,7 @@ def test_workers_of_another_database_make_submit_fail_at_once(batch_settings, st
     assert listed == []
 
 
+@pytest.mark.any_database  # the wait is read from Redis
 def test_a_batch_without_workers_says_why_it_waits(batch_settings, tmp_path):
     """Given no worker at all, When `submit --wait` waits past the stall warning, Then stderr says the
     batch makes no progress because no live worker consumes its queues, before the timeout (exit 4)."""

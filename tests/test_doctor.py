@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis
 
 from tests.batchkit import nef_copies, write_manifest
@@ -48,6 +49,7 @@ def test_all_ok_with_a_worker_then_each_problem_named(batch_settings, start_work
     assert checks["tesseract"]["verdict"] == "OK" and checks["tesseract"]["detail"].startswith("CLI ")
 
 
+@pytest.mark.any_database  # a Redis check
 def test_redis_stopped_is_a_failure_naming_redis(batch_settings, tmp_path):
     env = {**settings_env(batch_settings), "LEGALDOC_REDIS_URL": "redis://127.0.0.1:1"}
     code, checks = _doctor(env, tmp_path)

@@ -66,6 +66,7 @@ def limit_settings(batch_settings):
                                              "breaker_fail_max": 3, "breaker_reset_timeout": 1.0})  # fmt: skip
 
 
+@pytest.mark.any_database  # the limiter lives in Redis
 def test_the_rate_limit_is_shared_by_every_process(limit_settings):
     """Given a limit of 5 calls a minute, When two processes take 4 calls each, Then 5 succeed in
     all; a further call, whose slot frees up later than rate_limit_max_wait, fails at once as
@@ -95,6 +96,7 @@ def test_the_rate_limit_is_shared_by_every_process(limit_settings):
     assert keys and all(client.pttl(k) > 0 for k in keys)
 
 
+@pytest.mark.any_database  # the breaker lives in Redis
 def test_the_circuit_breaker_is_shared_by_every_process(limit_settings):
     """Given 3 connection resets in another process, When this process calls the provider, Then
     the circuit is open: the call fails TRANSIENT without reaching the provider, with a wait the

@@ -11,6 +11,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from legaldoc.cli.main import hoist_global_options
 from legaldoc.logs import LogFormat, configure, log_context, verbosity
 from legaldoc.services.embedded import WorkerProcess
@@ -104,6 +106,7 @@ def test_worker_logs_rotate_while_forked_processes_write(tmp_path):
     assert all(f.stat().st_size < 4000 + 2 * 200 * 160 for f in files)
 
 
+@pytest.mark.any_database  # log records are the same whatever the database
 def test_a_worker_logs_json_with_the_failed_document(batch_settings, tmp_path):
     """A real worker with --log-format json: the failure of a document names its batch, document,
     stage, attempt and category, and no line is anything but JSON."""
