@@ -365,3 +365,18 @@ def test_counsel_block_names_above_the_header_are_whole_names():
     attorneys = [m for m in LocalEntityProvider().extract(text) if m.type is EntityType.ATTORNEY]
     assert len(attorneys) == 2
     assert all(m.text == m.normalized == "Mary Jones" == text[m.start : m.end] for m in attorneys)
+
+
+def test_warm_up_builds_what_the_first_document_would():
+    """`warm_up` (a worker calls it before forking its pool) leaves courts-db's expressions built,
+    and the made-up caption it reads exercises the main rules."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import courts_db\nfrom legaldoc.pipeline.entities import LocalEntityProvider, WARM_UP_TEXT, warm_up\n"
+            "assert 'regexes' not in vars(courts_db)\nwarm_up()\nassert 'regexes' in vars(courts_db)\n"
+            "print(sorted({m.type.value for m in LocalEntityProvider().extract(WARM_UP_TEXT)}))\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert {"CASE", "COURT", "DATE", "DOCKET_NUMBER", "JUDGE", "MONEY", "STATUTE"} <= set(ast.literal_eval(result.stdout))
