@@ -116,6 +116,26 @@ def _process(database: Database, settings, files: list[Path], cache, runner: Sta
     return runner
 
 
+def _rename_behind(database: Database, source: Path) -> tuple[int, str]:
+    """Another writer renames a court of `source`'s (longer: it stays the entity's name) and gives
+    the project a new generation. Returns the entity's id and new name."""
+    with database.session() as session:
+        entity = session.scalars(
+            select(Entity).join(MentionRow, MentionRow.entity_id == Entity.id).join(Document)
+            .where(Document.source == str(source), Entity.type == "COURT")
+        ).first()  # fmt: skip
+        entity.name = renamed = entity.name + " (renamed by another writer)"
+        repo.bump_entity_generation(session, repo.find_project(session, "acme").id)
+        return entity.id, renamed
+
+
+def _copy(source: Path, folder: Path) -> Path:
+    folder.mkdir()
+    copy = folder / source.name
+    copy.write_bytes(source.read_bytes())
+    return copy
+
+
 def _entities(database: Database) -> set[tuple]:
     with database.read() as session:
         entities = {(e.id, e.type, e.key, e.name) for e in session.scalars(select(Entity))}
@@ -150,19 +170,8 @@ def test_cached_entity_indexes_resolve_exactly_like_the_database(batch_settings,
     assert stats.keys == 1, stats
 
     # Another writer renames an entity behind the cache's back and gives the project a new generation.
-    with cached_db.session() as session:
-        project_id = repo.find_project(session, "acme").id
-        entity = session.scalars(
-            select(Entity).join(MentionRow, MentionRow.entity_id == Entity.id).join(Document)
-            .where(Document.source == str(files[0]), Entity.type == "COURT")
-        ).first()  # fmt: skip
-        renamed = entity.name + " (renamed by another writer)"  # longer: it stays the entity's name
-        entity.name, entity_id = renamed, entity.id
-        repo.bump_entity_generation(session, project_id)
-    again = tmp_path / "again" / files[0].name
-    again.parent.mkdir()
-    again.write_bytes(files[0].read_bytes())
-    _process(cached_db, batch_settings, [again], cache)
+    entity_id, renamed = _rename_behind(cached_db, files[0])
+    _process(cached_db, batch_settings, [_copy(files[0], tmp_path / "again")], cache)
     with cached_db.read() as session:
         assert session.get(Entity, entity_id).name == renamed  # a stale index would have put the old name back
     after = {s.namespace: s for s in cache.stats()}["entities"]
@@ -186,20 +195,10 @@ def test_an_index_held_in_process_is_used_only_at_its_generation(batch_settings,
     _process(plain_db, batch_settings, files[:-1], None)
     assert _entities(held_db) == _entities(plain_db)
 
-    with held_db.session() as session:
-        project_id = repo.find_project(session, "acme").id
-        entity = session.scalars(
-            select(Entity).join(MentionRow, MentionRow.entity_id == Entity.id).join(Document)
-            .where(Document.source == str(files[0]), Entity.type == "COURT")
-        ).first()  # fmt: skip
-        renamed = entity.name + " (renamed by another writer)"
-        entity.name, entity_id = renamed, entity.id
-        repo.bump_entity_generation(session, project_id)
-    again = tmp_path / "again" / files[0].name
-    again.parent.mkdir()
-    again.write_bytes(files[0].read_bytes())
-    _process(held_db, batch_settings, [again], cache, runner)
+    entity_id, renamed = _rename_behind(held_db, files[0])
+    _process(held_db, batch_settings, [_copy(files[0], tmp_path / "again")], cache, runner)
     with held_db.read() as session:
+        project_id = repo.find_project(session, "acme").id
         assert session.get(Entity, entity_id).name == renamed  # the held index would have put the old name back
         generation = repo.entity_generation(session, project_id)
     assert runner.cache._held[project_id][0] == generation  # it holds what it read (and wrote) now

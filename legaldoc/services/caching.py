@@ -214,9 +214,8 @@ class StageCache:
         blobs = {t.value: encode_index(entities) for t, entities in index.items()}
 
         def hold(_: RoundTrip | None) -> None:  # once committed: a rolled-back generation is never held
-            held = self._held.get(project_id)
+            held = self._held.pop(project_id, None)
             kept = held[1] if held is not None and held[0] == base else {}  # the other types, valid at base
-            self._held.pop(project_id, None)
             self._hold(project_id, generation, {**kept, **blobs})
 
         self._on_commit.append(hold)
