@@ -354,9 +354,15 @@ class Settings(BaseSettings):
     worker_log_backups: int = Field(5, ge=1)
     """Rotated worker logs kept besides the current one."""
 
-    worker_task_events: bool = True
-    """Workers send Celery's task events (what Flower, `celery events` and celery-exporter read);
-    off saves their cost (see the README's monitoring figures) and those tools see no tasks."""
+    worker_task_events: bool = False
+    """Workers send Celery's task events (what Flower, `celery events` and celery-exporter read) from
+    the start; off, as Celery's own default, until a monitor turns them on (Flower does, every few
+    seconds: its ``enable_events``). While they are on, each stage runs as its own task."""
+
+    worker_chain_stages: bool = True
+    """A stage task runs its document's next stages itself when this worker consumes their queues
+    (and sends no task events): each still its own claim, attempt and run, without a message and
+    its queue in between; their state changes ride in fewer round trips to Redis."""
 
     worker_metrics_port: int | None = Field(None, ge=1, le=65535)
     """When set, each worker's main process also answers Prometheus scrapes on this port (the same

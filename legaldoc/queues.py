@@ -6,6 +6,7 @@ Users say 0-9 with 9 most urgent (or high/normal/low); kombu's Redis transport s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from legaldoc.models import Stage
@@ -91,6 +92,13 @@ def priority_keys(queue: str, prefix: str) -> list[str]:
     prefix: kombu's names with ``global_keyprefix=prefix``, ``sep=QUEUE_SEP`` and these steps
     (``ocr``, ``ocr:1``, ... become ``legaldoc:ocr``, ``legaldoc:ocr:1``, ...)."""
     return [f"{prefix}{queue}" if step == 0 else f"{prefix}{queue}{QUEUE_SEP}{step}" for step in PRIORITY_STEPS]
+
+
+def chainable(queues: Iterable[str]) -> frozenset[Stage]:
+    """The stages a worker consuming these queues may run right after the stage before them, in the
+    same task (every stage but the first whose queue it consumes)."""
+    consumed = set(queues)
+    return frozenset(stage for stage, queue in STAGE_QUEUE.items() if stage is not Stage.EXTRACT and queue.value in consumed)
 
 
 def stage_task(stage: Stage) -> str:

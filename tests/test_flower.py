@@ -78,6 +78,7 @@ def test_flower_shows_workers_queues_and_each_documents_task_tree(batch_settings
     settings = batch_settings.model_copy(update={
         "entity_provider": "failing", "failing_category": "RATE_LIMIT", "failing_attempts": 5,
         "failing_retry_after": 1.5, "max_attempts": 1,  # a rate limit gets 2 attempts
+        "worker_task_events": True,  # from the worker's start: Flower's own enable_events may come 5 s late
     })  # fmt: skip
     url = flower(settings_env(settings))
     client = redis.Redis.from_url(settings.redis_url)

@@ -5,6 +5,7 @@ Round trips are counted by a TCP proxy between legaldoc and a real redis-server
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from benchmarks.roundtrips import CountingProxy
 from legaldoc.config import Settings
 from legaldoc.manifest import load_manifest
 from legaldoc.models import STAGES, Stage
+from legaldoc.queues import Queue, chainable
 from legaldoc.services import batches as service
+from legaldoc.services.stages import CHAIN_SHARE, Chain
 from legaldoc.services.wiring import Runtime
 from legaldoc.state.keys import Keys
 from legaldoc.state.roundtrip import RoundTrip
@@ -135,6 +138,62 @@ def test_each_stage_ends_in_one_round_trip(batch_settings, tmp_path: Path):
     assert live is not None and live["succeeded"] == str(len(ids)) and live["running"] == "0"
     depths = direct.broker.depths()
     assert sum(depths.values()) == len(ids) * len(STAGES) + 1, depths  # every message published (none consumed here)
+
+
+def test_a_chained_document_takes_two_round_trips_and_one_more_for_a_new_entity_type(batch_settings, tmp_path: Path):
+    """Given a batch of 4 court e-mails, each run by one `execute` of its extract message with a
+    chain that allows every later stage (a worker consuming every queue), Then each document's five
+    stages run in turn, each its own claim and run, and take two round trips in all: the extraction
+    lookup (with the running mark), and the last stage's end, which carries the ends of the four
+    before it; resolution adds its entity-index read when the document brings a type the held
+    index lacks, and that read carries the ends so far. No stage message is published after submit;
+    the live state ends right. A chain with less time left than
+    `CHAIN_SHARE` of the next stage's soft limit publishes that stage's message instead."""
+    folder = nef_copies(tmp_path / "docs", 5)
+    redis.Redis.from_url(batch_settings.redis_url).script_flush()
+    with CountingProxy(_port(batch_settings.redis_url)) as proxy:
+        rt = _runtime_through(proxy, batch_settings)
+        rt.require()
+        submitted = service.submit_batch(rt, load_manifest(write_manifest(tmp_path / "m.yaml", [{"glob": f"{folder}/*"}])))
+        ids = sorted(d["id"] for d in _documents(rt, submitted.batch_id))
+        every = chainable(q.value for q in Queue)
+        assert every == frozenset(STAGES) - {Stage.EXTRACT}
+        trips = []
+        for document_id in ids[:-1]:
+            before = proxy.counts()["legaldoc"].round_trips
+            outcome = rt.runner.execute(document_id, Stage.EXTRACT, 1, chain=Chain(every, time.monotonic() + 3600))
+            assert [o.status for o in outcome.chained()] == ["done"] * len(STAGES), outcome
+            trips.append(proxy.counts()["legaldoc"].round_trips - before)
+        # the last one: too little time left for a chunk stage of its own (text queue's soft limit)
+        short = CHAIN_SHARE * batch_settings.soft_time_limit(Queue.TEXT.value) - 1
+        assert not Chain(every, time.monotonic() + short).allows(Stage.CHUNK, batch_settings)
+        outcome = rt.runner.execute(ids[-1], Stage.EXTRACT, 1, chain=Chain(every, time.monotonic() + short))
+        assert [o.status for o in outcome.chained()] == ["done"], outcome
+    held: set[str] = set()
+    reads = []
+    for document_id in ids[:-1]:
+        types = _mention_types(rt, document_id)
+        reads.append(int(not types <= held))
+        held |= types
+    assert 0 in reads[1:], reads
+    # the first document also loads the scripts into the server (one round trip each, once)
+    assert trips[0] >= 2 + reads[0] and trips[1:] == [2 + read for read in reads[1:]], (trips, reads)
+    print(f"\nround trips of chained documents: {trips}, entity-index reads {reads}")
+    direct = Runtime(batch_settings)
+    live = direct.state.read(submitted.batch_id)
+    assert live is not None and live["succeeded"] == str(len(ids) - 1) and live["running"] == "1", live
+    depths = direct.broker.depths()
+    assert depths[Queue.OCR.value] == len(ids) and depths[Queue.TEXT.value] == 1, depths  # submit's, and the unchained chunk
+    assert sum(depths.values()) == len(ids) + 1, depths
+    with rt.database.read() as session:
+        from sqlalchemy import select
+
+        from legaldoc.storage.tables import StageRun
+
+        runs = session.execute(select(StageRun.document_id, StageRun.stage, StageRun.attempt)).all()
+    assert sorted((r.document_id, r.stage) for r in runs) == sorted(
+        [(d, s.value) for d in ids[:-1] for s in STAGES] + [(ids[-1], Stage.EXTRACT.value)])
+    assert {r.attempt for r in runs} == {1}
 
 
 def _mention_types(rt: Runtime, document_id: int) -> set[str]:

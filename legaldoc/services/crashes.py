@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from legaldoc import hosts
 from legaldoc.config import Settings
@@ -157,6 +157,21 @@ def record_crash(settings: Settings, database: Database, mirror: BatchState | No
     if retry and broker is not None:  # at once and first in line: it waited its turn already
         broker.publish_stage([(crash.document_id, stage, attempt + 1)], priority, front=True)
     return CrashRecord(transition, retry, category, message)
+
+
+def record_task_crash(settings: Settings, database: Database, mirror: BatchState | None, broker: Broker | None,
+                      crash: Crash) -> CrashRecord | None:  # fmt: skip
+    """`record_crash` for a task whose pool process died: the stage its message named, or, when that
+    stage had ended and the process ran the document's next stage in the same task (`Chain`), the
+    stage it held when it died."""
+    record = record_crash(settings, database, mirror, broker, crash)
+    if record is not None or crash.holder is None:
+        return record
+    with database.read() as session:
+        held = claims.held_by(session, crash.document_id, crash.holder)
+    if held is None or held == (crash.stage, crash.attempt):
+        return None
+    return record_crash(settings, database, mirror, broker, replace(crash, stage=held[0], attempt=held[1]))
 
 
 def _message(crash: Crash, holder: str, kind: str | None, attempt: int, limit: int, retry: bool,

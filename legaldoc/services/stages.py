@@ -4,6 +4,10 @@
 the stage in the database (a duplicate or stale message does nothing), keeps the claim's lease
 alive while the stage runs, writes the stage's outputs and the document's next state in one
 transaction, then mirrors the change to Redis in one round trip and publishes the next message.
+
+With a `Chain` (a worker that consumes the next stage's queue), the next stage runs at once in the
+same process instead of being published: its own claim, attempt and run row, as if its message had
+come, and the end of the stage before it rides in the chained stage's first round trip.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +56,7 @@ from legaldoc.pipeline.extract.textract import OcrMode, ocr_mode
 from legaldoc.pipeline.people import link_people, surname_word
 from legaldoc.pipeline.relate import chunk_of, relate
 from legaldoc.pipeline.resolve import resolve_mentions
-from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, batch_queue
+from legaldoc.queues import DEFAULT_PRIORITY, FINALIZE_TASK, STAGE_QUEUE, batch_queue
 from legaldoc.services.caching import StageCache, extract_key
 from legaldoc.services.openai_entities import entity_provider_for
 from legaldoc.services.sources import read_source, s3_stamp
@@ -95,6 +99,35 @@ class StageOutcome:
     status: AttemptOutcome
     error: StageError | None = None
     retry_in: float | None = None  # RETRY: seconds until the next attempt's message is due
+    then: StageOutcome | None = None  # the next stage, run chained after this one (`Chain`)
+
+    def chained(self) -> list[StageOutcome]:
+        """This outcome and those of the stages chained after it, in order."""
+        outcomes: list[StageOutcome] = []
+        outcome: StageOutcome | None = self
+        while outcome is not None:
+            outcomes.append(outcome)
+            outcome = outcome.then
+        return outcomes
+
+
+CHAIN_SHARE = 0.9  # a chained stage starts only with this share of its own queue's soft time limit left
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Which next stages a task may run itself, right after the stage its message named: those whose
+    queue this worker consumes (`queues.chainable`), while the task's soft time limit leaves at
+    least `CHAIN_SHARE` of the time a message of the stage's own would get. A stage not chained is
+    published to its queue as usual."""
+
+    stages: frozenset[Stage]
+    deadline: float  # time.monotonic() at which the task's soft time limit falls due
+
+    def allows(self, stage: Stage, settings: Settings) -> bool:
+        if stage not in self.stages:
+            return False
+        return self.deadline - time.monotonic() >= CHAIN_SHARE * settings.soft_time_limit(STAGE_QUEUE[stage].value)
 
 
 def _retrying(delay: float | None, asked: float | None, cap: float) -> str:
@@ -173,6 +206,7 @@ class StageRunner:
         self._entity_providers: dict[str, EntityProvider] = {}  # made on first use: a model provider needs its key then
         self._trip: RoundTrip | None = None  # the running stage's Redis commands, sent together (`_send`)
         self._settleable: list[str] = []
+        self._priority = DEFAULT_PRIORITY  # the running stage's batch priority
 
     def entity_provider(self, name: str | None) -> EntityProvider:
         """The provider a batch's ``options.entities`` names (else the settings'), made once."""
@@ -183,24 +217,44 @@ class StageRunner:
 
     # -- the unit of work -------------------------------------------------------------------------
 
-    def execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None = None) -> StageOutcome:
+    def execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None = None,
+                chain: Chain | None = None) -> StageOutcome:  # fmt: skip
         """Run (document, stage, attempt) if its claim is taken; every log record inside names them.
-        `parent`: the task running it (plain ids), which the messages it publishes name as their parent."""
-        with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
-            return self._execute(document_id, stage, attempt, parent)
-
-    def _execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None = None) -> StageOutcome:
+        `parent`: the task running it (plain ids), which the messages it publishes name as their parent.
+        `chain`: the next stages this process may run itself (their outcomes in `StageOutcome.then`)."""
         self._trip = self._new_trip()
         self._settleable = []
+        self._priority = DEFAULT_PRIORITY
+        outcomes: list[StageOutcome] = []
+        try:
+            while True:
+                with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
+                    outcome, follow = self._execute(document_id, stage, attempt, parent, chain)
+                outcomes.append(outcome)
+                if follow is None:
+                    break
+                stage, attempt = follow, 1
+        finally:
+            self._send(self._priority)  # what a stage left for the next one's round trip, if none came
+        result: StageOutcome | None = None
+        for outcome in reversed(outcomes):
+            result = replace(outcome, then=result)
+        assert result is not None
+        return result
+
+    def _execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None,
+                 chain: Chain | None) -> tuple[StageOutcome, Stage | None]:  # fmt: skip
+        """One stage; the stage to run next in this process when `chain` allows it (its message is
+        then not published, and this stage's end waits in the round trip for the next turn)."""
         self.cache.begin(self._trip)
         with self.database.session() as session:
             claim = claims.claim(session, document_id, stage, attempt, self.worker, self.settings.claim_lease)
             if claim.outcome is AttemptOutcome.EARLY:
-                return self._early(session, document_id, stage, attempt, claim.due_at, parent)
+                return self._early(session, document_id, stage, attempt, claim.due_at, parent), None
             if claim.transition is not None:
                 bind_log_context(batch_id=claim.transition.batch_id)
                 batch = session.get(Batch, claim.transition.batch_id) if claim.transition.batch_id else None
-                priority = batch.priority if batch else DEFAULT_PRIORITY
+                priority = self._priority = batch.priority if batch else DEFAULT_PRIORITY
                 if batch is not None and batch.status == BatchStatus.CANCELLING:  # the batch stops: so does this document
                     stopped = claims.cancel(session, batch.id, frozenset({DocumentStatus.RUNNING}), document_id=document_id)
                 else:
@@ -212,13 +266,13 @@ class StageRunner:
 
             record_crash(self.settings, self.database, self.mirror, self.broker,
                          Crash(document_id, stage, attempt, holder=claim.holder))  # fmt: skip
-            return StageOutcome(AttemptOutcome.LOST)
+            return StageOutcome(AttemptOutcome.LOST), None
         if claim.transition is None:
             log.debug("message not run: %s", claim.outcome.value)
-            return StageOutcome(claim.outcome)
+            return StageOutcome(claim.outcome), None
         if stopped:
             self._mirror(stopped[0], priority)
-            return StageOutcome(AttemptOutcome.CANCELLED)
+            return StageOutcome(AttemptOutcome.CANCELLED), None
         if stage is Stage.EXTRACT:  # running from now on: rides with the cache lookup (or alone) before extraction
             self._queue(claim.transition)
         started = time.monotonic()
@@ -228,7 +282,7 @@ class StageRunner:
                 with limit:
                     work = getattr(self, f"_{stage.value}")(document_id, options)
                 if isinstance(work, Defer):
-                    return self._defer(document_id, stage, attempt, run_id, work, priority)
+                    return self._defer(document_id, stage, attempt, run_id, work, priority), None
                 with self.database.session() as session:
                     written = None if isinstance(work, Skip) else work(session)
                     outcome = AttemptOutcome.SKIPPED if isinstance(work, Skip) else (written or Written()).outcome
@@ -245,16 +299,21 @@ class StageRunner:
         except ClaimLost:
             with self.database.session() as session:
                 repo.finish_run(session, run_id, AttemptOutcome.LOST)
-            return StageOutcome(AttemptOutcome.LOST)
+            return StageOutcome(AttemptOutcome.LOST), None
         except Exception as exc:
-            return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source, parent)
+            return self._failed(document_id, stage, attempt, run_id, exc, started, priority, claim.source, parent), None
         self._queue(transition)
+        follow = None
         if transition.state is MirrorState.RUNNING and transition.stage and self.broker and self._trip is not None:
-            self.broker.queue_stage(self._trip, [(document_id, transition.stage, 1)], priority, parent=parent)
-        self._send(priority)  # the stage's end: state, cache writes and the next message in one round trip
+            if chain is not None and chain.allows(transition.stage, self.settings):
+                follow = transition.stage  # runs next here: this end rides in its first round trip
+            else:
+                self.broker.queue_stage(self._trip, [(document_id, transition.stage, 1)], priority, parent=parent)
+        if follow is None:
+            self._send(priority)  # the stage's end: state, cache writes and the next message in one round trip
         done = AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE
         log.info("stage %s", done.value, extra={"duration": round(time.monotonic() - started, 3)})
-        return StageOutcome(done)
+        return StageOutcome(done), follow
 
     def _failed(self, document_id: int, stage: Stage, attempt: int, run_id: int, exc: Exception, started: float,
                 priority: int, source: str | None, parent: Lineage | None = None) -> StageOutcome:  # fmt: skip

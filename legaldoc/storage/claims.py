@@ -181,6 +181,15 @@ def held(session: Session, document_id: int, stage: Stage, attempt: int) -> Row[
     ).one_or_none()  # type: ignore[return-value]  # fmt: skip
 
 
+def held_by(session: Session, document_id: int, worker: str) -> tuple[Stage, int] | None:
+    """(stage, attempt) of the document while `worker` holds it running."""
+    row = session.execute(
+        select(Document.stage, Document.attempts)
+        .where(Document.id == document_id, Document.status == DocumentStatus.RUNNING, Document.claimed_by == worker)
+    ).one_or_none()  # fmt: skip
+    return (Stage(row[0]), int(row[1])) if row is not None and row[0] is not None else None
+
+
 def fail(session: Session, document_id: int, attempt: Attempt, worker: str | None, *,
          delay: float | None = None) -> Transition | None:  # fmt: skip
     """The stage failed: queue the next attempt (outcome RETRY), due `delay` seconds from now, or fail

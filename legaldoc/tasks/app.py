@@ -7,6 +7,7 @@ database and its Redis mirror), so the result backend only serves tools that exp
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,10 +33,11 @@ from legaldoc.queues import (
     Queue,
     batch_queue,
     broker_priority,
+    chainable,
     stage_task,
 )
 from legaldoc.services import batches, textract
-from legaldoc.services.stages import StageOutcome
+from legaldoc.services.stages import Chain, StageOutcome
 from legaldoc.state.broker import Lineage
 from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import runtime
@@ -154,6 +156,16 @@ def _register(app: Celery, settings: Settings) -> None:
         return batches.retention(runtime(settings))
 
 
+def chain(app: Celery, settings: Settings, queue: str) -> Chain | None:
+    """The next stages a stage task may run itself: in a worker (`legaldoc_queues`, the queues it
+    consumes, set by its main process) with ``worker_chain_stages`` on, while it sends no task
+    events: a monitor that has them on (Flower turns them on) sees every stage as its own task."""
+    queues = getattr(app, "legaldoc_queues", None)
+    if not queues or not settings.worker_chain_stages or stats.task_events():
+        return None
+    return Chain(chainable(queues), time.monotonic() + settings.soft_time_limit(queue))
+
+
 def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
     queue = STAGE_QUEUE[stage].value
 
@@ -163,10 +175,11 @@ def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
             return batches.refuse_foreign(rt, document_id, Stage(stage_name), database).value
         request = task.request
         parent = Lineage(request.id, request.root_id or request.id) if request.id else None
-        outcome = rt.runner.execute(document_id, Stage(stage_name), attempt, parent)
-        if outcome.status in FAILURES:
-            stats.count_failure()
-        return celery_state(outcome)
+        outcome = rt.runner.execute(document_id, Stage(stage_name), attempt, parent, chain(app, settings, queue))
+        for ended in outcome.chained():
+            if ended.status in FAILURES:
+                stats.count_failure()
+        return celery_state(outcome)  # the task's own stage; a chained one's failure has its own retry message
 
     run_stage.__name__ = run_stage.__qualname__ = f"run_{stage.value}"
     app.task(name=stage_task(stage), queue=queue, bind=True, throws=(StageFailed,),

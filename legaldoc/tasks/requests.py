@@ -22,7 +22,7 @@ from celery.worker.request import Request
 
 from legaldoc.config import Settings
 from legaldoc.models import Stage
-from legaldoc.services.crashes import Crash, cause_of, holder_of, record_crash
+from legaldoc.services.crashes import Crash, cause_of, holder_of, record_task_crash
 from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import main_runtime
 
@@ -54,4 +54,4 @@ class StageRequest(Request):
         holder = holder_of(self.worker_pid) if self.worker_pid else None
         crash = Crash(int(document_id), Stage(stage), int(attempt), holder=holder, cause=cause_of(text),
                       worker=self.hostname)  # fmt: skip
-        return record_crash(settings, rt.database, rt.mirror, rt.broker, crash) is not None
+        return record_task_crash(settings, rt.database, rt.mirror, rt.broker, crash) is not None

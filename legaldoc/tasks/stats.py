@@ -1,4 +1,4 @@
-"""Counters a worker's pool processes share with its main process (forked shared memory)."""
+"""Counters and flags a worker's pool processes share with its main process (forked shared memory)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import multiprocessing
 from multiprocessing.sharedctypes import Synchronized
 
 _failed: Synchronized | None = None
+_task_events: Synchronized | None = None
 
 
-def create() -> None:
+def create(*, task_events: bool) -> None:
     """Called in the worker's main process before the pool forks."""
-    global _failed
+    global _failed, _task_events
     _failed = multiprocessing.Value("q", 0)
+    _task_events = multiprocessing.Value("b", int(task_events))
 
 
 def count_failure() -> None:
@@ -22,3 +24,15 @@ def count_failure() -> None:
 
 def failures() -> int:
     return int(_failed.value) if _failed is not None else 0
+
+
+def set_task_events(on: bool) -> None:
+    """The main process says whether it sends Celery's task events now (a monitor may turn them on
+    or off with the `enable_events` and `disable_events` control commands)."""
+    if _task_events is not None:
+        _task_events.value = int(on)
+
+
+def task_events() -> bool:
+    """Whether this worker sends Celery's task events (True outside a worker: nothing is known)."""
+    return bool(_task_events.value) if _task_events is not None else True

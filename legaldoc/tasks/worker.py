@@ -98,6 +98,11 @@ class Heartbeater(threading.Thread):
             processes = getattr(consumer.pool, "num_processes", None)
             if isinstance(processes, int):
                 beat.concurrency = processes
+        dispatcher = getattr(consumer, "event_dispatcher", None) if consumer is not None else None
+        if dispatcher is not None:  # as Celery's Dispatcher.send decides for a task event
+            events = bool(dispatcher.enabled) and (not dispatcher.groups or "task" in dispatcher.groups)
+            stats.set_task_events(events)  # the pool processes chain stages only without them
+            beat.extra["task_events"] = events
         beat.active = len(state.active_requests)
         beat.processed = int(state.all_total_count[0])
         beat.failed = stats.failures()
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         interval=settings.heartbeat_interval, autoscale=list(autoscale) if autoscale else None,
         database=identity, database_url=where, extra={"pid_space": hosts.SPACE},
     ))  # fmt: skip
-    stats.create()
+    stats.create(task_events=settings.worker_task_events)
+    app.legaldoc_queues = frozenset(ordered)  # the pool processes chain stages of these queues (`tasks.app.chain`)
 
     @signals.setup_logging.connect(weak=False)
     def _logging_is_ours(**_: object) -> None:
