@@ -6,7 +6,10 @@
    the task events (then each message has its task-sent event). Celery's own apply_async loop is timed on 1,000 messages and
    scaled, for reference.
 2. orchestration: small text documents (real court e-mails) through a real worker of 2 processes,
-   from submit to finished, against the same stage functions in a bare loop over 2 processes.
+   from submit to finished, against the same stage functions in a bare loop over 2 processes. By
+   default the worker sends no task events, so it runs each document's stages in one task
+   (`services.stages.Chain`); `--task-events` measures it as a monitor watching sees it: each stage
+   its own task.
 3. Redis commands per document for the whole pipeline (INFO commandstats around one batch), Lua
    calls per stage, and the round trips per stage the workers make on legaldoc's own connections
    (state, cache writes and reads, messages legaldoc publishes; counted by the proxy of
@@ -172,31 +175,32 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name: int(stats["calls"]) for name, stats in client.info("commandstats").items()}
 
 
-def bench_orchestration(work: Path, redis_url: str, small: int, rounds: int) -> dict:
+def bench_orchestration(work: Path, redis_url: str, small: int, rounds: int, task_events: bool = False) -> dict:
     sources = sorted(NEF.glob("*.txt"))
     ratios, worker_times, bare_times, per_doc, per_stage = [], [], [], [], []
     lua_per_stage, celery_per_stage, publish_per_doc, reads_per_stage = [], [], [], []
     for round_index in range(rounds):
-        folder = work / f"small-{round_index}"
+        folder = work / f"small-{round_index}-{task_events}"
         folder.mkdir()
         files = []
         for index in range(small):
             target = folder / f"{index:04d}-{sources[index % len(sources)].name}"
             shutil.copyfile(sources[index % len(sources)], target)
             files.append(target)
-        bare = bare_loop(files, work / f"bare-{round_index}" / ".legaldoc")
+        bare = bare_loop(files, work / f"bare-{round_index}-{task_events}" / ".legaldoc")
 
         client = redis.Redis.from_url(redis_url)
         client.flushall()
-        settings = load_settings(data_dir=work / f"workers-{round_index}" / ".legaldoc", redis_url=redis_url)
+        settings = load_settings(data_dir=work / f"workers-{round_index}-{task_events}" / ".legaldoc", redis_url=redis_url)
         rt = cluster(settings)
         # the workers talk to Redis through the counting proxy; this process (submit, status polls) does not
         proxy = CountingProxy(int(redis_url.rsplit(":", 1)[1])).__enter__()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEGALDOC_")},
-               "LEGALDOC_REDIS_URL": f"redis://127.0.0.1:{proxy.port}", "LEGALDOC_DATABASE_URL": settings.resolved_database_url}  # fmt: skip
+               "LEGALDOC_REDIS_URL": f"redis://127.0.0.1:{proxy.port}", "LEGALDOC_DATABASE_URL": settings.resolved_database_url,
+               "LEGALDOC_WORKER_TASK_EVENTS": str(task_events).lower()}  # fmt: skip
         worker = WorkerProcess(env, concurrency=2, log_path=work / "worker.log").start()
         try:
-            warm = work / f"warm-{round_index}"
+            warm = work / f"warm-{round_index}-{task_events}"
             warm.mkdir()
             shutil.copyfile(sources[0], warm / "warm.txt")
             warm_id = service.submit_batch(rt, load_manifest(write_manifest(work / "warm.yaml", warm, f"warm-{round_index}"))).batch_id
@@ -247,6 +251,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["submit", "orchestration"], default=None)
+    parser.add_argument("--task-events", action="store_true",
+                        help="orchestration with Celery's task events on (a monitor watching): every stage its own task")  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="legaldoc-bench-"))
     process, url = start_redis(work)
@@ -260,8 +266,9 @@ def main() -> None:
             print(f"  legaldoc submit        {s['legaldoc_submit_s'] * 1000:8.1f} ms   ratio {s['submit_ratio']:.2f}  (aim <= 4)")
             print(f"  celery apply_async     {s['celery_apply_async_s'] * 1000:8.1f} ms   ratio {s['celery_ratio']:.1f}  (scaled from 1,000)")
         if args.only in (None, "orchestration"):
-            o = bench_orchestration(work, url, args.small, args.rounds)
-            print(f"orchestration, {o['documents']} court e-mails, 2 processes, medians of {args.rounds}:")
+            o = bench_orchestration(work, url, args.small, args.rounds, args.task_events)
+            events = "task events on: each stage its own task" if args.task_events else "no task events: stages chained"
+            print(f"orchestration, {o['documents']} court e-mails, 2 processes, {events}, medians of {args.rounds}:")
             print(f"  bare loop of the stage functions  {o['bare_s']:6.2f} s")
             print(f"  through Redis and the workers     {o['worker_s']:6.2f} s   ratio {o['ratio']:.2f}  (aim <= 1.15)")
             print(f"  Redis commands per document       {o['redis_commands_per_document']:6.1f}")

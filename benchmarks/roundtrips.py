@@ -1,12 +1,13 @@
 """A counting TCP proxy between Redis clients and redis-server: round trips and commands per client.
 
 A round trip is a turn of one connection: the client sends (one command, or a whole pipeline, in
-as many TCP segments as it takes) and then waits for the server's answer; the next bytes the client
-sends after an answer start the next turn, unless they complete a command still in transit (a
-pipeline whose first commands the server answered while the rest arrived). A pipeline split by
-TCP exactly between two commands while the server answers the first would count twice, so the
-counts are an upper bound. Commands are counted from the RESP arrays the client
-sends. Connections are told apart by the name their client gives itself (``CLIENT SETNAME``):
+as many TCP segments as it takes) and then waits for the server's answers; the next turn starts
+when the client sends again after every command it sent was answered. Commands are counted from
+the RESP arrays the client sends, answers from the RESP replies the server sends (RESP2 and 3; a
+pub/sub push no command asked for counts as nothing), so a pipeline the server starts answering
+while the client still sends its rest stays one turn, unless the server has answered every command
+that arrived just when the rest arrives (a pipeline written in pieces: legaldoc's connections write
+each in one piece, `state.connection`), which counts as two: an upper bound. Connections are told apart by the name their client gives itself (``CLIENT SETNAME``):
 legaldoc names every connection it opens ``legaldoc`` (`legaldoc.state.connection`); Celery's and
 kombu's connections stay unnamed. The turns of a connection's setup (HELLO, CLIENT SETNAME/SETINFO,
 SELECT, each answered before the next) are counted apart, as ``setup``.
@@ -82,27 +83,69 @@ def _commands(buffer: bytearray) -> list[bytes]:
     return names
 
 
+_SIMPLE = frozenset(b"+-:_,#(")  # one line
+_BULK = frozenset(b"$!=")  # a length line, then that many bytes and CRLF
+_AGGREGATE = {ord("*"): 1, ord("~"): 1, ord(">"): 1, ord("%"): 2, ord("|"): 2}  # elements per count
+
+
+def _reply_end(buffer: bytearray, position: int) -> int | None:
+    """Where the RESP reply starting at `position` ends, or None while it is incomplete. An
+    attribute (``|``) is part of the reply that follows it."""
+    line = buffer.find(b"\r\n", position)
+    if line < 0:
+        return None
+    kind = buffer[position]
+    if kind in _SIMPLE:
+        return line + 2
+    size = int(buffer[position + 1 : line])
+    if kind in _BULK:
+        end = line + 2 + size + 2 if size >= 0 else line + 2
+        return end if len(buffer) >= end else None
+    if kind in _AGGREGATE:
+        end: int | None = line + 2
+        for _ in range(max(size, 0) * _AGGREGATE[kind]):
+            assert end is not None
+            end = _reply_end(buffer, end)
+            if end is None:
+                return None
+        if kind == ord("|"):  # the attribute's reply follows
+            return _reply_end(buffer, end) if end is not None else None
+        return end
+    raise ValueError(f"not a RESP reply: {bytes(buffer[position:position + 20])!r}")
+
+
+def _replies(buffer: bytearray) -> int:
+    """Consume the complete replies at the start of `buffer`; how many answer a command (pushes,
+    ``>``, do not)."""
+    count = 0
+    while buffer:
+        end = _reply_end(buffer, 0)
+        if end is None:
+            break
+        count += buffer[0] != ord(">")
+        del buffer[:end]
+    return count
+
+
 class _Connection:
     def __init__(self) -> None:
         self.label = "other"
         self.counts = Counts(connections=1)
-        self.waiting = False  # the client has sent and waits for an answer
+        self.outstanding = 0  # commands sent and not answered yet
         self.in_setup = True
         self.turn_is_setup = False
         self.turn_reads = False
-        self.buffer = bytearray()
+        self.buffer = bytearray()  # a command in transit
+        self.answers = bytearray()  # a reply in transit
 
     def client_sent(self, data: bytes) -> None:
-        # bytes after an answer start a turn, unless they finish a command: the server may answer a
-        # pipeline's first commands while the client still sends the rest (a large value)
-        fresh = not self.buffer
+        # a turn starts when the client sends with every command it sent answered and none in transit
+        fresh = not self.buffer and self.outstanding == 0
         self.buffer += data
         names = _commands(self.buffer)
+        self.outstanding += len(names)
         counts = self.counts
-        if not self.waiting and not fresh:
-            self.waiting = True
-        elif not self.waiting:
-            self.waiting = True
+        if fresh:
             self.turn_reads = False
             self.turn_is_setup = self.in_setup
             if self.in_setup:
@@ -124,8 +167,10 @@ class _Connection:
             key = name.split(b" ", 1)[0].decode(errors="replace")
             counts.commands[key] = counts.commands.get(key, 0) + 1
 
-    def server_sent(self) -> None:
-        self.waiting = False
+    def server_sent(self, data: bytes) -> None:
+        self.answers += data
+        # a subscribed connection gets more than it asked (each channel's confirmation, messages)
+        self.outstanding = max(0, self.outstanding - _replies(self.answers))
 
 
 class CountingProxy:
@@ -181,7 +226,7 @@ class CountingProxy:
         self.connections.append(connection)
         try:
             await asyncio.gather(self._pipe(client_reader, server_writer, connection.client_sent),
-                                 self._pipe(server_reader, client_writer, lambda _: connection.server_sent()))  # fmt: skip
+                                 self._pipe(server_reader, client_writer, connection.server_sent))  # fmt: skip
         except asyncio.CancelledError:
             server_writer.close()
 

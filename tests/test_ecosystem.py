@@ -73,7 +73,8 @@ def test_a_documents_stages_run_in_one_task_until_a_monitor_turns_task_events_on
     """Given a worker that consumes every queue and sends no task events (the default), When a batch
     of 3 court e-mails runs, Then each document's stages ran in the task of its first stage: Celery
     counts 3 extract tasks and no other stage task, yet every stage had its own claim and run (5 runs
-    per document, attempt 1, done) and the live state matches the database. When a monitor turns task
+    per document, attempt 1, done), the heartbeat counts every stage as processed, and the live state
+    matches the database. When a monitor turns task
     events on with the stock `celery control enable_events` (what Flower sends every 5 s), Then the
     worker's heartbeat says so and the next batch runs each stage as its own task."""
     settings = batch_settings.model_copy(update={"heartbeat_interval": 0.5})
@@ -84,6 +85,8 @@ def test_a_documents_stages_run_in_one_task_until_a_monitor_turns_task_events_on
     assert cluster.wait(first.batch_id, timeout=90)["succeeded"] == 3
     name = _until(lambda: next((h.name for h in cluster.rt.registry.online()), None), 30, "no heartbeat")
     assert _stage_tasks(app, name) == {"extract": 3}, worker.log_tail()
+    # its heartbeat counts each chained stage as processed, like a task
+    _until(lambda: all(h.processed >= 3 * len(STAGES) for h in cluster.rt.registry.online()), 30, "processed")
     with cluster.database.read() as session:
         runs = session.execute(select(StageRun.document_id, StageRun.stage, StageRun.attempt, StageRun.outcome)).all()
     assert sorted(Counter(r.document_id for r in runs).values()) == [len(STAGES)] * 3, runs

@@ -78,6 +78,53 @@ def test_one_round_trip_writes_three_databases_and_survives_a_flushed_script_cac
         assert redis.Redis.from_url(f"{redis_url}/4").get("list") == b"x"  # the others ran
 
 
+def test_the_state_changes_a_round_trip_carries_go_in_one_script_call(redis_url):
+    """Given two batches in the live state, When a round trip carries a stage end of each of three
+    documents, a stale change and a large value written in pieces by redis-py, Then it is one turn
+    and one call of the transition script, which applies the newer changes in order and ignores the
+    stale one, and each change's caller hears whether its batch has no open document left. A bulk
+    copy of 450 changes is 3 script calls in one round trip."""
+    from legaldoc.lifecycle import Attempt, AttemptOutcome, MirrorState, Transition
+    from legaldoc.state.batches import CHANGES_PER_CALL, BatchState
+    from legaldoc.state.connection import client as legaldoc_client
+
+    with CountingProxy(_port(redis_url)) as proxy:
+        client = legaldoc_client(f"redis://127.0.0.1:{proxy.port}/4")
+        direct = redis.Redis.from_url(f"{redis_url}/4")
+        state = BatchState(client, Keys(), retention_seconds=3600)
+        for batch, documents in (("b1", [1, 2]), ("b2", [3])):
+            state.init_batch(batch, {"name": batch, "status": "running", "created_at": 1.0},
+                             {d: (1, MirrorState.PENDING) for d in documents})  # fmt: skip
+        state.apply_transitions([Transition(1, "b1", 2, MirrorState.RUNNING, Stage.EXTRACT)])  # loads the script
+        proxy.reset()
+        direct.config_resetstat()
+        trip = RoundTrip(client)
+        settled: list[str] = []
+        done = Attempt(Stage.RELATE, 1, AttemptOutcome.DONE, 12)
+        state.queue_transition(trip, Transition(1, "b1", 3, MirrorState.RUNNING, Stage.CHUNK,
+                                                Attempt(Stage.EXTRACT, 1, AttemptOutcome.DONE, 40)), settleable=settled.append)  # fmt: skip
+        state.queue_transition(trip, Transition(1, "b1", 4, MirrorState.SUCCEEDED, None, done), settleable=settled.append)
+        state.queue_transition(trip, Transition(1, "b1", 2, MirrorState.RUNNING, Stage.EXTRACT), settleable=settled.append)
+        state.queue_transition(trip, Transition(3, "b2", 2, MirrorState.SUCCEEDED, None, done), settleable=settled.append)
+        trip.add(client, "SET", "large", "x" * 20_000)  # over redis-py's 6 kB: a piece of its own
+        assert len(trip) == 5
+        assert trip.send() == []
+        assert proxy.counts()["legaldoc"].round_trips == 1
+        assert int(direct.info("commandstats")["cmdstat_evalsha"]["calls"]) == 1
+        assert settled == ["b2"]  # b1 still has document 2 pending
+        assert direct.hget(Keys().batch_docs("b1"), "1") == b"4|succeeded||"
+        assert direct.hmget(Keys().batch("b1"), "succeeded", "running", "pending") == [b"1", b"0", b"1"]
+
+        many = [Transition(1000 + d, "b3", 2, MirrorState.SUCCEEDED) for d in range(450)]
+        state.init_batch("b3", {"name": "b3", "status": "running", "created_at": 1.0}, {t.document_id: (1, MirrorState.PENDING) for t in many})
+        proxy.reset()
+        direct.config_resetstat()
+        assert state.apply_transitions(many) == {"b3"}
+        assert proxy.counts()["legaldoc"].round_trips == 1
+        assert int(direct.info("commandstats")["cmdstat_evalsha"]["calls"]) == -(-450 // CHANGES_PER_CALL) == 3
+        assert direct.hget(Keys().batch("b3"), "succeeded") == b"450"
+
+
 def _runtime_through(proxy: CountingProxy, settings: Settings) -> Runtime:
     return Runtime(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{proxy.port}"})).open_database()
 

@@ -26,6 +26,7 @@ from legaldoc.state.scripts import Script
 
 USAGE = "usage:"  # batch hash fields usage:{provider}:{name}: what remote providers cost
 SETTLEABLE = 2  # the transition script's answer when no document of the batch is open any more
+CHANGES_PER_CALL = 200  # document changes per call of the transition script
 RECENT_ERRORS = 200  # as transition.lua keeps
 
 
@@ -97,61 +98,65 @@ class BatchState:
         k = self.keys
         return {"batch": k.batch(batch_id), "docs": k.batch_docs(batch_id), "errors": k.batch_errors(batch_id)}
 
-    def _apply(self, t: Transition, now: float, client: Any = None) -> Any:
-        return self._transition(*self._call(t, now), client=client)
-
     def queue_transition(self, trip: RoundTrip, t: Transition, *, now: float | None = None,
                          settleable: Callable[[str], None] | None = None) -> None:  # fmt: skip
-        """Add one change to a round trip; `settleable` gets the batch id when the change leaves
-        its batch with no open document."""
+        """Add one change to a round trip, where every change it carries goes in one script call;
+        `settleable` gets the batch id when the change leaves its batch with no open document."""
         if t.batch_id is None:
             return
-        batch_id = t.batch_id
+        trip.gather(self, (self._change(t, time.time() if now is None else now), t.batch_id, settleable), self._emit)
 
-        def reply(value: Any) -> None:
-            if settleable is not None and int(value) == SETTLEABLE:
-                settleable(batch_id)
+    def _emit(self, trip: RoundTrip, items: list[Any]) -> None:
+        """The changes a round trip gathered, as script calls (`CHANGES_PER_CALL` each)."""
+        for offset in range(0, len(items), CHANGES_PER_CALL):
+            part = items[offset : offset + CHANGES_PER_CALL]
 
-        self._transition.queue(trip, *self._call(t, time.time() if now is None else now), reply=reply)
+            def reply(codes: Any, part: list[Any] = part) -> None:
+                for (_, batch_id, settleable), code in zip(part, codes, strict=True):
+                    if settleable is not None and int(code) == SETTLEABLE:
+                        settleable(batch_id)
 
-    def _call(self, t: Transition, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The transition script's keys and arguments for one change, with the metric entries of the
-        attempt it ends: ``doc|attempt|ms|outcome`` (stage durations), ``doc|stage|attempt`` (failed
-        attempts) and the error note."""
+            self._transition.queue(trip, *self._call([change for change, _, _ in part]), reply=reply)
+
+    def _change(self, t: Transition, now: float) -> tuple[list[str], str]:
+        """One change as the transition script takes it: its five keys and its JSON object, with the
+        metric entries of the attempt it ends: ``doc|attempt|ms|outcome`` (stage durations),
+        ``doc|stage|attempt`` (failed attempts) and the error note."""
         assert t.batch_id is not None
         attempt, k = t.attempt, self.keys
         failure = attempt.failure if attempt else None
-        keys = {**self._batch_keys(t.batch_id), "done_metrics": k.done_metrics,
-                "stage_metrics": k.stage_metrics(attempt.stage if attempt else "none"),
-                "error_metrics": k.error_metrics(failure.category if failure else "none"),
-                "recent_errors": k.recent_errors, "failed_metrics": k.failed_metrics, "counters": k.counters}  # fmt: skip
-        args = {"batch_id": t.batch_id, "document": t.document_id, "version": t.version, "state": t.state,
-                "stage": t.stage if t.stage and t.state in (MirrorState.RUNNING, MirrorState.FAILED) else "",
-                "category": failure.category if failure else "",
-                "stage_member": f"{t.document_id}|{attempt.number}|{attempt.elapsed_ms}|{attempt.outcome}"
-                if attempt and attempt.elapsed_ms is not None else "",
-                "error_member": f"{t.document_id}|{attempt.stage}|{attempt.number}" if attempt and failure else "",
-                "error": ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
-                                   attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
-                if attempt and failure else "", "now": now, "counted": counted(t)}  # fmt: skip
-        return keys, args
+        keys = [k.batch(t.batch_id), k.batch_docs(t.batch_id), k.batch_errors(t.batch_id),
+                k.stage_metrics(attempt.stage if attempt else "none"), k.error_metrics(failure.category if failure else "none")]  # fmt: skip
+        change = {"batch_id": t.batch_id, "document": str(t.document_id), "version": str(t.version), "state": str(t.state),
+                  "stage": str(t.stage) if t.stage and t.state in (MirrorState.RUNNING, MirrorState.FAILED) else "",
+                  "category": str(failure.category) if failure else "",
+                  "stage_member": f"{t.document_id}|{attempt.number}|{attempt.elapsed_ms}|{attempt.outcome}"
+                  if attempt and attempt.elapsed_ms is not None else "",
+                  "error_member": f"{t.document_id}|{attempt.stage}|{attempt.number}" if attempt and failure else "",
+                  "error": ErrorNote(attempt.stage, failure.category, failure.message, attempt.number, now,
+                                     attempt.outcome is AttemptOutcome.RETRY, failure.digest, failure.source).to_json()
+                  if attempt and failure else "", "now": repr(now), "counted": [str(v) for v in counted(t)]}  # fmt: skip
+        return keys, json.dumps(change)
+
+    def _call(self, changes: Sequence[tuple[list[str], str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The transition script's keys and arguments for these changes."""
+        k = self.keys
+        keys = {"done_metrics": k.done_metrics, "recent_errors": k.recent_errors, "failed_metrics": k.failed_metrics,
+                "counters": k.counters, "change_keys": [key for change_keys, _ in changes for key in change_keys]}  # fmt: skip
+        return keys, {"changes": [change for _, change in changes]}
 
     def apply_transitions(self, transitions: Sequence[Transition], *, now: float | None = None) -> set[str]:
-        """Copy document state changes to the mirror, many per round trip; returns the batches that
-        no longer have an open document (to be settled). `now` (default: the clock) stamps the
-        metrics and timestamps the changes write."""
+        """Copy document state changes to the mirror, `CHANGES_PER_CALL` per script call and every
+        call in one round trip; returns the batches that no longer have an open document (to be
+        settled). `now` (default: the clock) stamps the metrics and timestamps the changes write."""
         now = time.time() if now is None else now
-        changes = [t for t in transitions if t.batch_id is not None]
         settleable: set[str] = set()
-        if len(changes) == 1:  # a pipeline would first ask SCRIPT EXISTS: one round trip more
-            (only,) = changes
-            return {str(only.batch_id)} if int(self._apply(only, now)) == SETTLEABLE else settleable
-        for offset in range(0, len(changes), 1000):
-            part = changes[offset : offset + 1000]
-            pipe = self.client.pipeline(transaction=False)
-            for change in part:
-                self._apply(change, now, client=pipe)
-            settleable.update(t.batch_id for t, r in zip(part, pipe.execute(), strict=True) if int(r) == SETTLEABLE and t.batch_id)
+        trip = RoundTrip(self.client)
+        for t in transitions:
+            self.queue_transition(trip, t, now=now, settleable=settleable.add)
+        errors = trip.send()
+        if errors:
+            raise errors[0]
         return settleable
 
     def settle(self, batch_id: str, status: BatchStatus, *, created_at: float, finished_at: float | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 from functools import cache
+from typing import Any
 
 import redis
 
@@ -18,8 +19,27 @@ CLIENT_NAME = "legaldoc"  # every connection's name (CLIENT LIST; Celery's own s
 
 
 @cache
+def _one_write(base: type[redis.connection.AbstractConnection]) -> type[redis.connection.AbstractConnection]:
+    """`base` (plain, TLS or unix socket) sending each command or pipeline in one write: redis-py
+    writes a pipeline in pieces (every value over 6 kB on its own), and the server may answer the
+    first pieces before the rest arrives; one buffer is one system call and goes out together."""
+
+    class OneWrite(base):  # type: ignore[valid-type,misc]
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            if isinstance(command, list) and len(command) > 1:
+                command = [b"".join(command)]
+            super().send_packed_command(command, check_health)
+
+    OneWrite.__name__ = OneWrite.__qualname__ = f"OneWrite{base.__name__}"
+    return OneWrite
+
+
+@cache
 def _client(url: str, interactive: bool, pid: int) -> redis.Redis:
-    return redis.Redis.from_url(url, client_name=CLIENT_NAME, **TIMEOUTS[interactive])
+    client = redis.Redis.from_url(url, client_name=CLIENT_NAME, **TIMEOUTS[interactive])
+    pool = client.connection_pool
+    pool.connection_class = _one_write(pool.connection_class)  # before its first connection
+    return client
 
 
 def client(url: str, *, interactive: bool = False) -> redis.Redis:

@@ -66,6 +66,8 @@ class RoundTrip:
     home: redis.Redis
     commands: list[_Command] = field(default_factory=list)
     sent: int = 0  # round trips made by `send` (for the counting benchmark and the tests)
+    # items held until `send`, per gatherer: (how they become commands, the items)
+    gathered: dict[int, tuple[Callable[[RoundTrip, list[Any]], None], list[Any]]] = field(default_factory=dict)
 
     def add(self, client: redis.Redis, *args: Any, reply: Reply | None = None, must: bool = False) -> None:
         """Queue one command for `client`'s database; `reply` gets its answer; `must`: its failure
@@ -77,13 +79,21 @@ class RoundTrip:
         """Queue one EVALSHA; `run` is the script's own call, used when the server lacks it."""
         self.commands.append(_Command(client, ("EVALSHA", sha, len(keys), *keys, *args), reply, run))
 
+    def gather(self, gatherer: object, item: Any, emit: Callable[[RoundTrip, list[Any]], None]) -> None:
+        """Hold `item` until `send`, which hands every item held for `gatherer` to `emit` at once,
+        to be queued as commands (several document changes in one script call)."""
+        self.gathered.setdefault(id(gatherer), (emit, []))[1].append(item)
+
     def __len__(self) -> int:
-        return len(self.commands)
+        return len(self.commands) + sum(len(items) for _, items in self.gathered.values())
 
     def send(self) -> list[Exception]:
         """Send everything queued (nothing: no round trip) and hand each reply to its callback.
         Returns the errors of the other commands; the first error of a `must` command raises, after
         every reply was handed over."""
+        gathered, self.gathered = self.gathered, {}
+        for emit, items in gathered.values():
+            emit(self, items)
         commands, self.commands = self.commands, []
         if not commands:
             return []

@@ -176,8 +176,10 @@ def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
         request = task.request
         parent = Lineage(request.id, request.root_id or request.id) if request.id else None
         outcome = rt.runner.execute(document_id, Stage(stage_name), attempt, parent, chain(app, settings, queue))
-        for ended in outcome.chained():
-            if ended.status in FAILURES:
+        ended = outcome.chained()
+        stats.count_chained(len(ended) - 1)
+        for each in ended:
+            if each.status in FAILURES:
                 stats.count_failure()
         return celery_state(outcome)  # the task's own stage; a chained one's failure has its own retry message
 

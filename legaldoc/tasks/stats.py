@@ -6,13 +6,15 @@ import multiprocessing
 from multiprocessing.sharedctypes import Synchronized
 
 _failed: Synchronized | None = None
+_chained: Synchronized | None = None
 _task_events: Synchronized | None = None
 
 
 def create(*, task_events: bool) -> None:
     """Called in the worker's main process before the pool forks."""
-    global _failed, _task_events
+    global _failed, _chained, _task_events
     _failed = multiprocessing.Value("q", 0)
+    _chained = multiprocessing.Value("q", 0)
     _task_events = multiprocessing.Value("b", int(task_events))
 
 
@@ -24,6 +26,17 @@ def count_failure() -> None:
 
 def failures() -> int:
     return int(_failed.value) if _failed is not None else 0
+
+
+def count_chained(stages: int) -> None:
+    """Stages a task ran after its own (`services.stages.Chain`): each counts as one more processed."""
+    if _chained is not None and stages:
+        with _chained.get_lock():
+            _chained.value += stages
+
+
+def chained() -> int:
+    return int(_chained.value) if _chained is not None else 0
 
 
 def set_task_events(on: bool) -> None:

@@ -104,7 +104,7 @@ class Heartbeater(threading.Thread):
             stats.set_task_events(events)  # the pool processes chain stages only without them
             beat.extra["task_events"] = events
         beat.active = len(state.active_requests)
-        beat.processed = int(state.all_total_count[0])
+        beat.processed = int(state.all_total_count[0]) + stats.chained()  # a chained stage counts as a task
         beat.failed = stats.failures()
         beat.rss = resident_memory(beat.pid)
 
