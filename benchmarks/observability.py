@@ -1,8 +1,9 @@
 """What watching costs: Celery task events and the Prometheus counters, per document.
 
 1. events: small documents (real court e-mails) through a real worker of 2 processes, from submit
-   to finished, with task events on (the default: Flower, `celery events`, celery-exporter) and
-   off (`worker_task_events = false`), in interleaved rounds; the ratio of medians, the Redis
+   to finished, with task events on (what Flower, `celery events` and celery-exporter read; the
+   worker then runs every stage as its own task) and off (the default: each document's stages run
+   in one task, `services.stages.Chain`), in interleaved rounds; the ratio of medians, the Redis
    commands per document either way (INFO commandstats), and the CPU seconds of the worker's process
    tree plus redis-server (steadier than wall time on a shared machine).
 2. counters: the transition script that mirrors a stage's end, called as a stage calls it (one

@@ -83,7 +83,8 @@ def test_the_state_changes_a_round_trip_carries_go_in_one_script_call(redis_url)
     documents, a stale change and a large value written in pieces by redis-py, Then it is one turn
     and one call of the transition script, which applies the newer changes in order and ignores the
     stale one, and each change's caller hears whether its batch has no open document left. A bulk
-    copy of 450 changes is 3 script calls in one round trip."""
+    copy of 450 changes is 3 script calls in one round trip. A change Redis refuses stops only
+    itself: the bulk copy raises naming it, a stage's round trip hands it back to be logged."""
     from legaldoc.lifecycle import Attempt, AttemptOutcome, MirrorState, Transition
     from legaldoc.state.batches import CHANGES_PER_CALL, BatchState
     from legaldoc.state.connection import client as legaldoc_client
@@ -123,6 +124,22 @@ def test_the_state_changes_a_round_trip_carries_go_in_one_script_call(redis_url)
         assert proxy.counts()["legaldoc"].round_trips == 1
         assert int(direct.info("commandstats")["cmdstat_evalsha"]["calls"]) == -(-450 // CHANGES_PER_CALL) == 3
         assert direct.hget(Keys().batch("b3"), "succeeded") == b"450"
+
+        # one change Redis refuses (its batch's documents hash is a string) stops only itself
+        direct.hset(Keys().batch("b4"), "total", 1)
+        direct.set(Keys().batch_docs("b4"), "not a hash")
+        changes = [Transition(2, "b1", 3, MirrorState.SUCCEEDED), Transition(7, "b4", 2, MirrorState.SUCCEEDED),
+                   Transition(1000, "b3", 1, MirrorState.RUNNING)]  # fmt: skip
+        with pytest.raises(redis.ResponseError, match="1 of 3 state changes refused: ERR .*WRONGTYPE"):
+            state.apply_transitions(changes)
+        assert direct.hget(Keys().batch_docs("b1"), "2") == b"3|succeeded||"  # the one before it applied
+        assert direct.hget(Keys().batch_docs("b3"), "1000") == b"2|succeeded||"  # the one after it ran (stale: older)
+        trip = RoundTrip(client)
+        state.queue_transition(trip, Transition(7, "b4", 3, MirrorState.SUCCEEDED))
+        state.queue_transition(trip, Transition(3, "b2", 3, MirrorState.FAILED, None, None), settleable=settled.append)
+        errors = trip.send()  # in a stage's round trip: handed back to be logged, the other change applied
+        assert len(errors) == 1 and "1 of 2 state changes refused" in str(errors[0]), errors
+        assert direct.hget(Keys().batch_docs("b2"), "3") == b"3|failed||" and settled == ["b2", "b2"]
 
 
 def _runtime_through(proxy: CountingProxy, settings: Settings) -> Runtime:
@@ -187,59 +204,92 @@ def test_each_stage_ends_in_one_round_trip(batch_settings, tmp_path: Path):
     assert sum(depths.values()) == len(ids) * len(STAGES) + 1, depths  # every message published (none consumed here)
 
 
-def test_a_chained_document_takes_two_round_trips_and_one_more_for_a_new_entity_type(batch_settings, tmp_path: Path):
-    """Given a batch of 4 court e-mails, each run by one `execute` of its extract message with a
-    chain that allows every later stage (a worker consuming every queue), Then each document's five
-    stages run in turn, each its own claim and run, and take two round trips in all: the extraction
-    lookup (with the running mark), and the last stage's end, which carries the ends of the four
-    before it; resolution adds its entity-index read when the document brings a type the held
-    index lacks, and that read carries the ends so far. No stage message is published after submit;
-    the live state ends right. A chain with less time left than
-    `CHAIN_SHARE` of the next stage's soft limit publishes that stage's message instead."""
-    folder = nef_copies(tmp_path / "docs", 5)
+def test_a_chained_document_takes_two_round_trips_and_one_more_per_index_read_or_write(batch_settings, tmp_path: Path,
+                                                                                       monkeypatch):  # fmt: skip
+    """Given a batch of 7 court e-mails, 4 of them each run by one `execute` of its extract message
+    with a chain that allows every later stage (a worker consuming every queue), Then each one's
+    five stages run in turn, each its own claim and run, in two round trips: the extraction lookup
+    (with the running mark and the question "does a more urgent message wait?") and the last
+    stage's end, which carries the ends of the four before it in one script call; resolution adds
+    its entity-index read when the document brings a type the held index lacks (the read carries
+    the ends so far), and its end goes at once when it changed the index (other processes read it).
+    No stage message is published after submit; the live state ends right. The next stage's message
+    is published instead, and the chain stops, when the task has less than `CHAIN_SHARE` of that
+    stage's soft limit left, when its claim cannot even be taken (a database error), and when a
+    message more urgent than the document waits in the worker's queues."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
+
+    from legaldoc.storage import claims
+    from legaldoc.storage.tables import Project, StageRun
+
+    folder = nef_copies(tmp_path / "docs", 7)
     redis.Redis.from_url(batch_settings.redis_url).script_flush()
+    queues = frozenset(q.value for q in (Queue.OCR, Queue.TEXT, Queue.ENTITY, Queue.GRAPH))
+    every = chainable(q.value for q in Queue)
+    assert every == frozenset(STAGES) - {Stage.EXTRACT}
+
+    def chain(seconds: float = 3600) -> Chain:
+        return Chain(every, time.monotonic() + seconds, queues)
+
     with CountingProxy(_port(batch_settings.redis_url)) as proxy:
         rt = _runtime_through(proxy, batch_settings)
         rt.require()
         submitted = service.submit_batch(rt, load_manifest(write_manifest(tmp_path / "m.yaml", [{"glob": f"{folder}/*"}])))
         ids = sorted(d["id"] for d in _documents(rt, submitted.batch_id))
-        every = chainable(q.value for q in Queue)
-        assert every == frozenset(STAGES) - {Stage.EXTRACT}
-        trips = []
-        for document_id in ids[:-1]:
-            before = proxy.counts()["legaldoc"].round_trips
-            outcome = rt.runner.execute(document_id, Stage.EXTRACT, 1, chain=Chain(every, time.monotonic() + 3600))
+
+        def generation() -> int:
+            with rt.database.read() as session:
+                return int(session.scalar(select(Project.entity_generation)) or 0)
+
+        trips, scripts, changed = [], [], []
+        for document_id in ids[:4]:
+            before, calls, known = proxy.counts()["legaldoc"].round_trips, proxy.counts()["legaldoc"].commands.get("EVALSHA", 0), generation()
+            outcome = rt.runner.execute(document_id, Stage.EXTRACT, 1, chain=chain())
             assert [o.status for o in outcome.chained()] == ["done"] * len(STAGES), outcome
             trips.append(proxy.counts()["legaldoc"].round_trips - before)
-        # the last one: too little time left for a chunk stage of its own (text queue's soft limit)
+            scripts.append(proxy.counts()["legaldoc"].commands.get("EVALSHA", 0) - calls)
+            changed.append(int(generation() != known))
+        # too little time left for a chunk stage of its own (the text queue's soft limit)
         short = CHAIN_SHARE * batch_settings.soft_time_limit(Queue.TEXT.value) - 1
-        assert not Chain(every, time.monotonic() + short).allows(Stage.CHUNK, batch_settings)
-        outcome = rt.runner.execute(ids[-1], Stage.EXTRACT, 1, chain=Chain(every, time.monotonic() + short))
-        assert [o.status for o in outcome.chained()] == ["done"], outcome
+        assert not chain(short).allows(Stage.CHUNK, batch_settings)
+        assert [o.status for o in rt.runner.execute(ids[4], Stage.EXTRACT, 1, chain=chain(short)).chained()] == ["done"]
+        # the chained stage's claim fails: its message goes out, the extract stage stays done
+        original = claims.claim
+
+        def refused(session, document_id, stage, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if stage is Stage.CHUNK:
+                raise OperationalError("UPDATE documents", {}, Exception("database is locked"))
+            return original(session, document_id, stage, *args, **kwargs)
+
+        monkeypatch.setattr(claims, "claim", refused)
+        assert [o.status for o in rt.runner.execute(ids[5], Stage.EXTRACT, 1, chain=chain()).chained()] == ["done"]
+        monkeypatch.setattr(claims, "claim", original)
+        # a more urgent message waits (priority 9; the batch is 5): no chaining
+        Runtime(batch_settings).broker.publish_stage([(10**9, Stage.EXTRACT, 1)], 9)
+        assert [o.status for o in rt.runner.execute(ids[6], Stage.EXTRACT, 1, chain=chain()).chained()] == ["done"]
     held: set[str] = set()
     reads = []
-    for document_id in ids[:-1]:
+    for document_id in ids[:4]:
         types = _mention_types(rt, document_id)
         reads.append(int(not types <= held))
         held |= types
-    assert 0 in reads[1:], reads
+    print(f"\nround trips of chained documents: {trips}, script calls {scripts}, index reads {reads}, index writes {changed}")
     # the first document also loads the scripts into the server (one round trip each, once)
-    assert trips[0] >= 2 + reads[0] and trips[1:] == [2 + read for read in reads[1:]], (trips, reads)
-    print(f"\nround trips of chained documents: {trips}, entity-index reads {reads}")
+    assert trips[0] >= 2 + reads[0] + changed[0], (trips, reads, changed)
+    assert trips[1:] == [2 + read + write for read, write in zip(reads[1:], changed[1:], strict=True)], (trips, reads, changed)
+    # the running mark; the other ends (one call per round trip that carries any); the index write
+    assert scripts[1:] == [2 + read + 2 * write for read, write in zip(reads[1:], changed[1:], strict=True)], scripts
     direct = Runtime(batch_settings)
     live = direct.state.read(submitted.batch_id)
-    assert live is not None and live["succeeded"] == str(len(ids) - 1) and live["running"] == "1", live
+    assert live is not None and live["succeeded"] == "4" and live["running"] == "3", live
     depths = direct.broker.depths()
-    assert depths[Queue.OCR.value] == len(ids) and depths[Queue.TEXT.value] == 1, depths  # submit's, and the unchained chunk
-    assert sum(depths.values()) == len(ids) + 1, depths
+    # submit's 7, the urgent one, and the three chunk messages the chains published instead
+    assert (depths[Queue.OCR.value], depths[Queue.TEXT.value], sum(depths.values())) == (8, 3, 11), depths
     with rt.database.read() as session:
-        from sqlalchemy import select
-
-        from legaldoc.storage.tables import StageRun
-
         runs = session.execute(select(StageRun.document_id, StageRun.stage, StageRun.attempt)).all()
     assert sorted((r.document_id, r.stage) for r in runs) == sorted(
-        [(d, s.value) for d in ids[:-1] for s in STAGES] + [(ids[-1], Stage.EXTRACT.value)])
+        [(d, s.value) for d in ids[:4] for s in STAGES] + [(d, Stage.EXTRACT.value) for d in ids[4:]])
     assert {r.attempt for r in runs} == {1}
 
 

@@ -224,6 +224,8 @@ class StageCache:
             return
 
         def write(trip: RoundTrip | None) -> None:
+            if trip is not None:
+                trip.prompt = True  # other processes resolving this project read it: not held for a chained stage
             try:
                 cache.put_index(project_id, base, generation, blobs, trip=trip)
             except Exception:

@@ -112,17 +112,20 @@ class StageOutcome:
 
 
 CHAIN_SHARE = 0.9  # a chained stage starts only with this share of its own queue's soft time limit left
+PROBE_AGE = 1.0  # seconds an answer to "does a more urgent message wait?" holds for chaining
 
 
 @dataclass(frozen=True)
 class Chain:
     """Which next stages a task may run itself, right after the stage its message named: those whose
     queue this worker consumes (`queues.chainable`), while the task's soft time limit leaves at
-    least `CHAIN_SHARE` of the time a message of the stage's own would get. A stage not chained is
-    published to its queue as usual."""
+    least `CHAIN_SHARE` of the time a message of the stage's own would get, and no message more
+    urgent than the document waits in the stage queues the worker consumes (asked at most
+    `PROBE_AGE` seconds before). A stage not chained is published to its queue as usual."""
 
     stages: frozenset[Stage]
     deadline: float  # time.monotonic() at which the task's soft time limit falls due
+    queues: frozenset[str] = frozenset()  # the stage queues this worker consumes (for the priority probe)
 
     def allows(self, stage: Stage, settings: Settings) -> bool:
         if stage not in self.stages:
@@ -207,6 +210,9 @@ class StageRunner:
         self._trip: RoundTrip | None = None  # the running stage's Redis commands, sent together (`_send`)
         self._settleable: list[str] = []
         self._priority = DEFAULT_PRIORITY  # the running stage's batch priority
+        self._chain: Chain | None = None  # the running task's
+        # the last answer to "does a message more urgent than priority wait?": (monotonic time, priority, answer)
+        self._urgent: tuple[float, int, bool] | None = None
 
     def entity_provider(self, name: str | None) -> EntityProvider:
         """The provider a batch's ``options.entities`` names (else the settings'), made once."""
@@ -225,22 +231,69 @@ class StageRunner:
         self._trip = self._new_trip()
         self._settleable = []
         self._priority = DEFAULT_PRIORITY
+        self._chain = chain
         outcomes: list[StageOutcome] = []
-        try:
-            while True:
-                with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
+        while True:
+            with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
+                try:
                     outcome, follow = self._execute(document_id, stage, attempt, parent, chain)
+                except Exception:
+                    if not outcomes:
+                        self._flush(failing=True)
+                        raise
+                    # a chained stage that could not even start (the database refused its claim):
+                    # its message goes out instead, so the document is not left waiting for the sweeper
+                    log.warning("could not run the %s stage in this task; its message is published instead",
+                                stage.value, exc_info=True)  # fmt: skip
+                    if self.broker is not None and self._trip is not None:
+                        self.broker.queue_stage(self._trip, [(document_id, stage, attempt)], self._priority, parent=parent)
+                    self._flush()
+                    break
                 outcomes.append(outcome)
                 if follow is None:
+                    self._flush()  # what the last stage left for a next turn that will not come
                     break
-                stage, attempt = follow, 1
-        finally:
-            self._send(self._priority)  # what a stage left for the next one's round trip, if none came
+            stage, attempt = follow, 1
         result: StageOutcome | None = None
         for outcome in reversed(outcomes):
             result = replace(outcome, then=result)
         assert result is not None
         return result
+
+    def _flush(self, *, failing: bool = False) -> None:
+        """Send what the round trip still holds; while an error propagates, a failure here is only logged."""
+        try:
+            self._send(self._priority)
+        except Exception:
+            if not failing:
+                raise
+            log.warning("could not send the document's state changes to Redis", exc_info=True)
+
+    def _may_chain(self, stage: Stage, priority: int) -> bool:
+        """Whether the next stage runs here: the chain allows it, and no message more urgent than this
+        document waits in this worker's stage queues (asked in the round trip, which then goes now
+        with what it holds, unless an answer of the last `PROBE_AGE` seconds says so already)."""
+        chain = self._chain
+        if chain is None or self.broker is None or self._trip is None or not chain.allows(stage, self.settings):
+            return False
+        known = self._urgent
+        if known is None or known[1] != priority or time.monotonic() - known[0] > PROBE_AGE:
+            self._queue_probe(priority)
+            self._send(priority)
+            known = self._urgent
+        return known is not None and known[1] == priority and not known[2]
+
+    def _queue_probe(self, priority: int) -> None:
+        """Ask in the round trip whether a message more urgent than `priority` waits (see `_may_chain`)."""
+        chain = self._chain
+        if chain is None or self.broker is None or self._trip is None:
+            return
+        self._urgent = None
+
+        def answer(waiting: bool) -> None:
+            self._urgent = (time.monotonic(), priority, waiting)
+
+        self.broker.queue_more_urgent(self._trip, chain.queues, priority, answer)
 
     def _execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None,
                  chain: Chain | None) -> tuple[StageOutcome, Stage | None]:  # fmt: skip
@@ -305,11 +358,11 @@ class StageRunner:
         self._queue(transition)
         follow = None
         if transition.state is MirrorState.RUNNING and transition.stage and self.broker and self._trip is not None:
-            if chain is not None and chain.allows(transition.stage, self.settings):
+            if self._may_chain(transition.stage, priority):
                 follow = transition.stage  # runs next here: this end rides in its first round trip
             else:
                 self.broker.queue_stage(self._trip, [(document_id, transition.stage, 1)], priority, parent=parent)
-        if follow is None:
+        if follow is None or (self._trip is not None and self._trip.prompt):
             self._send(priority)  # the stage's end: state, cache writes and the next message in one round trip
         done = AttemptOutcome.SKIPPED if isinstance(work, Skip) else AttemptOutcome.DONE
         log.info("stage %s", done.value, extra={"duration": round(time.monotonic() - started, 3)})
@@ -448,6 +501,7 @@ class StageRunner:
                     return Skip(None, "unchanged since it was processed")
                 return Skip(same, f"same content as document {same}")
         key = extract_key(self.settings.model_copy(update={"ocr_provider": mode.value}), sha256)
+        self._queue_probe(self._priority)  # for chaining the next stages: rides with the lookup or the running mark
         lookup = self.use_cache and not options.get("force")
         cached = self.cache.extraction(key, sha256) if lookup else None
         if not (lookup and self.cache.redis is not None):

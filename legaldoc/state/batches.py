@@ -112,9 +112,14 @@ class BatchState:
             part = items[offset : offset + CHANGES_PER_CALL]
 
             def reply(codes: Any, part: list[Any] = part) -> None:
+                refused = []
                 for (_, batch_id, settleable), code in zip(part, codes, strict=True):
-                    if settleable is not None and int(code) == SETTLEABLE:
+                    if isinstance(code, bytes | str):  # this change failed, the others of the call did not
+                        refused.append(code.decode() if isinstance(code, bytes) else code)
+                    elif settleable is not None and int(code) == SETTLEABLE:
                         settleable(batch_id)
+                if refused:
+                    raise redis.ResponseError(f"{len(refused)} of {len(part)} state changes refused: {refused[0]}")
 
             self._transition.queue(trip, *self._call([change for change, _, _ in part]), reply=reply)
 

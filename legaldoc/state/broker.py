@@ -308,6 +308,17 @@ class Broker:
                         attempt - 1, parent)
                 for document_id, stage, attempt in items)  # fmt: skip
 
+    def queue_more_urgent(self, trip: RoundTrip, queues: Iterable[str], priority: int, reply: Callable[[bool], None]) -> None:
+        """Ask in `trip` whether a message more urgent than `priority` waits in any of these queues;
+        `reply` gets the answer when the trip is sent (at once, False, when nothing is more urgent)."""
+        steps = broker_priority(priority)  # kombu's steps 0 .. steps - 1 are served before this priority
+        lists = [key for queue in sorted(queues) for key in self.keys.queue_lists(queue)[:steps]]
+        if not lists:
+            reply(False)
+            return
+        # Redis deletes an emptied list, so a list holds a message exactly when its key exists
+        trip.add(self.client, "EXISTS", *lists, reply=lambda found: reply(int(found) > 0))
+
     def depth(self, queue: str) -> int:
         """Messages waiting in a queue, over all its priority lists."""
         return self.depths([queue])[queue]

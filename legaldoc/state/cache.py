@@ -13,6 +13,7 @@ project's lock, so a stale index is never used; writers replace or update it und
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,10 +24,19 @@ from legaldoc.state.keys import Keys
 from legaldoc.state.roundtrip import RoundTrip
 from legaldoc.state.scripts import Script
 
+log = logging.getLogger("legaldoc.cache")
+
 EXTRACT = "extract"
 ENTITIES = "entities"
 MODEL = "model"  # answers of a language model by (text sha256, model, prompt version)
 NAMESPACES = (EXTRACT, ENTITIES, MODEL)
+
+def _sent(trip: RoundTrip) -> None:
+    """Send a round trip for a read: the other commands it carries (state changes, cache writes)
+    that Redis refused are logged, as the stage's own end logs them (the database has them)."""
+    for error in trip.send():
+        log.warning("Redis refused a state or cache write: %s", error)
+
 
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -100,7 +110,7 @@ class ResultCache:
         name, found = self.extract_key(extract_key), list[bytes | None]()
         trip.add(self.client, "GET", name, reply=found.append)
         trip.add(self.client, "PEXPIRE", name, self.ttl_ms)
-        trip.send()
+        _sent(trip)
         value = found[0] if found else None
         self.count(trip, EXTRACT, hits=int(value is not None), misses=int(value is None))
         if own:
@@ -166,7 +176,7 @@ class ResultCache:
         name, found = self.index_key(project_id), list[list[bytes | None]]()
         trip.add(self.client, "HMGET", name, "gen", *wanted, reply=found.append)
         trip.add(self.client, "PEXPIRE", name, self.ttl_ms)
-        trip.send()
+        _sent(trip)
         held, *values = found[0] if found else [None]
         hit = held is not None and _str(held) == str(generation) and all(v is not None for v in values)
         self.count(trip, ENTITIES, hits=int(hit), misses=int(not hit))

@@ -66,6 +66,9 @@ class RoundTrip:
     home: redis.Redis
     commands: list[_Command] = field(default_factory=list)
     sent: int = 0  # round trips made by `send` (for the counting benchmark and the tests)
+    # a command others wait for is queued (an entity index write): the trip goes at its stage's end
+    # even when the next stage runs in the same task (`services.stages.Chain`); `send` clears it
+    prompt: bool = False
     # items held until `send`, per gatherer: (how they become commands, the items)
     gathered: dict[int, tuple[Callable[[RoundTrip, list[Any]], None], list[Any]]] = field(default_factory=dict)
 
@@ -91,6 +94,7 @@ class RoundTrip:
         """Send everything queued (nothing: no round trip) and hand each reply to its callback.
         Returns the errors of the other commands; the first error of a `must` command raises, after
         every reply was handed over."""
+        self.prompt = False
         gathered, self.gathered = self.gathered, {}
         for emit, items in gathered.values():
             emit(self, items)
@@ -153,7 +157,10 @@ class RoundTrip:
                 errors.append((command, value))
                 continue
             if command.reply is not None:
-                command.reply(value)
+                try:
+                    command.reply(value)
+                except redis.RedisError as exc:  # the reply says part of the command failed
+                    errors.append((command, exc))
         return errors
 
 

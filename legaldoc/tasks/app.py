@@ -42,6 +42,9 @@ from legaldoc.state.broker import Lineage
 from legaldoc.tasks import stats
 from legaldoc.tasks.runtime import runtime
 
+RAN = frozenset({AttemptOutcome.DONE, AttemptOutcome.SKIPPED, AttemptOutcome.CACHED, AttemptOutcome.WAITING,
+                 AttemptOutcome.CANCELLED, *FAILURES})  # a stage attempt that ran (not a stale or duplicate message)  # fmt: skip
+
 register_category(SoftTimeLimitExceeded, ErrorCategory.RESOURCE)
 register_category(TimeLimitExceeded, ErrorCategory.RESOURCE)
 register_category(WorkerLostError, ErrorCategory.RESOURCE)
@@ -163,7 +166,8 @@ def chain(app: Celery, settings: Settings, queue: str) -> Chain | None:
     queues = getattr(app, "legaldoc_queues", None)
     if not queues or not settings.worker_chain_stages or stats.task_events():
         return None
-    return Chain(chainable(queues), time.monotonic() + settings.soft_time_limit(queue))
+    stage_queues = frozenset(q.value for q in STAGE_QUEUE.values()) & queues
+    return Chain(chainable(queues), time.monotonic() + settings.soft_time_limit(queue), stage_queues)
 
 
 def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
@@ -177,7 +181,7 @@ def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
         parent = Lineage(request.id, request.root_id or request.id) if request.id else None
         outcome = rt.runner.execute(document_id, Stage(stage_name), attempt, parent, chain(app, settings, queue))
         ended = outcome.chained()
-        stats.count_chained(len(ended) - 1)
+        stats.count_chained(sum(1 for each in ended[1:] if each.status in RAN))
         for each in ended:
             if each.status in FAILURES:
                 stats.count_failure()

@@ -10,7 +10,8 @@
 -- carries are recorded. The batch's status is not touched here: the database settles it
 -- (lifecycle.settled_status) and `settle.lua` copies it.
 -- Returns one code per change: -1 unknown batch, 0 stale (applied before, or older), 1 applied,
--- 2 applied and no document of the batch is open any more (the caller has the batch settled).
+-- 2 applied and no document of the batch is open any more (the caller has the batch settled), or
+-- the error that stopped that change ('ERR ...'; the changes before it in the call stay applied).
 
 local RECENT_ERRORS = 200
 -- MirrorState values (a test checks them against legaldoc.lifecycle)
@@ -65,10 +66,13 @@ local function apply(batch, docs, errors, stage_metrics, error_metrics, change)
   return 1
 end
 
+-- One change that fails (a key of the wrong type) does not stop the others: its code is the error.
 local codes = {}
 for i, text in ipairs(changes) do
   local k = (i - 1) * 5
-  codes[i] = apply(change_keys[k + 1], change_keys[k + 2], change_keys[k + 3], change_keys[k + 4], change_keys[k + 5],
-                   cjson.decode(text))
+  local ok, code = pcall(apply, change_keys[k + 1], change_keys[k + 2], change_keys[k + 3], change_keys[k + 4],
+                         change_keys[k + 5], cjson.decode(text))
+  if not ok and type(code) == 'table' then code = code.err end
+  codes[i] = ok and code or ('ERR ' .. tostring(code))
 end
 return codes
