@@ -19,7 +19,7 @@ from tests.batchkit import nef_copies, write_manifest
 from tests.conftest import FAST_CLAIMS, settings_env
 from tests.test_cli import legaldoc
 
-STATUS_KEYS = {"name", "host", "pid", "queues", "concurrency", "active", "processed", "failed", "rss", "last_seen",
+STATUS_KEYS = {"name", "host", "pid", "queues", "concurrency", "active", "processed", "failed", "rss", "last_seen", "task_events",
                "started_at", "online"}
 
 

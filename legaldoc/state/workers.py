@@ -49,7 +49,8 @@ class Heartbeat:
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         """The fields `workers status --json` prints."""
         shown = {k: v for k, v in asdict(self).items() if k not in ("started", "interval", "stopped", "extra", "database_url")}
-        return shown | {"online": self.online(now), "last_seen": iso(self.last_seen), "started_at": iso(self.started)}
+        return shown | {"online": self.online(now), "last_seen": iso(self.last_seen), "started_at": iso(self.started),
+                        "task_events": bool(self.extra.get("task_events", False))}  # fmt: skip
 
 
 class WorkerRegistry:
