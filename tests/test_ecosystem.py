@@ -109,3 +109,26 @@ def _until(check, timeout: float, what: str):
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
     return value
+
+
+def test_a_task_chains_only_stages_of_queues_its_worker_consumes_and_only_without_task_events(batch_settings, monkeypatch):
+    """Outside a worker nothing chains; a worker of the ocr queue alone chains nothing (and asks
+    Redis nothing); one of ocr and text chains the chunk stage, probing those two queues; with
+    `worker_chain_stages` off, or while the worker sends task events, nothing chains."""
+    from legaldoc.tasks import stats
+    from legaldoc.tasks.app import chain
+
+    for name in ("_failed", "_chained", "_task_events"):
+        monkeypatch.setattr(stats, name, None)  # restored after: this process is no worker
+    app = create_app(batch_settings)
+    stats.create(task_events=False)
+    assert chain(app, batch_settings, "ocr") is None
+    app.legaldoc_queues = frozenset({"ocr", "cleanup"})
+    assert chain(app, batch_settings, "ocr") is None
+    app.legaldoc_queues = frozenset({"ocr", "text", "cleanup"})
+    made = chain(app, batch_settings, "ocr")
+    assert made is not None and made.stages == {Stage.CHUNK} and made.queues == {"ocr", "text"}
+    assert made.allows(Stage.CHUNK, batch_settings) and not made.allows(Stage.ENTITIES, batch_settings)
+    assert chain(app, batch_settings.model_copy(update={"worker_chain_stages": False}), "ocr") is None
+    stats.set_task_events(True)
+    assert chain(app, batch_settings, "ocr") is None

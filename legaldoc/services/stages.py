@@ -125,7 +125,7 @@ class Chain:
 
     stages: frozenset[Stage]
     deadline: float  # time.monotonic() at which the task's soft time limit falls due
-    queues: frozenset[str] = frozenset()  # the stage queues this worker consumes (for the priority probe)
+    queues: frozenset[str]  # the stage queues this worker consumes (for the priority probe)
 
     def allows(self, stage: Stage, settings: Settings) -> bool:
         if stage not in self.stages:
@@ -236,7 +236,7 @@ class StageRunner:
         while True:
             with log_context(document_id=document_id, stage=stage.value, attempt=attempt):
                 try:
-                    outcome, follow = self._execute(document_id, stage, attempt, parent, chain)
+                    outcome, follow = self._execute(document_id, stage, attempt, parent)
                 except Exception:
                     if not outcomes:
                         self._flush(failing=True)
@@ -295,9 +295,9 @@ class StageRunner:
 
         self.broker.queue_more_urgent(self._trip, chain.queues, priority, answer)
 
-    def _execute(self, document_id: int, stage: Stage, attempt: int, parent: Lineage | None,
-                 chain: Chain | None) -> tuple[StageOutcome, Stage | None]:  # fmt: skip
-        """One stage; the stage to run next in this process when `chain` allows it (its message is
+    def _execute(self, document_id: int, stage: Stage, attempt: int,
+                 parent: Lineage | None) -> tuple[StageOutcome, Stage | None]:  # fmt: skip
+        """One stage; the stage to run next in this process when the task's chain allows it (its message is
         then not published, and this stage's end waits in the round trip for the next turn)."""
         self.cache.begin(self._trip)
         with self.database.session() as session:

@@ -166,8 +166,11 @@ def chain(app: Celery, settings: Settings, queue: str) -> Chain | None:
     queues = getattr(app, "legaldoc_queues", None)
     if not queues or not settings.worker_chain_stages or stats.task_events():
         return None
+    stages = chainable(queues)
+    if not stages:  # e.g. a worker of the ocr queue alone: nothing to chain, nothing to ask Redis
+        return None
     stage_queues = frozenset(q.value for q in STAGE_QUEUE.values()) & queues
-    return Chain(chainable(queues), time.monotonic() + settings.soft_time_limit(queue), stage_queues)
+    return Chain(stages, time.monotonic() + settings.soft_time_limit(queue), stage_queues)
 
 
 def _register_stage(app: Celery, settings: Settings, stage: Stage) -> None:
